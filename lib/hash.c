@@ -1,0 +1,110 @@
+/*
+ * hash.c - allocated segments by start address (I6), so a free finds its
+ * tag in O(1).  Buckets are 32-bit tag indices chained through lnext.  The
+ * table doubles when the load passes 2 and halves when it falls below 1/8,
+ * inline in the operation that crossed the line; if the new table cannot be
+ * mapped the old one simply stays, so resizing never fails an operation.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+
+#include "vmem_impl.h"
+
+#define HASH_MIN_BITS 10u
+
+static inline uint64_t hash_bucket(const vmem_t *vm, vmem_addr_t start)
+{
+	return ((start >> vm->qshift) * 0x9e3779b97f4a7c15ull) >> vm->hash_shift;
+}
+
+int hash_init(vmem_t *vm)
+{
+	size_t n = (size_t)1 << HASH_MIN_BITS;
+	vm->hash = os_map(n * sizeof(bt_idx));
+	if (vm->hash == NULL)
+		return ENOMEM;
+	vm->hash_bytes = n * sizeof(bt_idx);
+	vm->hash_mask = n - 1;
+	vm->hash_shift = 64 - HASH_MIN_BITS;
+	return 0; /* fresh anonymous pages are zero: every bucket is BT_NIL */
+}
+
+void hash_fini(vmem_t *vm)
+{
+	os_unmap(vm->hash, vm->hash_bytes);
+	vm->hash = NULL;
+	vm->hash_bytes = 0;
+}
+
+static void hash_rebuild(vmem_t *vm, unsigned int bits)
+{
+	size_t n = (size_t)1 << bits;
+	bt_idx *t = os_map(n * sizeof(bt_idx));
+	if (t == NULL)
+		return;
+	bt_idx *old = vm->hash;
+	size_t oldn = vm->hash_mask + 1;
+	vm->hash = t;
+	vm->hash_mask = n - 1;
+	vm->hash_shift = 64 - bits;
+	for (size_t k = 0; k < oldn; k++) {
+		bt_idx i = old[k];
+		while (i != BT_NIL) {
+			struct bt *b = BT(vm, i);
+			bt_idx next = b->lnext;
+			uint64_t h = hash_bucket(vm, b->start);
+			b->lnext = t[h];
+			t[h] = i;
+			i = next;
+		}
+	}
+	os_unmap(old, oldn * sizeof(bt_idx));
+	vm->hash_bytes = n * sizeof(bt_idx);
+}
+
+void hash_resize(vmem_t *vm)
+{
+	uint64_t n = vm->hash_mask + 1;
+	unsigned int bits = 64 - vm->hash_shift;
+	if (vm->nalloc > 2 * n && bits < 40)
+		hash_rebuild(vm, bits + 1);
+	else if (vm->nalloc < n / 8 && bits > HASH_MIN_BITS)
+		hash_rebuild(vm, bits - 1);
+}
+
+void hash_insert(vmem_t *vm, bt_idx i)
+{
+	struct bt *b = BT(vm, i);
+	uint64_t h = hash_bucket(vm, b->start);
+	b->lnext = vm->hash[h];
+	vm->hash[h] = i;
+	if (unlikely(++vm->nalloc > 2 * (vm->hash_mask + 1)))
+		hash_resize(vm);
+}
+
+bt_idx hash_lookup(const vmem_t *vm, vmem_addr_t start)
+{
+	bt_idx i = vm->hash[hash_bucket(vm, start)];
+	while (i != BT_NIL && BT(vm, i)->start != start)
+		i = BT(vm, i)->lnext;
+	return i;
+}
+
+bt_idx hash_remove(vmem_t *vm, vmem_addr_t start)
+{
+	bt_idx *link = &vm->hash[hash_bucket(vm, start)];
+	bt_idx i;
+	while ((i = *link) != BT_NIL) {
+		struct bt *b = BT(vm, i);
+		if (b->start == start) {
+			*link = b->lnext;
+			b->lnext = BT_NIL;
+			if (unlikely(--vm->nalloc < (vm->hash_mask + 1) / 8))
+				hash_resize(vm);
+			return i;
+		}
+		link = &b->lnext;
+	}
+	return BT_NIL;
+}

@@ -1,0 +1,106 @@
+/*
+ * tagslab.c - the tag table.  Each arena keeps its boundary tags in one
+ * mapping of its own, grown with mremap, and refers to them by index, so a
+ * tag is 48 bytes and moving the table costs nothing but the kernel's page
+ * table update.  Unused tags form a chain through lnext.  Operations
+ * reserve every tag they may need before they change anything (I12), so a
+ * failed mapping leaves the arena as it was.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vmem_impl.h"
+
+_Static_assert(sizeof(struct bt) == 48, "a tag is 48 bytes");
+
+static void tagslab_chain(vmem_t *vm, uint32_t from, uint32_t to)
+{
+	/* push [from, to) so that lower indices come out first */
+	for (uint32_t i = to; i-- > from;) {
+		struct bt *b = BT(vm, i);
+		memset(b, 0, sizeof(*b));
+		b->type = BT_UNUSED;
+		b->lnext = vm->bt_unused;
+		vm->bt_unused = i;
+	}
+	vm->bt_nunused += to - from;
+}
+
+int tagslab_init(vmem_t *vm)
+{
+	size_t bytes = os_pagesize();
+	vm->bt = os_map(bytes);
+	if (vm->bt == NULL)
+		return ENOMEM;
+	vm->bt_bytes = bytes;
+	vm->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
+	vm->bt_unused = BT_NIL;
+	vm->bt_nunused = 0;
+	memset(vm->bt, 0, bytes);
+	BT(vm, BT_NIL)->type = BT_SENTINEL;
+	struct bt *h = BT(vm, BT_HEAD);
+	h->type = BT_SENTINEL;
+	h->prev = h->next = BT_HEAD;
+	h->lnext = BT_HEAD;
+	h->lprev = BT_HEAD;
+	tagslab_chain(vm, BT_FIRST, vm->bt_cap);
+	return 0;
+}
+
+void tagslab_fini(vmem_t *vm)
+{
+	os_unmap(vm->bt, vm->bt_bytes);
+	vm->bt = NULL;
+	vm->bt_bytes = 0;
+	vm->bt_cap = 0;
+	vm->bt_nunused = 0;
+}
+
+int tagslab_reserve(vmem_t *vm, uint32_t n)
+{
+	if (likely(vm->bt_nunused >= n))
+		return 0;
+	/* grow by an eighth: the slack bounds memory per segment (W8) */
+	size_t want = (size_t)vm->bt_cap + n - vm->bt_nunused;
+	size_t grow = vm->bt_cap / 8;
+	size_t cap = vm->bt_cap + (grow > want - vm->bt_cap ? grow : want - vm->bt_cap);
+	if (cap > BT_IDX_MAX)
+		cap = BT_IDX_MAX;
+	if (cap < want)
+		return ENOMEM;
+	size_t bytes = os_round_page(cap * sizeof(struct bt));
+	struct bt *p = os_remap(vm->bt, vm->bt_bytes, bytes);
+	if (p == NULL)
+		return ENOMEM;
+	uint32_t old = vm->bt_cap;
+	vm->bt = p;
+	vm->bt_bytes = bytes;
+	vm->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
+	if (vm->bt_cap > BT_IDX_MAX)
+		vm->bt_cap = BT_IDX_MAX;
+	tagslab_chain(vm, old, vm->bt_cap);
+	return 0;
+}
+
+bt_idx tagslab_get(vmem_t *vm)
+{
+	bt_idx i = vm->bt_unused;
+	struct bt *b = BT(vm, i);
+	vm->bt_unused = b->lnext;
+	vm->bt_nunused--;
+	b->lnext = BT_NIL;
+	return i;
+}
+
+void tagslab_put(vmem_t *vm, bt_idx i)
+{
+	struct bt *b = BT(vm, i);
+	b->type = BT_UNUSED;
+	b->left = b->right = BT_NIL;
+	b->max = 0;
+	b->lnext = vm->bt_unused;
+	vm->bt_unused = i;
+	vm->bt_nunused++;
+}

@@ -1,0 +1,248 @@
+/*
+ * vmem_impl.h - libvmem internals, grouped by the file that owns them.
+ * The Big Theory Statement is at the top of arena.c; invariants are
+ * numbered there (I1..I12) and cited by check.c and by asserts.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#ifndef VMEM_IMPL_H
+#define VMEM_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vmem.h"
+
+#define VMEM_API __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define VM_SLEEPFLAGS (VM_SLEEP | VM_NOSLEEP)
+#define VM_POLICIES (VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT)
+#define VM_ALLOCFLAGS (VM_SLEEPFLAGS | VM_POLICIES)
+
+/* ---- bt: boundary tags -------------------------------------------------- */
+
+/* Tags live in one table per arena and refer to each other by 32-bit index,
+ * which keeps a tag at 48 bytes (see arena.c, "Memory"). */
+typedef uint32_t bt_idx;
+#define BT_NIL 0u  /* "no tag"; its max is 0, which ends every treap search */
+#define BT_HEAD 1u /* sentinel of the address list and of the span list */
+#define BT_FIRST 2u
+#define BT_IDX_MAX ((1u << 29) - 1)
+
+enum bt_type {
+	BT_UNUSED = 0,      /* on the unused-tag chain */
+	BT_SENTINEL = 1,    /* BT_NIL and BT_HEAD */
+	BT_SPAN = 2,        /* span marker, added by vmem_create/vmem_add */
+	BT_SPAN_IMPORT = 3, /* span marker, imported: released when wholly free */
+	BT_FREE = 4,        /* free segment: on a freelist and in the treap */
+	BT_BUSY = 5,        /* allocated by vmem_alloc: in the hash */
+	BT_BUSY_X = 6,      /* allocated by vmem_xalloc: in the hash */
+	BT_BUSY_QC = 7,     /* a quantum-cache slab: in the hash */
+};
+
+struct bt {
+	vmem_addr_t start;
+	vmem_size_t size;       /* units; a span may end exactly at 2^64 */
+	bt_idx prev, next;      /* address order, circular through BT_HEAD */
+	bt_idx lnext;           /* FREE: freelist; SPAN: span list; BUSY: hash chain; UNUSED: chain */
+	unsigned int lprev : 29; /* FREE: freelist; SPAN: span list */
+	unsigned int type : 3;
+	bt_idx left, right;     /* FREE: treap children, ordered by start */
+	vmem_size_t max;        /* FREE: largest size in this treap subtree */
+};
+
+static inline bool bt_is_span(const struct bt *b)
+{
+	return b->type == BT_SPAN || b->type == BT_SPAN_IMPORT;
+}
+static inline bool bt_is_busy(const struct bt *b)
+{
+	return b->type >= BT_BUSY;
+}
+/* Last unit of a tag's range; never wraps because spans may not. */
+static inline vmem_addr_t bt_last(const struct bt *b)
+{
+	return b->start + (b->size - 1);
+}
+
+/* ---- the arena ------------------------------------------------------- */
+
+#define VMEM_NCLASS 64
+
+struct vmem {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+
+	/* tagslab.c */
+	struct bt *bt;
+	uint32_t bt_cap;     /* tags mapped */
+	uint32_t bt_nunused; /* tags on the unused chain */
+	bt_idx bt_unused;    /* head of the unused chain */
+	size_t bt_bytes;
+
+	/* hash.c */
+	bt_idx *hash;
+	uint64_t hash_mask;
+	unsigned int hash_shift;
+	size_t hash_bytes;
+
+	/* freelist.c and tree.c */
+	uint64_t fl_bitmap; /* bit k: fl_head[k] not empty */
+	bt_idx fl_head[VMEM_NCLASS];
+	bt_idx tree_root;
+	uint64_t tree_seed;
+
+	vmem_size_t quantum;
+	unsigned int qshift;
+	vmem_size_t qcache_max;
+	bool debug;
+	bool ever_allocated;
+	unsigned int nwaiters;
+
+	/* next fit: the end of the previous VM_NEXTFIT allocation, as an
+	 * address so that it never pins a tag (no blocked coalescing) */
+	vmem_addr_t rotor;
+
+	/* import.c */
+	vmem_import_fn *importfn;
+	vmem_release_fn *releasefn;
+	void *import_arg;
+	vmem_t *source;
+	vmem_size_t import_quantum;
+	vmem_size_t limit;
+	vmem_reclaim_fn *reclaimfn;
+	void *reclaim_arg;
+
+	/* totals: I9 */
+	vmem_size_t span_total, alloc_total, free_total, import_total;
+	uint64_t nspans, nalloc, nfree;
+	uint64_t allocs, frees, fails, imports, releases, waits;
+	uint64_t qcache_hits, qcache_misses;
+
+	/* arena.c: the global list, for fork */
+	vmem_t *gnext, *gprev;
+	size_t self_bytes;
+	char name[VMEM_NAMELEN];
+};
+
+static inline struct bt *BT(const vmem_t *vm, bt_idx i)
+{
+	return &vm->bt[i];
+}
+
+/* ---- os.c: the only file that talks to the kernel ---------------------- */
+
+void *os_map(size_t bytes);                          /* NULL on failure */
+void *os_remap(void *p, size_t old, size_t bytes);   /* NULL on failure; p unchanged */
+void os_unmap(void *p, size_t bytes);
+size_t os_pagesize(void);
+size_t os_round_page(size_t bytes);
+void os_lock_init(pthread_mutex_t *m, pthread_cond_t *cv);
+/* Test seams: every map/remap counts; the nth from now (1-based) fails, 0 disarms. */
+void os_fault_after(uint64_t n);
+uint64_t os_map_calls(void);
+/* Bytes the library has mapped and not yet unmapped, all arenas together. */
+size_t os_mapped_bytes(void);
+bool os_debug_env(void);
+
+/* ---- tagslab.c: the tag table ------------------------------------------ */
+
+int tagslab_init(vmem_t *vm);
+void tagslab_fini(vmem_t *vm);
+int tagslab_reserve(vmem_t *vm, uint32_t n); /* 0 or ENOMEM; may move vm->bt */
+bt_idx tagslab_get(vmem_t *vm);              /* only after a reserve */
+void tagslab_put(vmem_t *vm, bt_idx i);
+
+/* ---- bt.c: the address-ordered list ------------------------------------ */
+
+void bt_insert_before(vmem_t *vm, bt_idx at, bt_idx n);
+void bt_insert_after(vmem_t *vm, bt_idx at, bt_idx n);
+void bt_unlink(vmem_t *vm, bt_idx n);
+
+/* ---- freelist.c: power-of-two freelists -------------------------------- */
+
+static inline unsigned int freelist_class(vmem_size_t size)
+{
+	return 63u - (unsigned int)__builtin_clzll(size);
+}
+/* Both keep vm->nfree; remove uses b->size, so call it before a size changes. */
+void freelist_insert(vmem_t *vm, bt_idx i);
+void freelist_remove(vmem_t *vm, bt_idx i);
+
+/* ---- tree.c: treap of free segments by address, with subtree max size --- */
+
+void tree_insert(vmem_t *vm, bt_idx i);
+void tree_remove(vmem_t *vm, bt_idx i);
+/* after a free segment's start or size changed without passing another free segment */
+void tree_update(vmem_t *vm, bt_idx i);
+struct fitreq;
+/* Lowest-addressed free segment with a fit at or above req->minaddr. */
+bt_idx tree_first_fit(const vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp);
+/* The free segment containing addr, or the first one after it; BT_NIL if none. */
+bt_idx tree_ceiling(const vmem_t *vm, vmem_addr_t addr);
+
+/* ---- hash.c: allocated segments by start ------------------------------- */
+
+int hash_init(vmem_t *vm);
+void hash_fini(vmem_t *vm);
+void hash_insert(vmem_t *vm, bt_idx i);
+bt_idx hash_lookup(const vmem_t *vm, vmem_addr_t start);
+bt_idx hash_remove(vmem_t *vm, vmem_addr_t start); /* BT_NIL if absent */
+void hash_resize(vmem_t *vm);                      /* best effort, never fails */
+
+/* ---- fit.c: the pure fit function --------------------------------------- */
+
+struct fitreq {
+	vmem_size_t size;  /* rounded, > 0 */
+	vmem_size_t align; /* power of two >= quantum */
+	vmem_size_t phase; /* < align */
+	vmem_size_t nocross; /* 0 or power of two >= size */
+	vmem_addr_t minaddr, maxaddr; /* inclusive */
+};
+static inline bool fitreq_plain(const struct fitreq *r, vmem_size_t quantum)
+{
+	return r->align == quantum && r->nocross == 0 && r->minaddr == VMEM_ADDR_MIN &&
+	       r->maxaddr == VMEM_ADDR_MAX;
+}
+/* Lowest a in [start, start + size) meeting req, without wrapping. */
+bool fit(vmem_addr_t start, vmem_size_t size, const struct fitreq *req, vmem_addr_t *addrp);
+
+/* ---- seg.c: segment operations under the arena lock --------------------- */
+
+/* Free segment fi becomes [a, a + size) busy of type t; 0 or ENOMEM (no tags), arena unchanged on failure. */
+int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type);
+/* Busy segment bi becomes free and coalesces.  Returns the free tag. */
+bt_idx seg_release(vmem_t *vm, bt_idx bi);
+/* New span [addr, addr + size); 0 or ENOMEM. */
+int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, bt_idx *spanp);
+/* If span si is wholly free, take it out of the arena and return true. */
+bool seg_span_free(vmem_t *vm, bt_idx si);
+/* The span marker of an imported span that free segment fi fills wholly, else BT_NIL. */
+bt_idx seg_whole_span(const vmem_t *vm, bt_idx fi);
+/* Search for a fit by policy; BT_NIL if none. */
+bt_idx seg_find(vmem_t *vm, const struct fitreq *req, int policy, vmem_addr_t *addrp);
+
+/* ---- import.c: sources -------------------------------------------------- */
+
+/* Called with the lock held, returns with it held (drops it meanwhile).
+ * 0: a span was added (*spanp); else an errno. */
+int import_span(vmem_t *vm, const struct fitreq *req, int flags, bt_idx *spanp);
+/* Called with the lock NOT held: give a span back to its source. */
+void import_release(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
+
+/* ---- check.c: the invariant checker ------------------------------------- */
+
+/* 0 if every invariant holds; else the number of the first broken
+ * invariant, with a description in buf.  Takes the lock. */
+int vmem_check(vmem_t *vm, char *buf, size_t len);
+
+/* ---- arena.c ------------------------------------------------------------ */
+
+void arena_wakeup(vmem_t *vm);
+
+#endif /* VMEM_IMPL_H */
