@@ -77,9 +77,9 @@
  * I3  No two free segments are adjacent within a span.
  * I4  Free segment of size s is on freelist floor(log2 s) and on no other;
  *     bit k of fl_bitmap is set iff freelist k is non-empty.
- * I5  The treap holds exactly the free segments, in address order, with the
- *     heap property on priorities; each node's max is the largest size in
- *     its subtree; BT_NIL's max is 0.
+ * I5  Once built, the treap holds exactly the free segments, in address
+ *     order, with the heap property on priorities; each node's max is the
+ *     largest size in its subtree; BT_NIL's max is 0.  Before, it is empty.
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
  * I7  Every tag is either a sentinel, in the address list, or on the unused
@@ -329,6 +329,17 @@ VMEM_API vmem_size_t vmem_roundup_size(const vmem_t *vm, vmem_size_t size)
 
 /* ---- allocation ------------------------------------------------------------ */
 
+/* Bookkeeping of a successful allocation, lock held. */
+static inline void arena_allocated(vmem_t *vm, vmem_size_t size, int policy, unsigned int type)
+{
+	vm->allocs++;
+	vm->ever_allocated = true;
+	/* cached sizes go to the arena until magazines land: count a miss */
+	if (size <= vm->qcache_max && type == BT_BUSY && policy != VM_FIRSTFIT &&
+	    policy != VM_NEXTFIT)
+		vm->qcache_misses++;
+}
+
 static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
 		       vmem_addr_t *addrp)
 {
@@ -342,16 +353,15 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	for (;;) {
 		vmem_addr_t a;
 		bt_idx fi = seg_find(vm, req, policy, &a);
-		if (likely(fi != BT_NIL)) {
-			if (unlikely(seg_carve(vm, fi, a, req->size, type) != 0))
+		if (fi != BT_NIL) {
+			bt_idx bi;
+			if (seg_carve(vm, fi, a, req->size, type, &bi) != 0)
 				break; /* no memory for tags: fail, however we sleep */
-			if (policy == VM_NEXTFIT)
+			if (policy == VM_NEXTFIT) {
 				vm->rotor = a + req->size;
-			vm->allocs++;
-			vm->ever_allocated = true;
-			if (req->size <= vm->qcache_max && type == BT_BUSY && policy != VM_FIRSTFIT &&
-			    policy != VM_NEXTFIT)
-				vm->qcache_misses++;
+				vm->rotor_hint = BT(vm, bi)->next;
+			}
+			arena_allocated(vm, req->size, policy, type);
 			pthread_mutex_unlock(&vm->lock);
 			*addrp = a;
 			return 0;
@@ -397,16 +407,35 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
 		     flags_check(flags, VM_ALLOCFLAGS) != 0))
 		return EINVAL;
+	size = round_q(vm, size);
+	if (unlikely(size == 0))
+		return EINVAL;
+	int policy = flags & VM_POLICIES;
+	if (likely(policy == 0 || policy == VM_INSTANTFIT)) {
+		/* the common case in one breath: a list that surely fits */
+		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
+		pthread_mutex_lock(&vm->lock);
+		uint64_t m = k < 64 ? vm->fl_bitmap >> k : 0;
+		if (likely(m != 0)) {
+			bt_idx fi = vm->fl_head[k + (unsigned int)__builtin_ctzll(m)], bi;
+			vmem_addr_t a = BT(vm, fi)->start;
+			if (likely(seg_carve(vm, fi, a, size, BT_BUSY, &bi) == 0)) {
+				arena_allocated(vm, size, policy, BT_BUSY);
+				pthread_mutex_unlock(&vm->lock);
+				*addrp = a;
+				return 0;
+			}
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
 	struct fitreq req = {
-		.size = round_q(vm, size),
+		.size = size,
 		.align = vm->quantum,
 		.phase = 0,
 		.nocross = 0,
 		.minaddr = VMEM_ADDR_MIN,
 		.maxaddr = VMEM_ADDR_MAX,
 	};
-	if (unlikely(req.size == 0))
-		return EINVAL;
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
 }
 
@@ -440,11 +469,12 @@ static void arena_bad_free(vmem_t *vm, const char *fn, vmem_addr_t addr, vmem_si
 			vm->name, fn, (unsigned long long)addr, (unsigned long long)size);
 }
 
-static int arena_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool xfree)
+static HOT_INLINE int arena_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool xfree)
 {
 	vmem_size_t rsize = round_q(vm, size);
 	pthread_mutex_lock(&vm->lock);
-	bt_idx bi = hash_lookup(vm, addr);
+	bt_idx *link;
+	bt_idx bi = hash_find(vm, addr, &link);
 	struct bt *b = BT(vm, bi);
 	if (unlikely(bi == BT_NIL || size == 0 || b->size != rsize || b->type == BT_BUSY_QC ||
 		     (!xfree && vm->debug && b->type == BT_BUSY_X && rsize <= vm->qcache_max))) {
@@ -452,7 +482,7 @@ static int arena_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool xfree
 		arena_bad_free(vm, xfree ? "vmem_xfree" : "vmem_free", addr, size);
 		return EINVAL;
 	}
-	hash_remove(vm, addr);
+	hash_unlink(vm, link, bi);
 	bt_idx fi = seg_release(vm, bi);
 	vm->frees++;
 	bt_idx si = (vm->source != NULL || vm->releasefn != NULL) ? seg_whole_span(vm, fi) : BT_NIL;

@@ -7,7 +7,7 @@
  */
 #include "vmem_impl.h"
 
-void bt_insert_after(vmem_t *vm, bt_idx at, bt_idx n)
+HOT_INLINE void bt_insert_after(vmem_t *vm, bt_idx at, bt_idx n)
 {
 	struct bt *a = BT(vm, at), *b = BT(vm, n);
 	b->prev = at;
@@ -16,12 +16,12 @@ void bt_insert_after(vmem_t *vm, bt_idx at, bt_idx n)
 	a->next = n;
 }
 
-void bt_insert_before(vmem_t *vm, bt_idx at, bt_idx n)
+HOT_INLINE void bt_insert_before(vmem_t *vm, bt_idx at, bt_idx n)
 {
 	bt_insert_after(vm, BT(vm, at)->prev, n);
 }
 
-void bt_unlink(vmem_t *vm, bt_idx n)
+HOT_INLINE void bt_unlink(vmem_t *vm, bt_idx n)
 {
 	struct bt *b = BT(vm, n);
 	BT(vm, b->prev)->next = b->next;

@@ -214,7 +214,7 @@ static void ck_run(struct checker *c)
 		return;
 	if (!ck_tree(c, vm->tree_root, 0, &lastend, &first, &intree, &rootmax))
 		return;
-	if (!CK(c, 5, intree == nfree, "%llu treap nodes, %llu free segments",
+	if (!CK(c, 5, intree == (vm->tree_on ? nfree : 0), "%llu treap nodes, %llu free segments",
 		(unsigned long long)intree, (unsigned long long)nfree))
 		return;
 

@@ -7,7 +7,7 @@
  */
 #include "vmem_impl.h"
 
-void freelist_insert(vmem_t *vm, bt_idx i)
+HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
 	unsigned int k = freelist_class(b->size);
@@ -21,7 +21,7 @@ void freelist_insert(vmem_t *vm, bt_idx i)
 	vm->nfree++;
 }
 
-void freelist_remove(vmem_t *vm, bt_idx i)
+HOT_INLINE void freelist_remove(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
 	bt_idx n = b->lnext, p = b->lprev;

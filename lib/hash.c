@@ -73,7 +73,7 @@ void hash_resize(vmem_t *vm)
 		hash_rebuild(vm, bits - 1);
 }
 
-void hash_insert(vmem_t *vm, bt_idx i)
+HOT_INLINE void hash_insert(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
 	uint64_t h = hash_bucket(vm, b->start);
@@ -91,20 +91,24 @@ bt_idx hash_lookup(const vmem_t *vm, vmem_addr_t start)
 	return i;
 }
 
-bt_idx hash_remove(vmem_t *vm, vmem_addr_t start)
+HOT_INLINE bt_idx hash_find(vmem_t *vm, vmem_addr_t start, bt_idx **linkp)
 {
 	bt_idx *link = &vm->hash[hash_bucket(vm, start)];
 	bt_idx i;
 	while ((i = *link) != BT_NIL) {
 		struct bt *b = BT(vm, i);
-		if (b->start == start) {
-			*link = b->lnext;
-			b->lnext = BT_NIL;
-			if (unlikely(--vm->nalloc < (vm->hash_mask + 1) / 8))
-				hash_resize(vm);
-			return i;
-		}
+		if (b->start == start)
+			break;
 		link = &b->lnext;
 	}
-	return BT_NIL;
+	*linkp = link;
+	return i;
+}
+
+HOT_INLINE void hash_unlink(vmem_t *vm, bt_idx *link, bt_idx i)
+{
+	*link = BT(vm, i)->lnext;
+	BT(vm, i)->lnext = BT_NIL;
+	if (unlikely(--vm->nalloc < (vm->hash_mask + 1) / 8))
+		hash_resize(vm);
 }

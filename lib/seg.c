@@ -13,9 +13,10 @@
 /* Free segment i becomes [start, start + size): its freelist follows its
  * class, and its treap position stays valid because no other free segment
  * lies between the old and the new range. */
-static void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
+static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
 {
 	struct bt *b = BT(vm, i);
+	vmem_size_t oldmax = b->max;
 	if (freelist_class(b->size) != freelist_class(size)) {
 		freelist_remove(vm, i);
 		b->start = start;
@@ -25,10 +26,15 @@ static void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t siz
 		b->start = start;
 		b->size = size;
 	}
-	tree_update(vm, i);
+	/* ancestors only see this subtree's max: skip the descent if it holds */
+	vmem_size_t m = size, l = BT(vm, b->left)->max, r = BT(vm, b->right)->max;
+	m = l > m ? l : m;
+	m = r > m ? r : m;
+	if (m != oldmax)
+		tree_update(vm, i);
 }
 
-static void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size,
+static HOT_INLINE void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size,
 			  unsigned int type)
 {
 	struct bt *b = BT(vm, i);
@@ -40,7 +46,8 @@ static void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t s
 	hash_insert(vm, i);
 }
 
-int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type)
+int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
+	      bt_idx *busyp)
 {
 	struct bt *f = BT(vm, fi);
 	vmem_size_t lead = a - f->start;
@@ -57,6 +64,7 @@ int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned i
 		freelist_remove(vm, fi);
 		tree_remove(vm, fi);
 		seg_make_busy(vm, fi, a, size, type);
+		*busyp = fi;
 		return 0;
 	}
 	bt_idx bi = tagslab_get(vm);
@@ -79,6 +87,7 @@ int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned i
 		}
 	}
 	seg_make_busy(vm, bi, a, size, type);
+	*busyp = bi;
 	return 0;
 }
 
@@ -254,12 +263,30 @@ static bt_idx seg_find_best(vmem_t *vm, const struct fitreq *req, vmem_addr_t *a
 	return BT_NIL;
 }
 
+#define NEXTFIT_WALK 16
+
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	if (vm->rotor > req->minaddr) {
-		struct fitreq after = *req;
+	struct fitreq after = *req;
+	if (vm->rotor > after.minaddr)
 		after.minaddr = vm->rotor;
-		bt_idx i = tree_first_fit(vm, &after, addrp);
+	/* usually what follows the previous allocation is free: walk a few
+	 * tags from there.  Any live tag at or below the rotor is a correct
+	 * place to start, so a stale hint only costs steps. */
+	bt_idx i = vm->rotor_hint;
+	const struct bt *b = BT(vm, i);
+	if (i >= vm->bt_cap || b->type == BT_UNUSED || b->type == BT_SENTINEL ||
+	    b->start > vm->rotor)
+		i = BT(vm, BT_HEAD)->next;
+	if (after.minaddr <= after.maxaddr) {
+		for (int n = 0; n < NEXTFIT_WALK && i != BT_HEAD; n++, i = b->next) {
+			b = BT(vm, i);
+			if (b->type == BT_FREE && fit(b->start, b->size, &after, addrp))
+				return i;
+		}
+	}
+	if (vm->rotor > req->minaddr) {
+		i = tree_first_fit(vm, &after, addrp);
 		if (i != BT_NIL)
 			return i;
 	}

@@ -84,7 +84,7 @@ int tagslab_reserve(vmem_t *vm, uint32_t n)
 	return 0;
 }
 
-bt_idx tagslab_get(vmem_t *vm)
+HOT_INLINE bt_idx tagslab_get(vmem_t *vm)
 {
 	bt_idx i = vm->bt_unused;
 	struct bt *b = BT(vm, i);
@@ -94,7 +94,7 @@ bt_idx tagslab_get(vmem_t *vm)
 	return i;
 }
 
-void tagslab_put(vmem_t *vm, bt_idx i)
+HOT_INLINE void tagslab_put(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
 	b->type = BT_UNUSED;

@@ -5,6 +5,11 @@
  * skips whole subtrees, so first fit, next fit and constrained searches are
  * logarithmic instead of a walk over every segment.
  *
+ * The treap is built the first time a search needs address order (first
+ * fit, next fit past its short walk, constrained or fallback searches) and
+ * kept from then on: an arena used only with instant and best fit, like an
+ * ID allocator, never pays for it.
+ *
  * Priorities are a hash of the tag index: no storage, no RNG state, and
  * random enough that the expected depth is O(log n).  Recursion depth is
  * the tree depth.
@@ -92,9 +97,10 @@ static bt_idx tree_insert_at(vmem_t *vm, bt_idx t, bt_idx x)
 	return t;
 }
 
-void tree_insert(vmem_t *vm, bt_idx i)
+HOT_INLINE void tree_insert(vmem_t *vm, bt_idx i)
 {
-	vm->tree_root = tree_insert_at(vm, vm->tree_root, i);
+	if (vm->tree_on)
+		vm->tree_root = tree_insert_at(vm, vm->tree_root, i);
 }
 
 static bt_idx tree_remove_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
@@ -112,12 +118,18 @@ static bt_idx tree_remove_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
 	return t;
 }
 
-void tree_remove(vmem_t *vm, bt_idx i)
+static void tree_remove_node(vmem_t *vm, bt_idx i)
 {
 	vm->tree_root = tree_remove_at(vm, vm->tree_root, i, BT(vm, i)->start);
 	struct bt *b = BT(vm, i);
 	b->left = b->right = BT_NIL;
 	b->max = 0;
+}
+
+HOT_INLINE void tree_remove(vmem_t *vm, bt_idx i)
+{
+	if (vm->tree_on)
+		tree_remove_node(vm, i);
 }
 
 static void tree_update_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
@@ -131,9 +143,10 @@ static void tree_update_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
 	tree_pull(vm, t);
 }
 
-void tree_update(vmem_t *vm, bt_idx i)
+HOT_INLINE void tree_update(vmem_t *vm, bt_idx i)
 {
-	tree_update_at(vm, vm->tree_root, i, BT(vm, i)->start);
+	if (vm->tree_on)
+		tree_update_at(vm, vm->tree_root, i, BT(vm, i)->start);
 }
 
 static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req,
@@ -159,24 +172,18 @@ static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req
 	return BT_NIL;
 }
 
-bt_idx tree_first_fit(const vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
+static void tree_build(vmem_t *vm)
 {
-	return tree_fit_from(vm, vm->tree_root, req, addrp);
+	vm->tree_on = true;
+	/* in address order each insert walks the hot right spine */
+	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next)
+		if (BT(vm, i)->type == BT_FREE)
+			tree_insert(vm, i);
 }
 
-bt_idx tree_ceiling(const vmem_t *vm, vmem_addr_t addr)
+bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	bt_idx t = vm->tree_root, best = BT_NIL;
-	while (t != BT_NIL) {
-		const struct bt *b = BT(vm, t);
-		if (bt_last(b) < addr) {
-			t = b->right;
-		} else {
-			best = t;
-			if (b->start <= addr)
-				break;
-			t = b->left;
-		}
-	}
-	return best;
+	if (unlikely(!vm->tree_on))
+		tree_build(vm);
+	return tree_fit_from(vm, vm->tree_root, req, addrp);
 }

@@ -19,6 +19,8 @@
 #define VMEM_API __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* On a definition: inline it wherever the unity build sees a call (hot paths). */
+#define HOT_INLINE __attribute__((always_inline)) inline
 
 #define VM_SLEEPFLAGS (VM_SLEEP | VM_NOSLEEP)
 #define VM_POLICIES (VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT)
@@ -95,6 +97,7 @@ struct vmem {
 	uint64_t fl_bitmap; /* bit k: fl_head[k] not empty */
 	bt_idx fl_head[VMEM_NCLASS];
 	bt_idx tree_root;
+	bool tree_on; /* the treap is built lazily, on the first search that needs it */
 	uint64_t tree_seed;
 
 	vmem_size_t quantum;
@@ -107,6 +110,7 @@ struct vmem {
 	/* next fit: the end of the previous VM_NEXTFIT allocation, as an
 	 * address so that it never pins a tag (no blocked coalescing) */
 	vmem_addr_t rotor;
+	bt_idx rotor_hint; /* the tag after the previous one; checked before use */
 
 	/* import.c */
 	vmem_import_fn *importfn;
@@ -175,6 +179,7 @@ void freelist_insert(vmem_t *vm, bt_idx i);
 void freelist_remove(vmem_t *vm, bt_idx i);
 
 /* ---- tree.c: treap of free segments by address, with subtree max size --- */
+/* insert, remove and update do nothing until the treap is built */
 
 void tree_insert(vmem_t *vm, bt_idx i);
 void tree_remove(vmem_t *vm, bt_idx i);
@@ -182,9 +187,8 @@ void tree_remove(vmem_t *vm, bt_idx i);
 void tree_update(vmem_t *vm, bt_idx i);
 struct fitreq;
 /* Lowest-addressed free segment with a fit at or above req->minaddr. */
-bt_idx tree_first_fit(const vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp);
-/* The free segment containing addr, or the first one after it; BT_NIL if none. */
-bt_idx tree_ceiling(const vmem_t *vm, vmem_addr_t addr);
+/* Builds the treap on first use. */
+bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp);
 
 /* ---- hash.c: allocated segments by start ------------------------------- */
 
@@ -192,7 +196,10 @@ int hash_init(vmem_t *vm);
 void hash_fini(vmem_t *vm);
 void hash_insert(vmem_t *vm, bt_idx i);
 bt_idx hash_lookup(const vmem_t *vm, vmem_addr_t start);
-bt_idx hash_remove(vmem_t *vm, vmem_addr_t start); /* BT_NIL if absent */
+/* Like hash_lookup, also giving the link that points at the tag ... */
+bt_idx hash_find(vmem_t *vm, vmem_addr_t start, bt_idx **linkp);
+/* ... so that it can be taken out without a second walk. */
+void hash_unlink(vmem_t *vm, bt_idx *link, bt_idx i);
 void hash_resize(vmem_t *vm);                      /* best effort, never fails */
 
 /* ---- fit.c: the pure fit function --------------------------------------- */
@@ -214,8 +221,10 @@ bool fit(vmem_addr_t start, vmem_size_t size, const struct fitreq *req, vmem_add
 
 /* ---- seg.c: segment operations under the arena lock --------------------- */
 
-/* Free segment fi becomes [a, a + size) busy of type t; 0 or ENOMEM (no tags), arena unchanged on failure. */
-int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type);
+/* Free segment fi becomes [a, a + size) busy of type t, returned in *busyp;
+ * 0 or ENOMEM (no tags), the arena unchanged on failure. */
+int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
+	      bt_idx *busyp);
 /* Busy segment bi becomes free and coalesces.  Returns the free tag. */
 bt_idx seg_release(vmem_t *vm, bt_idx bi);
 /* New span [addr, addr + size); 0 or ENOMEM. */
