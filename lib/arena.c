@@ -362,6 +362,10 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 				vm->rotor_hint = BT(vm, bi)->next;
 			}
 			arena_allocated(vm, req->size, policy, type);
+			/* the search may have found room elsewhere, freed while the
+			 * lock was dropped for the import: keep I10 */
+			if (newspan != BT_NIL)
+				arena_unimport(vm, newspan, ns_addr, ns_size);
 			pthread_mutex_unlock(&vm->lock);
 			*addrp = a;
 			return 0;
@@ -419,12 +423,15 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 		if (likely(m != 0)) {
 			bt_idx fi = vm->fl_head[k + (unsigned int)__builtin_ctzll(m)], bi;
 			vmem_addr_t a = BT(vm, fi)->start;
-			if (likely(seg_carve(vm, fi, a, size, BT_BUSY, &bi) == 0)) {
+			int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
+			if (likely(err == 0))
 				arena_allocated(vm, size, policy, BT_BUSY);
-				pthread_mutex_unlock(&vm->lock);
+			else
+				vm->fails++; /* no memory for tags, as in arena_alloc */
+			pthread_mutex_unlock(&vm->lock);
+			if (likely(err == 0))
 				*addrp = a;
-				return 0;
-			}
+			return err;
 		}
 		pthread_mutex_unlock(&vm->lock);
 	}

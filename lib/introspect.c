@@ -134,7 +134,8 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 	vmem_stats_t st;
 	pthread_mutex_lock(&vm->lock);
 	stats_fill(vm, &st);
-	fprintf(fp, "vmem arena \"%s\": quantum %llu, qcache_max %llu%s\n", vm->name,
+	/* the name comes first, so a reader (and grep) can tell dumps apart */
+	fprintf(fp, "%s: vmem arena, quantum %llu, qcache_max %llu%s\n", vm->name,
 		(unsigned long long)vm->quantum, (unsigned long long)vm->qcache_max,
 		vm->debug ? ", debug" : "");
 	fprintf(fp, "  units: %llu in spans, %llu allocated, %llu free, %llu cached, %llu imported\n",

@@ -97,7 +97,7 @@ static bt_idx tree_insert_at(vmem_t *vm, bt_idx t, bt_idx x)
 	return t;
 }
 
-HOT_INLINE void tree_insert(vmem_t *vm, bt_idx i)
+void tree_insert(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
 		vm->tree_root = tree_insert_at(vm, vm->tree_root, i);
@@ -126,7 +126,7 @@ static void tree_remove_node(vmem_t *vm, bt_idx i)
 	b->max = 0;
 }
 
-HOT_INLINE void tree_remove(vmem_t *vm, bt_idx i)
+void tree_remove(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
 		tree_remove_node(vm, i);
@@ -143,7 +143,7 @@ static void tree_update_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
 	tree_pull(vm, t);
 }
 
-HOT_INLINE void tree_update(vmem_t *vm, bt_idx i)
+void tree_update(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
 		tree_update_at(vm, vm->tree_root, i, BT(vm, i)->start);

@@ -1,0 +1,441 @@
+/*
+ * test_sleep.c - VM_SLEEP waiters and the events that must wake them.
+ *
+ * A sleeper thread makes a VM_SLEEP request that cannot be met; the main
+ * thread waits until the arena reports it as waiting, then makes the event
+ * (a free, a vmem_add, a release into a source) and joins the sleeper with
+ * a deadline.  A lost wake-up turns into a failed timed join, never into a
+ * hung test; alarm() is the last line of defence.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define JOIN_SECONDS 20
+#define WAIT_SECONDS 10
+
+static void get_stats(vmem_t *vm, vmem_stats_t *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	assert_int_equal(vmem_get_stats(vm, st), 0);
+}
+
+static unsigned int nwaiters(vmem_t *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	unsigned int n = vm->nwaiters;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+static uint64_t waits(vmem_t *vm)
+{
+	vmem_stats_t st;
+	get_stats(vm, &st);
+	return st.waits;
+}
+
+/* Wait until n threads sleep in vm (or in vm2): the arena's waiter count,
+ * or its waits counter, says so.  Returns 0 if that never happened. */
+static int wait_sleeping(vmem_t *vm, vmem_t *vm2, unsigned int n, uint64_t waits0)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		unsigned int k = nwaiters(vm) + (vm2 ? nwaiters(vm2) : 0);
+		if (k >= n)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > WAIT_SECONDS) {
+			/* no waiter count: fall back on the counter */
+			uint64_t w = waits(vm) + (vm2 ? waits(vm2) : 0);
+			return w - waits0 >= n;
+		}
+		usleep(1000);
+	}
+}
+
+struct sleeper {
+	pthread_t tid;
+	vmem_t *vm;
+	vmem_size_t size;
+	int x; /* vmem_xalloc with these constraints */
+	vmem_size_t align, phase;
+	vmem_addr_t minaddr;
+	int policy;
+	vmem_addr_t addr;
+	int rc;
+	atomic_int done;
+};
+
+static void *sleeper_main(void *arg)
+{
+	struct sleeper *s = arg;
+	if (s->x)
+		s->rc = vmem_xalloc(s->vm, s->size, s->align, s->phase, 0, s->minaddr,
+				    VMEM_ADDR_MAX, VM_SLEEP | s->policy, &s->addr);
+	else
+		s->rc = vmem_alloc(s->vm, s->size, VM_SLEEP | s->policy, &s->addr);
+	atomic_store(&s->done, 1);
+	return NULL;
+}
+
+static void start(struct sleeper *s)
+{
+	atomic_store(&s->done, 0);
+	s->rc = -1;
+	assert_int_equal(pthread_create(&s->tid, NULL, sleeper_main, s), 0);
+}
+
+static void join(struct sleeper *s, const char *what)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += JOIN_SECONDS;
+	int rc = pthread_timedjoin_np(s->tid, NULL, &ts);
+	if (rc == ETIMEDOUT)
+		fail_msg("%s: the sleeper was never woken (lost wake-up)", what);
+	assert_int_equal(rc, 0);
+	if (s->rc != 0)
+		fail_msg("%s: the VM_SLEEP request returned %d", what, s->rc);
+}
+
+/* ---- one sleeper, one event --------------------------------------------- */
+
+static void test_wake_by_free(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("sleep-free", 0, 16, 1, 0, 0);
+	assert_non_null(vm);
+	vmem_addr_t u[16];
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &u[i]), 0);
+		assert_int_equal(u[i], i);
+	}
+	/* wants 2 units: a single free unit is not enough */
+	struct sleeper s = { .vm = vm, .size = 2 };
+	start(&s);
+	assert_true(wait_sleeping(vm, NULL, 1, 0));
+	assert_int_equal(vmem_free(vm, u[5], 1), 0);
+	usleep(50000);
+	if (atomic_load(&s.done))
+		fail_msg("a 2-unit VM_SLEEP request returned %d with one unit free", s.rc);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_free(vm, u[6], 1), 0);
+	join(&s, "free");
+	assert_int_equal(s.addr, 5);
+	CHECK_ARENA(vm);
+	vmem_stats_t st;
+	get_stats(vm, &st);
+	assert_true(st.waits >= 1);
+	assert_int_equal(st.fails, 0);
+	assert_int_equal(vmem_free(vm, s.addr, 2), 0);
+
+	/* a constrained sleeper: only 8..11 will do */
+	s = (struct sleeper){ .vm = vm, .size = 4, .x = 1, .align = 8, .minaddr = 8 };
+	uint64_t w0 = waits(vm);
+	start(&s);
+	assert_true(wait_sleeping(vm, NULL, 1, w0));
+	assert_int_equal(vmem_free(vm, u[0], 1), 0); /* 0, 5, 6 free: no use */
+	for (int i = 8; i < 11; i++)
+		assert_int_equal(vmem_free(vm, u[i], 1), 0);
+	usleep(50000);
+	if (atomic_load(&s.done))
+		fail_msg("constrained VM_SLEEP request returned %d too early (addr %" PRIu64 ")",
+			 s.rc, s.addr);
+	assert_int_equal(vmem_free(vm, u[11], 1), 0);
+	join(&s, "constrained free");
+	assert_int_equal(s.addr, 8);
+	CHECK_ARENA(vm);
+	assert_true(waits(vm) > w0);
+	vmem_destroy(vm);
+}
+
+struct rcount {
+	atomic_int calls;
+};
+
+static void count_reclaim(vmem_t *vm, void *arg, int flags)
+{
+	(void)vm;
+	(void)flags;
+	struct rcount *r = arg;
+	atomic_fetch_add(&r->calls, 1);
+}
+
+static void test_wake_by_add(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("sleep-add", 0, 0, 16, 0, 0);
+	assert_non_null(vm);
+	struct rcount rc = { 0 };
+	assert_int_equal(vmem_set_reclaim(vm, count_reclaim, &rc), 0);
+	struct sleeper s = { .vm = vm, .size = 128, .policy = VM_BESTFIT };
+	start(&s);
+	assert_true(wait_sleeping(vm, NULL, 1, 0));
+	/* the reclaim callback runs before an allocation sleeps */
+	assert_true(atomic_load(&rc.calls) >= 1);
+	assert_int_equal(vmem_add(vm, 0x1000, 64, VM_NOSLEEP), 0); /* too small */
+	usleep(50000);
+	assert_false(atomic_load(&s.done));
+	assert_int_equal(vmem_add(vm, 0x2000, 256, VM_NOSLEEP), 0);
+	join(&s, "add");
+	assert_true(s.addr >= 0x2000 && s.addr + 128 <= 0x2100);
+	CHECK_ARENA(vm);
+	assert_true(waits(vm) >= 1);
+	assert_int_equal(vmem_free(vm, s.addr, 128), 0);
+	vmem_destroy(vm);
+}
+
+/* A free into a quantum cache must wake a sleeper too. */
+static void test_wake_by_cached_free(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("sleep-qc", 0, 8, 1, 4, 0);
+	assert_non_null(vm);
+	vmem_addr_t u[8];
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
+	vmem_addr_t extra;
+	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &extra), ENOMEM);
+	struct sleeper s = { .vm = vm, .size = 1 };
+	uint64_t w0 = waits(vm);
+	start(&s);
+	assert_true(wait_sleeping(vm, NULL, 1, w0));
+	assert_int_equal(vmem_free(vm, u[3], 1), 0);
+	join(&s, "cached free");
+	assert_int_equal(s.addr, u[3]);
+	for (int i = 0; i < 8; i++)
+		if (i != 3)
+			assert_int_equal(vmem_free(vm, u[i], 1), 0);
+	assert_int_equal(vmem_free(vm, s.addr, 1), 0);
+	vmem_reap(vm);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
+	vmem_destroy(vm);
+}
+
+/* A span released by a child into its source wakes a sleeper there. */
+static void test_wake_by_release(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("sleep-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = vmem_create("sleep-child", 0, 0, 1, 0, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 16), 0);
+	vmem_addr_t a;
+	assert_int_equal(vmem_alloc(c, 1, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_size(p, VMEM_FREE), 0);
+	struct sleeper s = { .vm = p, .size = 8 };
+	start(&s);
+	assert_true(wait_sleeping(p, NULL, 1, 0));
+	assert_int_equal(vmem_free(c, a, 1), 0); /* span released to p */
+	join(&s, "release");
+	CHECK_ARENA(p);
+	CHECK_ARENA(c);
+	assert_int_equal(vmem_free(p, s.addr, 8), 0);
+	vmem_destroy(c);
+	vmem_destroy(p);
+}
+
+/* A child whose import has to wait for its source: a free in the source
+ * must reach it. */
+static void test_sleep_in_source(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("src-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = vmem_create("src-child", 0, 0, 1, 0, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_addr_t all;
+	assert_int_equal(vmem_alloc(p, 16, VM_NOSLEEP, &all), 0);
+	struct sleeper s = { .vm = c, .size = 4 };
+	start(&s);
+	assert_true(wait_sleeping(p, c, 1, 0));
+	assert_int_equal(vmem_free(p, all, 16), 0);
+	join(&s, "sleep in source");
+	assert_true(s.addr < 16);
+	CHECK_ARENA(p);
+	CHECK_ARENA(c);
+	assert_int_equal(vmem_free(c, s.addr, 4), 0);
+	CHECK_ARENA(c);
+	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
+	vmem_destroy(c);
+	vmem_destroy(p);
+}
+
+/* ---- many sleepers ------------------------------------------------------ */
+
+#define NSLEEP 8
+
+static void many_sleepers(vmem_size_t qmax)
+{
+	vmem_t *vm = vmem_create("many", 100, NSLEEP, 1, qmax, 0);
+	assert_non_null(vm);
+	vmem_addr_t u[NSLEEP];
+	for (int i = 0; i < NSLEEP; i++)
+		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
+	struct sleeper s[NSLEEP];
+	uint64_t w0 = waits(vm);
+	for (int i = 0; i < NSLEEP; i++) {
+		s[i] = (struct sleeper){ .vm = vm, .size = 1 };
+		start(&s[i]);
+	}
+	assert_true(wait_sleeping(vm, NULL, NSLEEP, w0));
+	/* frees trickle in, one at a time */
+	for (int i = 0; i < NSLEEP; i++) {
+		assert_int_equal(vmem_free(vm, u[i], 1), 0);
+		usleep(2000);
+	}
+	int seen[NSLEEP] = { 0 };
+	for (int i = 0; i < NSLEEP; i++) {
+		join(&s[i], "many sleepers");
+		assert_true(s[i].addr >= 100 && s[i].addr < 100 + NSLEEP);
+		if (seen[s[i].addr - 100]++)
+			fail_msg("unit %" PRIu64 " given to two sleepers", s[i].addr);
+	}
+	assert_true(waits(vm) - w0 >= NSLEEP);
+	for (int i = 0; i < NSLEEP; i++)
+		assert_int_equal(vmem_free(vm, s[i].addr, 1), 0);
+	vmem_reap(vm);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
+	vmem_destroy(vm);
+}
+
+static void test_many_sleepers(void **state)
+{
+	(void)state;
+	many_sleepers(0);
+}
+
+static void test_many_sleepers_qcache(void **state)
+{
+	(void)state;
+	many_sleepers(4);
+}
+
+/* Eight threads loop over a tiny arena with VM_SLEEP: each holds at most
+ * one allocation, so everybody always finishes unless a wake-up is lost. */
+struct churn {
+	pthread_t tid;
+	vmem_t *vm;
+	uint64_t seed;
+	uint64_t rounds;
+	atomic_uchar *own;
+	int err;
+	int x;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	uint64_t s = c->seed;
+	for (uint64_t i = 0; i < c->rounds && !c->err; i++) {
+		uint64_t r = tu_rand(&s);
+		vmem_size_t n = 1 + r % 3;
+		vmem_addr_t a;
+		int x = (r >> 8) % 4 == 0;
+		int rc = x ? vmem_xalloc(c->vm, n, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_SLEEP, &a)
+			   : vmem_alloc(c->vm, n, VM_SLEEP | ((r >> 12) % 2 ? VM_FIRSTFIT : 0), &a);
+		if (rc != 0 || a + n > 16) {
+			c->err = 1;
+			break;
+		}
+		for (vmem_size_t k = 0; k < n; k++)
+			if (atomic_exchange(&c->own[a + k], 1) != 0)
+				c->err = 2;
+		if ((r >> 16) % 4 == 0)
+			usleep(100);
+		else
+			sched_yield();
+		for (vmem_size_t k = 0; k < n; k++)
+			atomic_store(&c->own[a + k], 0);
+		rc = x ? vmem_xfree(c->vm, a, n) : vmem_free(c->vm, a, n);
+		if (rc != 0)
+			c->err = 3;
+	}
+	return NULL;
+}
+
+static void churn(vmem_size_t qmax, uint64_t seed)
+{
+	vmem_t *vm = vmem_create("churn", 0, 16, 1, qmax, 0);
+	assert_non_null(vm);
+	atomic_uchar own[16];
+	for (int i = 0; i < 16; i++)
+		atomic_init(&own[i], 0);
+	struct churn c[NSLEEP];
+	for (int i = 0; i < NSLEEP; i++) {
+		c[i] = (struct churn){ .vm = vm, .seed = seed + (uint64_t)i, .own = own,
+				       .rounds = tu_scale(2000) };
+		assert_int_equal(pthread_create(&c[i].tid, NULL, churn_main, &c[i]), 0);
+	}
+	for (int i = 0; i < NSLEEP; i++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 60;
+		int rc = pthread_timedjoin_np(c[i].tid, NULL, &ts);
+		if (rc == ETIMEDOUT)
+			fail_msg("churn thread %d never finished: lost wake-up", i);
+		assert_int_equal(rc, 0);
+		if (c[i].err)
+			fail_msg("churn thread %d: error %d (1: bad allocation, 2: unit handed "
+				 "out twice, 3: free failed)",
+				 i, c[i].err);
+	}
+	vmem_reap(vm);
+	CHECK_ARENA(vm);
+	vmem_stats_t st;
+	get_stats(vm, &st);
+	assert_int_equal(st.alloc_total, 0);
+	assert_int_equal(st.fails, 0);
+	assert_int_equal(st.allocs, st.frees);
+	assert_int_equal(st.allocs, NSLEEP * tu_scale(2000));
+	print_message("# %" PRIu64 " waits\n", st.waits);
+	vmem_destroy(vm);
+}
+
+static void test_churn(void **state)
+{
+	(void)state;
+	churn(0, tu_seed(11));
+}
+
+static void test_churn_qcache(void **state)
+{
+	(void)state;
+	churn(2, tu_seed(12));
+}
+
+int main(void)
+{
+	/* last line of defence against a hang: the default action kills us */
+	alarm((unsigned int)tu_scale(110));
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wake_by_free),
+		cmocka_unit_test(test_wake_by_add),
+		cmocka_unit_test(test_wake_by_cached_free),
+		cmocka_unit_test(test_wake_by_release),
+		cmocka_unit_test(test_sleep_in_source),
+		cmocka_unit_test(test_many_sleepers),
+		cmocka_unit_test(test_many_sleepers_qcache),
+		cmocka_unit_test(test_churn),
+		cmocka_unit_test(test_churn_qcache),
+	};
+	return cmocka_run_group_tests_name("sleep", tests, NULL, NULL);
+}

@@ -1,0 +1,163 @@
+/*
+ * Unit test of tree.c: the treap of free segments against a sorted array,
+ * with random inserts, removes, in-place reshapes and first-fit queries.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define NSLOT 512 /* segment k may live in [k * 1024, k * 1024 + 1024) */
+
+struct ref {
+	bt_idx tag[NSLOT]; /* BT_NIL: slot empty */
+};
+
+static void tree_verify(vmem_t *vm, bt_idx t, vmem_addr_t *last, bool *first, unsigned *n,
+			vmem_size_t *maxp)
+{
+	if (t == BT_NIL) {
+		*maxp = 0;
+		return;
+	}
+	const struct bt *b = BT(vm, t);
+	vmem_size_t lm, rm;
+	tree_verify(vm, b->left, last, first, n, &lm);
+	assert_true(*first || b->start > *last);
+	*first = false;
+	*last = b->start;
+	(*n)++;
+	tree_verify(vm, b->right, last, first, n, &rm);
+	vmem_size_t m = b->size;
+	m = lm > m ? lm : m;
+	m = rm > m ? rm : m;
+	assert_int_equal(b->max, m);
+	*maxp = m;
+}
+
+static void check_against(vmem_t *vm, const struct ref *r)
+{
+	unsigned want = 0, got = 0;
+	for (int k = 0; k < NSLOT; k++)
+		want += r->tag[k] != BT_NIL;
+	vmem_addr_t last = 0;
+	bool first = true;
+	vmem_size_t m;
+	tree_verify(vm, vm->tree_root, &last, &first, &got, &m);
+	assert_int_equal(got, want);
+}
+
+/* Lowest fit by brute force over the reference. */
+static bt_idx brute_fit(vmem_t *vm, const struct ref *r, const struct fitreq *q, vmem_addr_t *ap)
+{
+	for (int k = 0; k < NSLOT; k++) {
+		if (r->tag[k] == BT_NIL)
+			continue;
+		const struct bt *b = BT(vm, r->tag[k]);
+		if (fit(b->start, b->size, q, ap))
+			return r->tag[k];
+	}
+	return BT_NIL;
+}
+
+static void test_tree_random(void **state)
+{
+	(void)state;
+	uint64_t seed = tu_seed(42);
+	vmem_t *vm = vmem_create("tree", 0, 0, 1, 0, 0);
+	assert_non_null(vm);
+	struct ref r;
+	memset(&r, 0, sizeof(r));
+	pthread_mutex_lock(&vm->lock);
+	vm->tree_on = true;
+	uint64_t rounds = tu_scale(20000);
+	for (uint64_t i = 0; i < rounds; i++) {
+		int k = (int)(tu_rand(&seed) % NSLOT);
+		unsigned op = (unsigned)(tu_rand(&seed) % 4);
+		if (r.tag[k] == BT_NIL && op < 2) {
+			assert_int_equal(tagslab_reserve(vm, 1), 0);
+			bt_idx t = tagslab_get(vm);
+			struct bt *b = BT(vm, t);
+			b->type = BT_FREE;
+			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
+			b->size = 1 + tu_rand(&seed) % 512;
+			tree_insert(vm, t);
+			r.tag[k] = t;
+		} else if (r.tag[k] != BT_NIL && op == 2) {
+			tree_remove(vm, r.tag[k]);
+			tagslab_put(vm, r.tag[k]);
+			r.tag[k] = BT_NIL;
+		} else if (r.tag[k] != BT_NIL) {
+			/* reshape within the slot: order is kept, max must follow */
+			struct bt *b = BT(vm, r.tag[k]);
+			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
+			b->size = 1 + tu_rand(&seed) % 512;
+			tree_update(vm, r.tag[k]);
+		}
+		if (i % 16 == 0)
+			check_against(vm, &r);
+		struct fitreq q = {
+			.size = 1 + tu_rand(&seed) % 600,
+			.align = 1ull << (tu_rand(&seed) % 8),
+			.nocross = 0,
+			.minaddr = tu_rand(&seed) % (NSLOT * 1024),
+			.maxaddr = VMEM_ADDR_MAX,
+		};
+		q.phase = tu_rand(&seed) % q.align;
+		if (tu_rand(&seed) % 2)
+			q.maxaddr = q.minaddr + tu_rand(&seed) % (NSLOT * 1024);
+		if (tu_rand(&seed) % 4 == 0)
+			q.minaddr = 0;
+		vmem_addr_t a1 = 0, a2 = 0;
+		bt_idx want = brute_fit(vm, &r, &q, &a1);
+		bt_idx got = tree_first_fit(vm, &q, &a2);
+		assert_int_equal(got, want);
+		if (got != BT_NIL)
+			assert_int_equal(a1, a2);
+	}
+	check_against(vm, &r);
+	for (int k = 0; k < NSLOT; k++) {
+		if (r.tag[k] != BT_NIL) {
+			tree_remove(vm, r.tag[k]);
+			tagslab_put(vm, r.tag[k]);
+			r.tag[k] = BT_NIL;
+		}
+	}
+	assert_int_equal(vm->tree_root, BT_NIL);
+	assert_int_equal(BT(vm, BT_NIL)->max, 0);
+	pthread_mutex_unlock(&vm->lock);
+	CHECK_ARENA(vm);
+	vmem_destroy(vm);
+}
+
+/* The treap is built lazily: an instant-fit arena never builds it, the
+ * first first-fit request does, and from then on it is kept exact. */
+static void test_tree_lazy(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("lazy", 0, 1 << 20, 1, 0, 0);
+	vmem_addr_t a[64];
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(vmem_alloc(vm, 8, VM_INSTANTFIT, &a[i]), 0);
+	for (int i = 0; i < 64; i += 2)
+		assert_int_equal(vmem_free(vm, a[i], 8), 0);
+	assert_false(vm->tree_on);
+	CHECK_ARENA(vm);
+	vmem_addr_t f;
+	assert_int_equal(vmem_alloc(vm, 8, VM_FIRSTFIT, &f), 0);
+	assert_true(vm->tree_on);
+	assert_int_equal(a[0], 0); /* instant fit carves from the front */
+	assert_int_equal(f, 0);
+	CHECK_ARENA(vm);
+	vmem_destroy(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tree_random),
+		cmocka_unit_test(test_tree_lazy),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
