@@ -274,9 +274,12 @@ static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *a
 	 * tags from there.  Any live tag at or below the rotor is a correct
 	 * place to start, so a stale hint only costs steps. */
 	bt_idx i = vm->rotor_hint;
-	const struct bt *b = BT(vm, i);
-	if (i >= vm->bt_cap || b->type == BT_UNUSED || b->type == BT_SENTINEL ||
-	    b->start > vm->rotor)
+	const struct bt *b = BT(vm, i < vm->bt_cap ? i : BT_NIL);
+	QUIET_BEGIN(); /* the hint may name an unused tag */
+	bool stale = i >= vm->bt_cap || b->type == BT_UNUSED || b->type == BT_SENTINEL ||
+		     b->start > vm->rotor;
+	QUIET_END();
+	if (stale)
 		i = BT(vm, BT_HEAD)->next;
 	if (after.minaddr <= after.maxaddr) {
 		for (int n = 0; n < NEXTFIT_WALK && i != BT_HEAD; n++, i = b->next) {

@@ -26,6 +26,33 @@ static void tagslab_chain(vmem_t *vm, uint32_t from, uint32_t to)
 		vm->bt_unused = i;
 	}
 	vm->bt_nunused += to - from;
+	TAG_NOACCESS(BT(vm, from), (size_t)(to - from) * sizeof(struct bt));
+}
+
+/* valgrind knows tags by address: tell it when they all move or go */
+static void tagslab_forget(vmem_t *vm)
+{
+	QUIET_BEGIN();
+	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++)
+		if (BT(vm, i)->type != BT_UNUSED)
+			TAG_DEAD(BT(vm, i));
+	QUIET_END();
+}
+
+static void tagslab_remember(vmem_t *vm)
+{
+	QUIET_BEGIN();
+	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++) {
+		struct bt *b = BT(vm, i);
+		if (b->type != BT_UNUSED) {
+			struct bt copy = *b;
+			TAG_ALIVE(b);
+			*b = copy;
+		} else {
+			TAG_NOACCESS(b, sizeof(*b));
+		}
+	}
+	QUIET_END();
 }
 
 int tagslab_init(vmem_t *vm)
@@ -51,6 +78,8 @@ int tagslab_init(vmem_t *vm)
 
 void tagslab_fini(vmem_t *vm)
 {
+	if (ON_VALGRIND())
+		tagslab_forget(vm);
 	os_unmap(vm->bt, vm->bt_bytes);
 	vm->bt = NULL;
 	vm->bt_bytes = 0;
@@ -71,15 +100,27 @@ int tagslab_reserve(vmem_t *vm, uint32_t n)
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
+	bool vg = ON_VALGRIND();
+	if (vg)
+		tagslab_forget(vm);
 	struct bt *p = os_remap(vm->bt, vm->bt_bytes, bytes);
-	if (p == NULL)
+	if (p == NULL) {
+		if (vg)
+			tagslab_remember(vm);
 		return ENOMEM;
+	}
 	uint32_t old = vm->bt_cap;
 	vm->bt = p;
 	vm->bt_bytes = bytes;
 	vm->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
 	if (vm->bt_cap > BT_IDX_MAX)
 		vm->bt_cap = BT_IDX_MAX;
+	if (vg) {
+		uint32_t cap_now = vm->bt_cap;
+		vm->bt_cap = old;
+		tagslab_remember(vm);
+		vm->bt_cap = cap_now;
+	}
 	tagslab_chain(vm, old, vm->bt_cap);
 	return 0;
 }
@@ -88,9 +129,12 @@ HOT_INLINE bt_idx tagslab_get(vmem_t *vm)
 {
 	bt_idx i = vm->bt_unused;
 	struct bt *b = BT(vm, i);
+	QUIET_BEGIN();
 	vm->bt_unused = b->lnext;
+	QUIET_END();
 	vm->bt_nunused--;
-	b->lnext = BT_NIL;
+	TAG_ALIVE(b);
+	memset(b, 0, sizeof(*b)); /* every field starts known: BT_NIL links, max 0 */
 	return i;
 }
 
@@ -103,4 +147,5 @@ HOT_INLINE void tagslab_put(vmem_t *vm, bt_idx i)
 	b->lnext = vm->bt_unused;
 	vm->bt_unused = i;
 	vm->bt_nunused++;
+	TAG_DEAD(b);
 }
