@@ -90,7 +90,7 @@
  *     nalloc equal what the tags say.
  * I10 When the arena can release, no imported span is wholly free between
  *     calls.
- * I11 The hash load stays within [1/8, 2] (or the table is at its minimum
+ * I11 The hash load stays within [1/8, 1] (or the table is at its minimum
  *     or maximum size, or a resize could not be mapped).
  * I12 An operation that fails changes nothing but the fails counter.
  *

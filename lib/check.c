@@ -237,7 +237,7 @@ static void ck_run(struct checker *c)
 		(unsigned long long)inhash, (unsigned long long)nbusy,
 		(unsigned long long)vm->nalloc))
 		return;
-	if (!CK(c, 11, vm->nalloc <= 2 * nb + 1, "hash load %llu/%llu too high",
+	if (!CK(c, 11, vm->nalloc <= nb + 1, "hash load %llu/%llu too high",
 		(unsigned long long)vm->nalloc, (unsigned long long)nb))
 		return;
 

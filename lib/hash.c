@@ -67,7 +67,7 @@ void hash_resize(vmem_t *vm)
 {
 	uint64_t n = vm->hash_mask + 1;
 	unsigned int bits = 64 - vm->hash_shift;
-	if (vm->nalloc > 2 * n && bits < 40)
+	if (vm->nalloc > n && bits < 40)
 		hash_rebuild(vm, bits + 1);
 	else if (vm->nalloc < n / 8 && bits > HASH_MIN_BITS)
 		hash_rebuild(vm, bits - 1);
@@ -79,7 +79,7 @@ HOT_INLINE void hash_insert(vmem_t *vm, bt_idx i)
 	uint64_t h = hash_bucket(vm, b->start);
 	b->lnext = vm->hash[h];
 	vm->hash[h] = i;
-	if (unlikely(++vm->nalloc > 2 * (vm->hash_mask + 1)))
+	if (unlikely(++vm->nalloc > vm->hash_mask + 1))
 		hash_resize(vm);
 }
 
