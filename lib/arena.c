@@ -72,8 +72,8 @@
  *
  * I1  The address list is a circular doubly linked list through BT_HEAD;
  *     prev and next agree, and starts never decrease along it.
- * I2  Spans do not overlap; the span list holds exactly the span markers,
- *     in address order.  The segments after a marker tile its span exactly.
+ * I2  Spans do not overlap; the span list and the span treap hold exactly
+ *     the span markers, in address order.  The segments after a marker tile its span exactly.
  * I3  No two free segments are adjacent within a span.
  * I4  Free segment of size s is on freelist floor(log2 s) and on no other;
  *     bit k of fl_bitmap is set iff freelist k is non-empty.

@@ -43,8 +43,9 @@ static uint32_t tree_prio_of(const vmem_t *vm, bt_idx i)
 	return (uint32_t)x;
 }
 
-/* In-order walk: checks order, heap property and max; counts nodes. */
-static bool ck_tree(struct checker *c, bt_idx t, uint64_t depth, vmem_addr_t *lastend,
+/* In-order walk of a treap (the free one, I5, or the span one, I2):
+ * checks order, heap property and max; counts nodes. */
+static bool ck_tree(struct checker *c, int inv, bt_idx t, uint64_t depth, vmem_addr_t *lastend,
 		    bool *first, uint64_t *count, vmem_size_t *maxp)
 {
 	const vmem_t *vm = c->vm;
@@ -52,27 +53,28 @@ static bool ck_tree(struct checker *c, bt_idx t, uint64_t depth, vmem_addr_t *la
 		*maxp = 0;
 		return true;
 	}
-	if (!CK(c, 5, depth < 4096 && t < vm->bt_cap, "treap too deep or index %u out of range", t))
+	if (!CK(c, inv, depth < 4096 && t < vm->bt_cap, "treap too deep or index %u out of range", t))
 		return false;
 	const struct bt *b = BT(vm, t);
-	if (!CK(c, 5, b->type == BT_FREE, "treap node %u is not free (type %u)", t, b->type))
+	bool kind = inv == 5 ? b->type == BT_FREE : bt_is_span(b);
+	if (!CK(c, inv, kind, "treap node %u has type %u", t, b->type))
 		return false;
 	vmem_size_t lm, rm;
 	if (b->left != BT_NIL &&
-	    !CK(c, 5, tree_prio_of(vm, b->left) <= tree_prio_of(vm, t), "heap order at %u", t))
+	    !CK(c, inv, tree_prio_of(vm, b->left) <= tree_prio_of(vm, t), "heap order at %u", t))
 		return false;
 	if (b->right != BT_NIL &&
-	    !CK(c, 5, tree_prio_of(vm, b->right) <= tree_prio_of(vm, t), "heap order at %u", t))
+	    !CK(c, inv, tree_prio_of(vm, b->right) <= tree_prio_of(vm, t), "heap order at %u", t))
 		return false;
-	if (!ck_tree(c, b->left, depth + 1, lastend, first, count, &lm))
+	if (!ck_tree(c, inv, b->left, depth + 1, lastend, first, count, &lm))
 		return false;
-	if (!CK(c, 5, *first || b->start > *lastend, "treap out of address order at %#llx",
+	if (!CK(c, inv, *first || b->start > *lastend, "treap out of address order at %#llx",
 		(unsigned long long)b->start))
 		return false;
 	*first = false;
 	*lastend = bt_last(b);
 	(*count)++;
-	if (!ck_tree(c, b->right, depth + 1, lastend, first, count, &rm))
+	if (!ck_tree(c, inv, b->right, depth + 1, lastend, first, count, &rm))
 		return false;
 	vmem_size_t m = b->size;
 	if (lm > m)
@@ -80,7 +82,7 @@ static bool ck_tree(struct checker *c, bt_idx t, uint64_t depth, vmem_addr_t *la
 	if (rm > m)
 		m = rm;
 	*maxp = m;
-	return CK(c, 5, b->max == m, "treap max at %#llx is %llu, want %llu",
+	return CK(c, inv, b->max == m, "treap max at %#llx is %llu, want %llu",
 		  (unsigned long long)b->start, (unsigned long long)b->max, (unsigned long long)m);
 }
 
@@ -212,7 +214,7 @@ static void ck_run(struct checker *c)
 	if (!CK(c, 5, BT(vm, BT_NIL)->max == 0 && BT(vm, BT_NIL)->left == BT_NIL &&
 			  BT(vm, BT_NIL)->right == BT_NIL, "BT_NIL was written"))
 		return;
-	if (!ck_tree(c, vm->tree_root, 0, &lastend, &first, &intree, &rootmax))
+	if (!ck_tree(c, 5, vm->tree_root, 0, &lastend, &first, &intree, &rootmax))
 		return;
 	if (!CK(c, 5, intree == (vm->tree_on ? nfree : 0), "%llu treap nodes, %llu free segments",
 		(unsigned long long)intree, (unsigned long long)nfree))
@@ -239,6 +241,16 @@ static void ck_run(struct checker *c)
 		return;
 	if (!CK(c, 11, vm->nalloc <= nb + 1, "hash load %llu/%llu too high",
 		(unsigned long long)vm->nalloc, (unsigned long long)nb))
+		return;
+
+	/* I2: the span treap holds exactly the spans */
+	uint64_t inspans = 0;
+	lastend = 0;
+	first = true;
+	if (!ck_tree(c, 2, vm->span_root, 0, &lastend, &first, &inspans, &rootmax))
+		return;
+	if (!CK(c, 2, inspans == nspan, "%llu spans in the span treap, %llu in the list",
+		(unsigned long long)inspans, (unsigned long long)nspan))
 		return;
 
 	/* I7: tags */

@@ -31,17 +31,9 @@ VMEM_API int vmem_contains(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 	if (vm == NULL || size == 0 || size - 1 > VMEM_ADDR_MAX - addr)
 		return 0;
 	vmem_addr_t last = addr + (size - 1);
-	int in = 0;
 	pthread_mutex_lock(&vm->lock);
-	for (bt_idx si = BT(vm, BT_HEAD)->lnext; si != BT_HEAD; si = BT(vm, si)->lnext) {
-		const struct bt *s = BT(vm, si);
-		if (s->start > addr)
-			break;
-		if (bt_last(s) >= last) {
-			in = 1;
-			break;
-		}
-	}
+	bt_idx si = tree_span_floor(vm, addr);
+	int in = si != BT_NIL && bt_last(BT(vm, si)) >= last;
 	pthread_mutex_unlock(&vm->lock);
 	return in;
 }

@@ -143,11 +143,11 @@ bt_idx seg_whole_span(const vmem_t *vm, bt_idx fi)
 
 int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, bt_idx *spanp)
 {
-	/* the span list is sorted: find the first span after addr */
-	bt_idx next = BT(vm, BT_HEAD)->lnext;
-	while (next != BT_HEAD && BT(vm, next)->start < addr)
-		next = BT(vm, next)->lnext;
-	bt_idx prev = BT(vm, next)->lprev;
+	/* the span list is sorted; the span treap finds the place in it */
+	bt_idx prev = tree_span_floor(vm, addr);
+	if (prev == BT_NIL)
+		prev = BT_HEAD;
+	bt_idx next = BT(vm, prev)->lnext;
 	if (prev != BT_HEAD && bt_last(BT(vm, prev)) >= addr)
 		return EINVAL;
 	if (next != BT_HEAD && BT(vm, next)->start <= addr + (size - 1))
@@ -171,6 +171,7 @@ int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, 
 	bt_insert_after(vm, si, fi);
 	freelist_insert(vm, fi);
 	tree_insert(vm, fi);
+	tree_span_insert(vm, si);
 
 	vm->span_total += size;
 	vm->free_total += size;
@@ -195,6 +196,7 @@ bool seg_span_free(vmem_t *vm, bt_idx si)
 	tagslab_put(vm, fi);
 	BT(vm, s->lprev)->lnext = s->lnext;
 	BT(vm, s->lnext)->lprev = s->lprev;
+	tree_span_remove(vm, si);
 	bt_unlink(vm, si);
 	vm->span_total -= s->size;
 	vm->free_total -= s->size;

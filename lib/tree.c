@@ -187,3 +187,36 @@ bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 		tree_build(vm);
 	return tree_fit_from(vm, vm->tree_root, req, addrp);
 }
+
+/* ---- the span treap ----------------------------------------------------
+ * Span markers sit in a second treap of the same kind, ordered by start,
+ * so adding a span and vmem_contains find their neighbours in O(log n)
+ * even for an arena that has imported many spans. */
+
+void tree_span_insert(vmem_t *vm, bt_idx si)
+{
+	vm->span_root = tree_insert_at(vm, vm->span_root, si);
+}
+
+void tree_span_remove(vmem_t *vm, bt_idx si)
+{
+	vm->span_root = tree_remove_at(vm, vm->span_root, si, BT(vm, si)->start);
+	struct bt *b = BT(vm, si);
+	b->left = b->right = BT_NIL;
+	b->max = 0;
+}
+
+bt_idx tree_span_floor(const vmem_t *vm, vmem_addr_t addr)
+{
+	bt_idx t = vm->span_root, best = BT_NIL;
+	while (t != BT_NIL) {
+		const struct bt *b = BT(vm, t);
+		if (b->start <= addr) {
+			best = t;
+			t = b->right;
+		} else {
+			t = b->left;
+		}
+	}
+	return best;
+}

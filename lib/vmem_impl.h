@@ -98,6 +98,7 @@ struct vmem {
 	bt_idx fl_head[VMEM_NCLASS];
 	bt_idx tree_root;
 	bool tree_on; /* the treap is built lazily, on the first search that needs it */
+	bt_idx span_root; /* treap of span markers */
 	uint64_t tree_seed;
 
 	vmem_size_t quantum;
@@ -209,6 +210,11 @@ struct fitreq;
 /* Lowest-addressed free segment with a fit at or above req->minaddr. */
 /* Builds the treap on first use. */
 bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp);
+/* The span treap: span markers by start (I2). */
+void tree_span_insert(vmem_t *vm, bt_idx si);
+void tree_span_remove(vmem_t *vm, bt_idx si);
+/* The span with the greatest start <= addr, or BT_NIL. */
+bt_idx tree_span_floor(const vmem_t *vm, vmem_addr_t addr);
 
 /* ---- hash.c: allocated segments by start ------------------------------- */
 
