@@ -9,8 +9,9 @@
 
 #include "vmem_impl.h"
 
-/* The span to ask for; 0 when it cannot be expressed. */
-static vmem_size_t import_size(const vmem_t *vm, const struct fitreq *req)
+/* The span to ask for: at least import_quantum, and with round a multiple
+ * of it; 0 when it cannot be expressed. */
+static vmem_size_t import_size(const vmem_t *vm, const struct fitreq *req, bool round)
 {
 	vmem_size_t n = req->size;
 	if (vm->source == NULL && req->align > vm->quantum) {
@@ -21,7 +22,9 @@ static vmem_size_t import_size(const vmem_t *vm, const struct fitreq *req)
 		n += slack;
 	}
 	vmem_size_t iq = vm->import_quantum;
-	if (iq != 0) {
+	if (n < iq) {
+		n = iq;
+	} else if (round && iq != 0 && n % iq != 0) {
 		if (n > VMEM_ADDR_MAX - (iq - 1))
 			return 0;
 		n = (n + iq - 1) / iq * iq;
@@ -50,33 +53,50 @@ static int import_from_source(vmem_t *src, const vmem_t *vm, const struct fitreq
 	return err == 0 ? 0 : ENOMEM;
 }
 
-int import_span(vmem_t *vm, const struct fitreq *req, int flags, bt_idx *spanp)
+static bool import_within_limit(const vmem_t *vm, vmem_size_t n)
 {
-	vmem_size_t n = import_size(vm, req);
-	if (n == 0)
-		return ENOMEM;
-	if (vm->limit != 0 && (n > vm->limit || vm->import_total > vm->limit - n))
-		return ENOMEM;
+	return vm->limit == 0 || (n <= vm->limit && vm->import_total <= vm->limit - n);
+}
 
+/* One call to the source or the callback, lock dropped; 0 or ENOMEM. */
+static int import_call(vmem_t *vm, const struct fitreq *req, vmem_size_t n, int flags,
+		       vmem_addr_t *addrp)
+{
 	vmem_t *src = vm->source;
 	vmem_import_fn *fn = vm->importfn;
 	void *arg = vm->import_arg;
 	struct fitreq r = *req;
-	vmem_addr_t addr = 0;
 	int err;
 
 	pthread_mutex_unlock(&vm->lock);
 	if (src != NULL)
-		err = import_from_source(src, vm, &r, n, flags, &addr);
+		err = import_from_source(src, vm, &r, n, flags, addrp);
 	else
-		err = fn(arg, n, flags & ~VM_POLICIES, &addr) == 0 ? 0 : ENOMEM;
+		err = fn(arg, n, flags & ~VM_POLICIES, addrp) == 0 ? 0 : ENOMEM;
 	pthread_mutex_lock(&vm->lock);
+	return err;
+}
+
+int import_span(vmem_t *vm, const struct fitreq *req, int flags, bt_idx *spanp)
+{
+	vmem_size_t n = import_size(vm, req, true);
+	vmem_size_t least = import_size(vm, req, false);
+	vmem_addr_t addr = 0;
+	int err = ENOMEM;
+
+	if (n != 0 && import_within_limit(vm, n))
+		err = import_call(vm, req, n, flags, &addr);
+	if (err != 0 && least != 0 && least < n && import_within_limit(vm, least)) {
+		/* import_quantum is a preference: the request itself may still fit */
+		n = least;
+		err = import_call(vm, req, n, flags, &addr);
+	}
 	if (err != 0)
 		return ENOMEM;
 
 	/* a callback may hand back anything: keep only what the arena can hold */
 	bool ok = (addr & (vm->quantum - 1)) == 0 && n - 1 <= VMEM_ADDR_MAX - addr &&
-		  (vm->limit == 0 || (n <= vm->limit && vm->import_total <= vm->limit - n));
+		  import_within_limit(vm, n);
 	if (ok && seg_add_span(vm, addr, n, true, spanp) == 0) {
 		vm->imports++;
 		arena_wakeup(vm);
