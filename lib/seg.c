@@ -46,7 +46,7 @@ static HOT_INLINE void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vm
 	hash_insert(vm, i);
 }
 
-int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
+HOT_INLINE int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
 	      bt_idx *busyp)
 {
 	struct bt *f = BT(vm, fi);
@@ -91,7 +91,7 @@ int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned i
 	return 0;
 }
 
-bt_idx seg_release(vmem_t *vm, bt_idx bi)
+HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 {
 	struct bt *b = BT(vm, bi);
 	bt_idx pi = b->prev, ni = b->next;
