@@ -199,9 +199,9 @@ static void arena_wait(vmem_t *vm)
 static void arena_unimport(vmem_t *vm, bt_idx si, vmem_addr_t addr, vmem_size_t size)
 {
 	const struct bt *s = BT(vm, si);
-	QUIET_BEGIN(); /* the span may be gone, its tag unused */
+	QUIET_BEGIN(vm); /* the span may be gone, its tag unused */
 	bool same = s->type == BT_SPAN_IMPORT && s->start == addr && s->size == size;
-	QUIET_END();
+	QUIET_END(vm);
 	if (!same)
 		return;
 	if (!seg_span_free(vm, si))

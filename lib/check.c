@@ -34,19 +34,10 @@ __attribute__((format(printf, 3, 4))) static bool ck_fail(struct checker *c, int
 
 #define CK(c, inv, cond, ...) ((cond) ? true : ck_fail((c), (inv), __VA_ARGS__))
 
-static uint32_t tree_prio_of(const vmem_t *vm, bt_idx i)
-{
-	uint64_t x = (uint64_t)i ^ vm->tree_seed;
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	return (uint32_t)x;
-}
-
 /* In-order walk of a treap (the free one, I5, or the span one, I2):
  * checks order, heap property and max; counts nodes. */
-static bool ck_tree(struct checker *c, int inv, bt_idx t, uint64_t depth, vmem_addr_t *lastend,
-		    bool *first, uint64_t *count, vmem_size_t *maxp)
+static bool ck_tree(struct checker *c, int inv, bt_idx t, bt_idx parent, uint64_t depth,
+		    vmem_addr_t *lastend, bool *first, uint64_t *count, uint32_t *maxp)
 {
 	const vmem_t *vm = c->vm;
 	if (t == BT_NIL) {
@@ -59,14 +50,17 @@ static bool ck_tree(struct checker *c, int inv, bt_idx t, uint64_t depth, vmem_a
 	bool kind = inv == 5 ? b->type == BT_FREE : bt_is_span(b);
 	if (!CK(c, inv, kind, "treap node %u has type %u", t, b->type))
 		return false;
-	vmem_size_t lm, rm;
+	if (!CK(c, inv, b->parent == parent, "treap node %u: parent %u, want %u", t, b->parent,
+		parent))
+		return false;
+	uint32_t lm, rm;
 	if (b->left != BT_NIL &&
-	    !CK(c, inv, tree_prio_of(vm, b->left) <= tree_prio_of(vm, t), "heap order at %u", t))
+	    !CK(c, inv, tree_prio(vm, b->left) <= tree_prio(vm, t), "heap order at %u", t))
 		return false;
 	if (b->right != BT_NIL &&
-	    !CK(c, inv, tree_prio_of(vm, b->right) <= tree_prio_of(vm, t), "heap order at %u", t))
+	    !CK(c, inv, tree_prio(vm, b->right) <= tree_prio(vm, t), "heap order at %u", t))
 		return false;
-	if (!ck_tree(c, inv, b->left, depth + 1, lastend, first, count, &lm))
+	if (!ck_tree(c, inv, b->left, t, depth + 1, lastend, first, count, &lm))
 		return false;
 	if (!CK(c, inv, *first || b->start > *lastend, "treap out of address order at %#llx",
 		(unsigned long long)b->start))
@@ -74,16 +68,17 @@ static bool ck_tree(struct checker *c, int inv, bt_idx t, uint64_t depth, vmem_a
 	*first = false;
 	*lastend = bt_last(b);
 	(*count)++;
-	if (!ck_tree(c, inv, b->right, depth + 1, lastend, first, count, &rm))
+	if (!ck_tree(c, inv, b->right, t, depth + 1, lastend, first, count, &rm))
 		return false;
-	vmem_size_t m = b->size;
+	uint32_t m = tree_units(vm, b->size);
 	if (lm > m)
 		m = lm;
 	if (rm > m)
 		m = rm;
 	*maxp = m;
-	return CK(c, inv, b->max == m, "treap max at %#llx is %llu, want %llu",
-		  (unsigned long long)b->start, (unsigned long long)b->max, (unsigned long long)m);
+	/* the span treap does not use max, but keeps it as exact */
+	return CK(c, inv, b->max == m, "treap max at %#llx is %u, want %u",
+		  (unsigned long long)b->start, b->max, m);
 }
 
 static void ck_run(struct checker *c)
@@ -210,11 +205,12 @@ static void ck_run(struct checker *c)
 	vmem_addr_t lastend = 0;
 	bool first = true;
 	uint64_t intree = 0;
-	vmem_size_t rootmax;
+	uint32_t rootmax;
 	if (!CK(c, 5, BT(vm, BT_NIL)->max == 0 && BT(vm, BT_NIL)->left == BT_NIL &&
-			  BT(vm, BT_NIL)->right == BT_NIL, "BT_NIL was written"))
+			  BT(vm, BT_NIL)->right == BT_NIL && BT(vm, BT_NIL)->parent == BT_NIL,
+		"BT_NIL was written"))
 		return;
-	if (!ck_tree(c, 5, vm->tree_root, 0, &lastend, &first, &intree, &rootmax))
+	if (!ck_tree(c, 5, vm->tree_root, BT_NIL, 0, &lastend, &first, &intree, &rootmax))
 		return;
 	if (!CK(c, 5, intree == (vm->tree_on ? nfree : 0), "%llu treap nodes, %llu free segments",
 		(unsigned long long)intree, (unsigned long long)nfree))
@@ -247,7 +243,7 @@ static void ck_run(struct checker *c)
 	uint64_t inspans = 0;
 	lastend = 0;
 	first = true;
-	if (!ck_tree(c, 2, vm->span_root, 0, &lastend, &first, &inspans, &rootmax))
+	if (!ck_tree(c, 2, vm->span_root, BT_NIL, 0, &lastend, &first, &inspans, &rootmax))
 		return;
 	if (!CK(c, 2, inspans == nspan, "%llu spans in the span treap, %llu in the list",
 		(unsigned long long)inspans, (unsigned long long)nspan))
@@ -257,7 +253,7 @@ static void ck_run(struct checker *c)
 	uint64_t unused = 0;
 	bool chain_ok = true;
 	bt_idx bad = BT_NIL;
-	QUIET_BEGIN(); /* unused tags are not alive for valgrind */
+	QUIET_BEGIN(vm); /* unused tags are not alive for valgrind */
 	for (bt_idx i = vm->bt_unused; i != BT_NIL; i = BT(vm, i)->lnext) {
 		if (i < BT_FIRST || i >= vm->bt_cap || unused >= vm->bt_cap ||
 		    BT(vm, i)->type != BT_UNUSED) {
@@ -267,7 +263,7 @@ static void ck_run(struct checker *c)
 		}
 		unused++;
 	}
-	QUIET_END();
+	QUIET_END(vm);
 	if (!CK(c, 7, chain_ok, "unused chain broken at %u", bad))
 		return;
 	if (!CK(c, 7, unused == vm->bt_nunused && ntags + unused + BT_FIRST == vm->bt_cap,

@@ -53,6 +53,16 @@ size_t os_mapped_bytes(void)
 	return atomic_load(&mapped_bytes);
 }
 
+/* Tag tables and hashes are read at random: past a few huge pages' worth,
+ * ask for transparent huge pages so each access is not also a TLB miss. */
+#define OS_HUGE_MIN (4u << 20)
+
+static void os_advise(void *p, size_t bytes)
+{
+	if (bytes >= OS_HUGE_MIN)
+		madvise(p, bytes, MADV_HUGEPAGE);
+}
+
 void *os_map(size_t bytes)
 {
 	if (os_fault_now())
@@ -60,6 +70,7 @@ void *os_map(size_t bytes)
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
+	os_advise(p, bytes);
 	atomic_fetch_add(&mapped_bytes, bytes);
 	return p;
 }
@@ -71,6 +82,7 @@ void *os_remap(void *p, size_t old, size_t bytes)
 	void *q = mremap(p, old, bytes, MREMAP_MAYMOVE);
 	if (q == MAP_FAILED)
 		return NULL;
+	os_advise(q, bytes);
 	atomic_fetch_add(&mapped_bytes, bytes);
 	atomic_fetch_sub(&mapped_bytes, old);
 	return q;

@@ -16,7 +16,6 @@
 static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
 {
 	struct bt *b = BT(vm, i);
-	vmem_size_t oldmax = b->max;
 	if (freelist_class(b->size) != freelist_class(size)) {
 		freelist_remove(vm, i);
 		b->start = start;
@@ -26,12 +25,7 @@ static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem
 		b->start = start;
 		b->size = size;
 	}
-	/* ancestors only see this subtree's max: skip the descent if it holds */
-	vmem_size_t m = size, l = BT(vm, b->left)->max, r = BT(vm, b->right)->max;
-	m = l > m ? l : m;
-	m = r > m ? r : m;
-	if (m != oldmax)
-		tree_update(vm, i);
+	tree_update(vm, i);
 }
 
 static HOT_INLINE void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size,
@@ -41,8 +35,6 @@ static HOT_INLINE void seg_make_busy(vmem_t *vm, bt_idx i, vmem_addr_t start, vm
 	b->start = start;
 	b->size = size;
 	b->type = type;
-	b->left = b->right = BT_NIL;
-	b->max = 0;
 	hash_insert(vm, i);
 }
 
@@ -277,10 +269,10 @@ static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *a
 	 * place to start, so a stale hint only costs steps. */
 	bt_idx i = vm->rotor_hint;
 	const struct bt *b = BT(vm, i < vm->bt_cap ? i : BT_NIL);
-	QUIET_BEGIN(); /* the hint may name an unused tag */
+	QUIET_BEGIN(vm); /* the hint may name an unused tag */
 	bool stale = i >= vm->bt_cap || b->type == BT_UNUSED || b->type == BT_SENTINEL ||
 		     b->start > vm->rotor;
-	QUIET_END();
+	QUIET_END(vm);
 	if (stale)
 		i = BT(vm, BT_HEAD)->next;
 	if (after.minaddr <= after.maxaddr) {

@@ -26,37 +26,38 @@ static void tagslab_chain(vmem_t *vm, uint32_t from, uint32_t to)
 		vm->bt_unused = i;
 	}
 	vm->bt_nunused += to - from;
-	TAG_NOACCESS(BT(vm, from), (size_t)(to - from) * sizeof(struct bt));
+	TAG_NOACCESS(vm, BT(vm, from), (size_t)(to - from) * sizeof(struct bt));
 }
 
 /* valgrind knows tags by address: tell it when they all move or go */
 static void tagslab_forget(vmem_t *vm)
 {
-	QUIET_BEGIN();
+	QUIET_BEGIN(vm);
 	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++)
 		if (BT(vm, i)->type != BT_UNUSED)
-			TAG_DEAD(BT(vm, i));
-	QUIET_END();
+			TAG_DEAD(vm, BT(vm, i));
+	QUIET_END(vm);
 }
 
 static void tagslab_remember(vmem_t *vm)
 {
-	QUIET_BEGIN();
+	QUIET_BEGIN(vm);
 	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++) {
 		struct bt *b = BT(vm, i);
 		if (b->type != BT_UNUSED) {
 			struct bt copy = *b;
-			TAG_ALIVE(b);
+			TAG_ALIVE(vm, b);
 			*b = copy;
 		} else {
-			TAG_NOACCESS(b, sizeof(*b));
+			TAG_NOACCESS(vm, b, sizeof(*b));
 		}
 	}
-	QUIET_END();
+	QUIET_END(vm);
 }
 
 int tagslab_init(vmem_t *vm)
 {
+	vm->valgrind = ON_VALGRIND();
 	size_t bytes = os_pagesize();
 	vm->bt = os_map(bytes);
 	if (vm->bt == NULL)
@@ -78,7 +79,7 @@ int tagslab_init(vmem_t *vm)
 
 void tagslab_fini(vmem_t *vm)
 {
-	if (ON_VALGRIND())
+	if (vm->valgrind)
 		tagslab_forget(vm);
 	os_unmap(vm->bt, vm->bt_bytes);
 	vm->bt = NULL;
@@ -87,10 +88,8 @@ void tagslab_fini(vmem_t *vm)
 	vm->bt_nunused = 0;
 }
 
-int tagslab_reserve(vmem_t *vm, uint32_t n)
+int tagslab_grow(vmem_t *vm, uint32_t n)
 {
-	if (likely(vm->bt_nunused >= n))
-		return 0;
 	/* grow by an eighth: the slack bounds memory per segment (W8) */
 	size_t want = (size_t)vm->bt_cap + n - vm->bt_nunused;
 	size_t grow = vm->bt_cap / 8;
@@ -100,7 +99,7 @@ int tagslab_reserve(vmem_t *vm, uint32_t n)
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
-	bool vg = ON_VALGRIND();
+	bool vg = vm->valgrind;
 	if (vg)
 		tagslab_forget(vm);
 	struct bt *p = os_remap(vm->bt, vm->bt_bytes, bytes);
@@ -129,11 +128,11 @@ HOT_INLINE bt_idx tagslab_get(vmem_t *vm)
 {
 	bt_idx i = vm->bt_unused;
 	struct bt *b = BT(vm, i);
-	QUIET_BEGIN();
+	QUIET_BEGIN(vm);
 	vm->bt_unused = b->lnext;
-	QUIET_END();
+	QUIET_END(vm);
 	vm->bt_nunused--;
-	TAG_ALIVE(b);
+	TAG_ALIVE(vm, b);
 	memset(b, 0, sizeof(*b)); /* every field starts known: BT_NIL links, max 0 */
 	return i;
 }
@@ -147,5 +146,5 @@ HOT_INLINE void tagslab_put(vmem_t *vm, bt_idx i)
 	b->lnext = vm->bt_unused;
 	vm->bt_unused = i;
 	vm->bt_nunused++;
-	TAG_DEAD(b);
+	TAG_DEAD(vm, b);
 }

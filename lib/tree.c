@@ -5,20 +5,26 @@
  * skips whole subtrees, so first fit, next fit and constrained searches are
  * logarithmic instead of a walk over every segment.
  *
+ * Nodes know their parent, so a change of size climbs from the node and
+ * stops at the first ancestor whose max does not change: usually at once.
+ * Sizes in the treap are counted in quanta and saturate at 2^32 - 1, which
+ * keeps a tag at 48 bytes; a saturated max only means a subtree is searched
+ * rather than skipped.
+ *
  * The treap is built the first time a search needs address order (first
  * fit, next fit past its short walk, constrained or fallback searches) and
  * kept from then on: an arena used only with instant and best fit, like an
  * ID allocator, never pays for it.
  *
  * Priorities are a hash of the tag index: no storage, no RNG state, and
- * random enough that the expected depth is O(log n).  Recursion depth is
- * the tree depth.
+ * random enough that the expected depth is O(log n).  The same code keeps
+ * the span treap (span markers by start).
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
 #include "vmem_impl.h"
 
-static inline uint32_t tree_prio(const vmem_t *vm, bt_idx i)
+uint32_t tree_prio(const vmem_t *vm, bt_idx i)
 {
 	uint64_t x = (uint64_t)i ^ vm->tree_seed;
 	x ^= x >> 33;
@@ -27,139 +33,135 @@ static inline uint32_t tree_prio(const vmem_t *vm, bt_idx i)
 	return (uint32_t)x;
 }
 
-static inline void tree_pull(vmem_t *vm, bt_idx i)
+uint32_t tree_units(const vmem_t *vm, vmem_size_t size)
+{
+	vmem_size_t u = size >> vm->qshift;
+	return u > UINT32_MAX ? UINT32_MAX : (uint32_t)u;
+}
+
+/* Recompute i's max from its children; true if it changed. */
+static inline bool tree_pull(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
-	vmem_size_t m = b->size;
-	vmem_size_t l = BT(vm, b->left)->max, r = BT(vm, b->right)->max;
-	if (l > m)
-		m = l;
-	if (r > m)
-		m = r;
+	uint32_t m = tree_units(vm, b->size);
+	uint32_t l = BT(vm, b->left)->max, r = BT(vm, b->right)->max;
+	m = l > m ? l : m;
+	m = r > m ? r : m;
+	bool changed = b->max != m;
 	b->max = m;
+	return changed;
 }
 
-/* Nodes with start < key go to *l, the rest to *r. */
-static void tree_split(vmem_t *vm, bt_idx t, vmem_addr_t key, bt_idx *l, bt_idx *r)
+/* Climb from i while maxes change. */
+static void tree_fix_up(vmem_t *vm, bt_idx i)
 {
-	if (t == BT_NIL) {
-		*l = *r = BT_NIL;
-		return;
-	}
-	struct bt *b = BT(vm, t);
-	if (b->start < key) {
-		tree_split(vm, b->right, key, &b->right, r);
-		*l = t;
-	} else {
-		tree_split(vm, b->left, key, l, &b->left);
-		*r = t;
-	}
-	tree_pull(vm, t);
+	while (i != BT_NIL && tree_pull(vm, i))
+		i = BT(vm, i)->parent;
 }
 
-static bt_idx tree_merge(vmem_t *vm, bt_idx l, bt_idx r)
+/* Put c where p was under p's parent (or at the root). */
+static inline void tree_replace(vmem_t *vm, bt_idx *rootp, bt_idx p, bt_idx c)
 {
-	if (l == BT_NIL)
-		return r;
-	if (r == BT_NIL)
-		return l;
-	if (tree_prio(vm, l) > tree_prio(vm, r)) {
-		struct bt *b = BT(vm, l);
-		b->right = tree_merge(vm, b->right, r);
-		tree_pull(vm, l);
-		return l;
-	}
-	struct bt *b = BT(vm, r);
-	b->left = tree_merge(vm, l, b->left);
-	tree_pull(vm, r);
-	return r;
+	bt_idx g = BT(vm, p)->parent;
+	if (c != BT_NIL)
+		BT(vm, c)->parent = g;
+	if (g == BT_NIL)
+		*rootp = c;
+	else if (BT(vm, g)->left == p)
+		BT(vm, g)->left = c;
+	else
+		BT(vm, g)->right = c;
 }
 
-static bt_idx tree_insert_at(vmem_t *vm, bt_idx t, bt_idx x)
+/* Rotate x above its parent; the subtree's max is unchanged. */
+static void tree_rotate_up(vmem_t *vm, bt_idx *rootp, bt_idx x)
 {
 	struct bt *n = BT(vm, x);
-	if (t == BT_NIL) {
-		n->left = n->right = BT_NIL;
-		n->max = n->size;
-		return x;
+	bt_idx p = n->parent;
+	struct bt *pb = BT(vm, p);
+	tree_replace(vm, rootp, p, x);
+	if (pb->left == x) {
+		pb->left = n->right;
+		if (n->right != BT_NIL)
+			BT(vm, n->right)->parent = p;
+		n->right = p;
+	} else {
+		pb->right = n->left;
+		if (n->left != BT_NIL)
+			BT(vm, n->left)->parent = p;
+		n->left = p;
 	}
-	if (tree_prio(vm, x) > tree_prio(vm, t)) {
-		tree_split(vm, t, n->start, &n->left, &n->right);
-		tree_pull(vm, x);
-		return x;
+	pb->parent = x;
+	tree_pull(vm, p);
+	tree_pull(vm, x);
+}
+
+static void tree_insert_into(vmem_t *vm, bt_idx *rootp, bt_idx x)
+{
+	struct bt *n = BT(vm, x);
+	n->left = n->right = BT_NIL;
+	n->max = tree_units(vm, n->size);
+	bt_idx t = *rootp, p = BT_NIL;
+	bt_idx *link = rootp;
+	while (t != BT_NIL) {
+		struct bt *b = BT(vm, t);
+		p = t;
+		if (b->max < n->max)
+			b->max = n->max; /* x will be below */
+		link = n->start < b->start ? &b->left : &b->right;
+		t = *link;
 	}
-	struct bt *b = BT(vm, t);
-	if (n->start < b->start)
-		b->left = tree_insert_at(vm, b->left, x);
-	else
-		b->right = tree_insert_at(vm, b->right, x);
-	tree_pull(vm, t);
-	return t;
+	*link = x;
+	n->parent = p;
+	uint32_t px = tree_prio(vm, x);
+	while (n->parent != BT_NIL && px > tree_prio(vm, n->parent))
+		tree_rotate_up(vm, rootp, x);
+}
+
+static void tree_remove_from(vmem_t *vm, bt_idx *rootp, bt_idx x)
+{
+	struct bt *n = BT(vm, x);
+	/* rotate x down below its higher-priority child until it has one child */
+	while (n->left != BT_NIL && n->right != BT_NIL) {
+		bt_idx c = tree_prio(vm, n->left) > tree_prio(vm, n->right) ? n->left : n->right;
+		tree_rotate_up(vm, rootp, c);
+	}
+	bt_idx p = n->parent;
+	tree_replace(vm, rootp, x, n->left != BT_NIL ? n->left : n->right);
+	n->left = n->right = n->parent = BT_NIL;
+	n->max = 0;
+	tree_fix_up(vm, p);
 }
 
 void tree_insert(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
-		vm->tree_root = tree_insert_at(vm, vm->tree_root, i);
-}
-
-static bt_idx tree_remove_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
-{
-	if (t == BT_NIL)
-		return BT_NIL; /* not reached while I5 holds */
-	struct bt *b = BT(vm, t);
-	if (t == x)
-		return tree_merge(vm, b->left, b->right);
-	if (key < b->start)
-		b->left = tree_remove_at(vm, b->left, x, key);
-	else
-		b->right = tree_remove_at(vm, b->right, x, key);
-	tree_pull(vm, t);
-	return t;
-}
-
-static void tree_remove_node(vmem_t *vm, bt_idx i)
-{
-	vm->tree_root = tree_remove_at(vm, vm->tree_root, i, BT(vm, i)->start);
-	struct bt *b = BT(vm, i);
-	b->left = b->right = BT_NIL;
-	b->max = 0;
+		tree_insert_into(vm, &vm->tree_root, i);
 }
 
 void tree_remove(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
-		tree_remove_node(vm, i);
-}
-
-static void tree_update_at(vmem_t *vm, bt_idx t, bt_idx x, vmem_addr_t key)
-{
-	if (t == BT_NIL)
-		return;
-	if (t != x) {
-		struct bt *b = BT(vm, t);
-		tree_update_at(vm, key < b->start ? b->left : b->right, x, key);
-	}
-	tree_pull(vm, t);
+		tree_remove_from(vm, &vm->tree_root, i);
 }
 
 void tree_update(vmem_t *vm, bt_idx i)
 {
 	if (vm->tree_on)
-		tree_update_at(vm, vm->tree_root, i, BT(vm, i)->start);
+		tree_fix_up(vm, i);
 }
 
-static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req,
+static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req, uint32_t units,
 			    vmem_addr_t *addrp)
 {
 	/* in-order descent; the right spine is a loop, the left a recursion */
 	while (t != BT_NIL) {
 		const struct bt *b = BT(vm, t);
-		if (b->max < req->size)
+		if (b->max < units)
 			return BT_NIL;
 		/* everything left of t ends before t->start */
 		if (b->start > req->minaddr) {
-			bt_idx r = tree_fit_from(vm, b->left, req, addrp);
+			bt_idx r = tree_fit_from(vm, b->left, req, units, addrp);
 			if (r != BT_NIL)
 				return r;
 		}
@@ -185,7 +187,7 @@ bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
 	if (unlikely(!vm->tree_on))
 		tree_build(vm);
-	return tree_fit_from(vm, vm->tree_root, req, addrp);
+	return tree_fit_from(vm, vm->tree_root, req, tree_units(vm, req->size), addrp);
 }
 
 /* ---- the span treap ----------------------------------------------------
@@ -195,15 +197,12 @@ bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 
 void tree_span_insert(vmem_t *vm, bt_idx si)
 {
-	vm->span_root = tree_insert_at(vm, vm->span_root, si);
+	tree_insert_into(vm, &vm->span_root, si);
 }
 
 void tree_span_remove(vmem_t *vm, bt_idx si)
 {
-	vm->span_root = tree_remove_at(vm, vm->span_root, si, BT(vm, si)->start);
-	struct bt *b = BT(vm, si);
-	b->left = b->right = BT_NIL;
-	b->max = 0;
+	tree_remove_from(vm, &vm->span_root, si);
 }
 
 bt_idx tree_span_floor(const vmem_t *vm, vmem_addr_t addr)

@@ -54,8 +54,9 @@ struct bt {
 	bt_idx lnext;           /* FREE: freelist; SPAN: span list; BUSY: hash chain; UNUSED: chain */
 	unsigned int lprev : 29; /* FREE: freelist; SPAN: span list */
 	unsigned int type : 3;
-	bt_idx left, right;     /* FREE: treap children, ordered by start */
-	vmem_size_t max;        /* FREE: largest size in this treap subtree */
+	bt_idx left, right;     /* FREE, SPAN: treap children, ordered by start */
+	bt_idx parent;          /* FREE, SPAN: treap parent (BT_NIL at the root) */
+	uint32_t max;           /* FREE: largest size in this treap subtree, in quanta, saturating */
 };
 
 static inline bool bt_is_span(const struct bt *b)
@@ -105,6 +106,7 @@ struct vmem {
 	unsigned int qshift;
 	vmem_size_t qcache_max;
 	bool debug;
+	bool valgrind; /* running under valgrind: describe tags to memcheck */
 	bool ever_allocated;
 	unsigned int nwaiters;
 
@@ -160,18 +162,21 @@ bool os_debug_env(void);
  * unused tag on purpose (the unused chain, a stale hint) is done quietly. */
 #ifdef VMEM_VALGRIND
 #include <valgrind/memcheck.h>
-#define TAG_ALIVE(p) VALGRIND_MALLOCLIKE_BLOCK((p), sizeof(struct bt), 0, 1)
-#define TAG_DEAD(p) VALGRIND_FREELIKE_BLOCK((p), 0)
-#define TAG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
-#define QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
-#define QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
+/* vm->valgrind is read once at creation: outside valgrind a branch, not a
+ * client request, is all the hot paths pay */
+#define VG(vm, req) do { if (unlikely((vm)->valgrind)) { req; } } while (0)
+#define TAG_ALIVE(vm, p) VG(vm, VALGRIND_MALLOCLIKE_BLOCK((p), sizeof(struct bt), 0, 1))
+#define TAG_DEAD(vm, p) VG(vm, VALGRIND_FREELIKE_BLOCK((p), 0))
+#define TAG_NOACCESS(vm, p, n) VG(vm, VALGRIND_MAKE_MEM_NOACCESS((p), (n)))
+#define QUIET_BEGIN(vm) VG(vm, VALGRIND_DISABLE_ERROR_REPORTING)
+#define QUIET_END(vm) VG(vm, VALGRIND_ENABLE_ERROR_REPORTING)
 #define ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
 #else
-#define TAG_ALIVE(p) ((void)(p))
-#define TAG_DEAD(p) ((void)(p))
-#define TAG_NOACCESS(p, n) ((void)(p), (void)(n))
-#define QUIET_BEGIN() ((void)0)
-#define QUIET_END() ((void)0)
+#define TAG_ALIVE(vm, p) ((void)(vm), (void)(p))
+#define TAG_DEAD(vm, p) ((void)(vm), (void)(p))
+#define TAG_NOACCESS(vm, p, n) ((void)(vm), (void)(p), (void)(n))
+#define QUIET_BEGIN(vm) ((void)(vm))
+#define QUIET_END(vm) ((void)(vm))
 #define ON_VALGRIND() 0
 #endif
 
@@ -179,7 +184,12 @@ bool os_debug_env(void);
 
 int tagslab_init(vmem_t *vm);
 void tagslab_fini(vmem_t *vm);
-int tagslab_reserve(vmem_t *vm, uint32_t n); /* 0 or ENOMEM; may move vm->bt */
+int tagslab_grow(vmem_t *vm, uint32_t n); /* 0 or ENOMEM; may move vm->bt */
+/* Make sure n tags can be had without failing; 0 or ENOMEM; may move vm->bt. */
+static inline int tagslab_reserve(vmem_t *vm, uint32_t n)
+{
+	return likely(vm->bt_nunused >= n) ? 0 : tagslab_grow(vm, n);
+}
 bt_idx tagslab_get(vmem_t *vm);              /* only after a reserve */
 void tagslab_put(vmem_t *vm, bt_idx i);
 
@@ -208,6 +218,9 @@ void tree_remove(vmem_t *vm, bt_idx i);
 void tree_update(vmem_t *vm, bt_idx i);
 struct fitreq;
 /* Lowest-addressed free segment with a fit at or above req->minaddr. */
+uint32_t tree_prio(const vmem_t *vm, bt_idx i);
+/* size in quanta, saturated to 32 bits: the unit of struct bt's max */
+uint32_t tree_units(const vmem_t *vm, vmem_size_t size);
 /* Builds the treap on first use. */
 bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp);
 /* The span treap: span markers by start (I2). */
