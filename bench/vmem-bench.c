@@ -551,6 +551,118 @@ static NOINLINE int lifo_free(struct lifo *l, uint64_t id)
 
 DEFINE_ID_LOOPS(lifo, struct lifo, lifo_alloc, lifo_free)
 
+/* ---- (f) the memory floor of a boundary-tag allocator ---- */
+
+/*
+ * The LIFO of (c), plus the memory traffic that any allocator with
+ * boundary tags and a hash of allocated segments must make: a free looks
+ * its 48-byte tag up through a chained hash of 4-byte buckets and reads
+ * both neighbouring tags; an allocation writes the tag and links it into
+ * its bucket.  No freelists, no coalescing, no statistics: what libvmem
+ * does beyond this is the price of being a general allocator.
+ */
+struct ftag {
+	uint64_t start, size;
+	uint32_t prev, next, hnext, pad[5];
+};
+
+struct tfloor {
+	struct lifo l;
+	uint64_t base;
+	struct ftag *tag; /* indexed by ID - base + 1; 0 and the last are neighbours only */
+	uint32_t *bucket;
+	unsigned shift;
+};
+
+static void *tfloor_create(const struct idparams *p)
+{
+	struct tfloor *f = xmalloc(sizeof *f);
+	struct lifo *l = lifo_create(p);
+	size_t nb = 1;
+
+	f->l = *l;
+	free(l);
+	f->base = p->base;
+	f->tag = calloc(p->size + 2, sizeof f->tag[0]); /* untouched pages stay unmapped */
+	if (f->tag == NULL)
+		die("out of memory");
+	while (nb < p->live)
+		nb *= 2; /* load at most 1, as libvmem keeps it */
+	f->bucket = calloc(nb, sizeof f->bucket[0]);
+	if (f->bucket == NULL)
+		die("out of memory");
+	f->shift = 64 - (unsigned)__builtin_ctzll(nb);
+	return f;
+}
+
+static void tfloor_destroy(void *vf)
+{
+	struct tfloor *f = vf;
+
+	pthread_mutex_destroy(&f->l.mu);
+	free(f->l.stk);
+	free(f->tag);
+	free(f->bucket);
+	free(f);
+}
+
+static inline uint32_t *tfloor_head(struct tfloor *f, uint64_t id)
+{
+	return &f->bucket[(id * 0x9e3779b97f4a7c15ull) >> f->shift];
+}
+
+static NOINLINE int tfloor_alloc(struct tfloor *f, uint64_t *idp)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&f->l.mu);
+	if (f->l.top > 0)
+		*idp = f->l.stk[--f->l.top];
+	else if (f->l.next < f->l.end)
+		*idp = f->l.next++;
+	else
+		rc = ENOMEM;
+	if (rc == 0) {
+		uint32_t i = (uint32_t)(*idp - f->base + 1);
+		uint32_t *h = tfloor_head(f, *idp);
+		struct ftag *t = &f->tag[i];
+		t->start = *idp;
+		t->size = 1;
+		t->prev = i - 1;
+		t->next = i + 1;
+		t->hnext = *h;
+		*h = i;
+	}
+	pthread_mutex_unlock(&f->l.mu);
+	return rc;
+}
+
+static NOINLINE int tfloor_free(struct tfloor *f, uint64_t id)
+{
+	int rc = EINVAL;
+
+	pthread_mutex_lock(&f->l.mu);
+	uint32_t *link = tfloor_head(f, id);
+	while (*link != 0) {
+		struct ftag *t = &f->tag[*link];
+		if (t->start == id) {
+			*link = t->hnext;
+			/* a free must see its neighbours to coalesce */
+			t->size = f->tag[t->prev].size + f->tag[t->next].size;
+			if (f->l.top < f->l.cap) {
+				f->l.stk[f->l.top++] = id;
+				rc = 0;
+			}
+			break;
+		}
+		link = &t->hnext;
+	}
+	pthread_mutex_unlock(&f->l.mu);
+	return rc;
+}
+
+DEFINE_ID_LOOPS(tfloor, struct tfloor, tfloor_alloc, tfloor_free)
+
 /* ---- (d) a bitmap with summary words and find-first-zero, mutex-protected ---- */
 
 /*
@@ -829,6 +941,11 @@ static uint64_t lifo_free_segs(void *vl)
 	return ((struct lifo *)vl)->top; /* freed IDs waiting on the stack */
 }
 
+static uint64_t tfloor_free_segs(void *vf)
+{
+	return ((struct tfloor *)vf)->l.top;
+}
+
 static uint64_t bitmap_free_segs(void *vb)
 {
 	(void)vb;
@@ -860,6 +977,7 @@ static const struct idalg alg_vmem = IDALG(vmem, vmem_id_create, vmem_id_destroy
 static const struct idalg alg_lifo = IDALG(lifo, lifo_create, lifo_destroy, lifo_free_segs);
 static const struct idalg alg_bitmap = IDALG(bitmap, bitmap_create, bitmap_destroy, bitmap_free_segs);
 static const struct idalg alg_rlist = IDALG(rlist, rlist_create, rlist_destroy, rlist_free_segs);
+static const struct idalg alg_tfloor = IDALG(tfloor, tfloor_create, tfloor_destroy, tfloor_free_segs);
 
 /* The start state of an ID workload. */
 enum start { FRAGMENTED, DENSE };
@@ -1239,6 +1357,7 @@ static void wl_baselines(void)
 	run_malloc_pair();
 	run_id("B", "(c) lifo-mutex", &alg_lifo, &prm, DENSE, cfg.w1_rounds);
 	run_id("B", "(d) bitmap-mutex", &alg_bitmap, &prm, DENSE, cfg.w1_rounds);
+	run_id("B", "(f) tag+hash floor", &alg_tfloor, &prm, DENSE, cfg.w1_rounds);
 	run_id("B", "(e) naive list", &alg_rlist, &prm, DENSE, cfg.w1_rounds);
 }
 
