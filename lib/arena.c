@@ -363,6 +363,7 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 			if (policy == VM_NEXTFIT) {
 				vm->rotor = a + req->size;
 				vm->rotor_hint = BT(vm, bi)->next;
+				vm->rotor_last = a;
 			}
 			arena_allocated(vm, req->size, policy, type);
 			/* the search may have found room elsewhere, freed while the

@@ -259,30 +259,55 @@ static bt_idx seg_find_best(vmem_t *vm, const struct fitreq *req, vmem_addr_t *a
 
 #define NEXTFIT_WALK 16
 
+/* A tag at or before the rotor to walk from: the hint if it is still a
+ * live tag there, else the previous next-fit allocation if it is still
+ * allocated, else the start of the arena.  Any of them is correct; the
+ * closer, the fewer steps. */
+static bt_idx seg_nextfit_from(vmem_t *vm)
+{
+	bt_idx i = vm->rotor_hint;
+	const struct bt *b = BT(vm, i < vm->bt_cap ? i : BT_NIL);
+	QUIET_BEGIN(vm); /* the hint may name an unused tag */
+	bool live = i < vm->bt_cap && b->type != BT_UNUSED && b->type != BT_SENTINEL &&
+		    b->start <= vm->rotor;
+	QUIET_END(vm);
+	if (live)
+		return i;
+	i = hash_lookup(vm, vm->rotor_last);
+	if (i != BT_NIL && BT(vm, i)->start <= vm->rotor)
+		return i;
+	return BT(vm, BT_HEAD)->next;
+}
+
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
 	struct fitreq after = *req;
 	if (vm->rotor > after.minaddr)
 		after.minaddr = vm->rotor;
 	/* usually what follows the previous allocation is free: walk a few
-	 * tags from there.  Any live tag at or below the rotor is a correct
-	 * place to start, so a stale hint only costs steps. */
-	bt_idx i = vm->rotor_hint;
-	const struct bt *b = BT(vm, i < vm->bt_cap ? i : BT_NIL);
-	QUIET_BEGIN(vm); /* the hint may name an unused tag */
-	bool stale = i >= vm->bt_cap || b->type == BT_UNUSED || b->type == BT_SENTINEL ||
-		     b->start > vm->rotor;
-	QUIET_END(vm);
-	if (stale)
+	 * tags from there, wrapping once to the start of the arena */
+	const struct fitreq *r = &after;
+	bt_idx i = seg_nextfit_from(vm);
+	bool wrapped = after.minaddr > after.maxaddr;
+	if (wrapped) {
+		r = req;
 		i = BT(vm, BT_HEAD)->next;
-	if (after.minaddr <= after.maxaddr) {
-		for (int n = 0; n < NEXTFIT_WALK && i != BT_HEAD; n++, i = b->next) {
-			b = BT(vm, i);
-			if (b->type == BT_FREE && fit(b->start, b->size, &after, addrp))
-				return i;
-		}
 	}
-	if (vm->rotor > req->minaddr) {
+	for (int n = 0; n < 2 * NEXTFIT_WALK; n++) {
+		if (i == BT_HEAD) {
+			if (wrapped)
+				return BT_NIL; /* walked the whole arena: nothing fits */
+			wrapped = true;
+			r = req;
+			i = BT(vm, BT_HEAD)->next;
+			continue;
+		}
+		const struct bt *b = BT(vm, i);
+		if (b->type == BT_FREE && fit(b->start, b->size, r, addrp))
+			return i;
+		i = b->next;
+	}
+	if (!wrapped && vm->rotor > req->minaddr) {
 		i = tree_first_fit(vm, &after, addrp);
 		if (i != BT_NIL)
 			return i;

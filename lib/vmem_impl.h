@@ -113,7 +113,8 @@ struct vmem {
 	/* next fit: the end of the previous VM_NEXTFIT allocation, as an
 	 * address so that it never pins a tag (no blocked coalescing) */
 	vmem_addr_t rotor;
-	bt_idx rotor_hint; /* the tag after the previous one; checked before use */
+	bt_idx rotor_hint;      /* the tag after the previous one; checked before use */
+	vmem_addr_t rotor_last; /* where the previous next-fit allocation starts */
 
 	/* import.c */
 	vmem_import_fn *importfn;
