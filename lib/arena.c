@@ -114,25 +114,34 @@ static vmem_t *arenas;
 static void arena_atfork_prepare(void)
 {
 	pthread_mutex_lock(&arenas_lock);
-	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext)
+	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
+		qcache_lock_all(vm);
 		pthread_mutex_lock(&vm->lock);
+	}
 }
 
 static void arena_atfork_parent(void)
 {
-	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext)
+	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
 		pthread_mutex_unlock(&vm->lock);
+		qcache_unlock_all(vm);
+	}
 	pthread_mutex_unlock(&arenas_lock);
 }
 
 static void arena_atfork_child(void)
 {
-	/* only this thread survives: waiters and lock owners are gone */
+	/* Only this thread survives, and it holds every lock (prepare took
+	 * them): release them.  Waiters are gone, so the condition variables
+	 * start afresh. */
 	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
-		os_lock_init(&vm->lock, &vm->cv);
+		pthread_cond_destroy(&vm->cv);
+		os_cond_init(&vm->cv);
 		vm->nwaiters = 0;
+		pthread_mutex_unlock(&vm->lock);
+		qcache_unlock_all(vm);
 	}
-	pthread_mutex_init(&arenas_lock, NULL);
+	pthread_mutex_unlock(&arenas_lock);
 }
 
 __attribute__((constructor)) static void arena_library_init(void)
@@ -177,9 +186,10 @@ void arena_wakeup(vmem_t *vm)
 static void arena_wait(vmem_t *vm)
 {
 	vm->waits++;
-	vm->nwaiters++;
-	if (vm->source != NULL || vm->importfn != NULL) {
-		/* a source's frees do not signal us: look again now and then */
+	__atomic_fetch_add(&vm->nwaiters, 1, __ATOMIC_RELAXED);
+	if (vm->source != NULL || vm->importfn != NULL || vm->qc != NULL) {
+		/* a source's frees, and a cache free that races with our wait,
+		 * may not signal us: look again now and then */
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += 20 * 1000 * 1000;
@@ -191,7 +201,7 @@ static void arena_wait(vmem_t *vm)
 	} else {
 		pthread_cond_wait(&vm->cv, &vm->lock);
 	}
-	vm->nwaiters--;
+	__atomic_fetch_sub(&vm->nwaiters, 1, __ATOMIC_RELAXED);
 }
 
 /* Take an imported span out again if it is still wholly free; lock held,
@@ -251,6 +261,8 @@ VMEM_API vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t siz
 	}
 	if (size != 0 && seg_add_span(vm, base, size, false, NULL) != 0)
 		goto fail;
+	if (vm->qcache_max != 0 && qcache_init(vm) != 0)
+		goto fail;
 
 	pthread_mutex_lock(&arenas_lock);
 	vm->gnext = arenas;
@@ -261,6 +273,7 @@ VMEM_API vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t siz
 	return vm;
 
 fail:
+	qcache_fini(vm);
 	hash_fini(vm);
 	tagslab_fini(vm);
 	os_unmap(vm, bytes);
@@ -308,6 +321,7 @@ VMEM_API void vmem_destroy(vmem_t *vm)
 	}
 	pthread_cond_destroy(&vm->cv);
 	pthread_mutex_destroy(&vm->lock);
+	qcache_fini(vm);
 	hash_fini(vm);
 	tagslab_fini(vm);
 	os_unmap(vm, vm->self_bytes);
@@ -333,21 +347,21 @@ VMEM_API vmem_size_t vmem_roundup_size(const vmem_t *vm, vmem_size_t size)
 /* ---- allocation ------------------------------------------------------------ */
 
 /* Bookkeeping of a successful allocation, lock held. */
-static inline void arena_allocated(vmem_t *vm, vmem_size_t size, int policy, unsigned int type)
+static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int type)
 {
-	vm->allocs++;
 	vm->ever_allocated = true;
-	/* cached sizes go to the arena until magazines land: count a miss */
-	if (size <= vm->qcache_max && type == BT_BUSY && policy != VM_FIRSTFIT &&
-	    policy != VM_NEXTFIT)
-		vm->qcache_misses++;
+	if (type == BT_BUSY_QC)
+		return; /* a slab: the cache counts its callers' calls */
+	vm->allocs++;
+	if (size <= vm->qcache_max)
+		__atomic_fetch_add(&vm->arena_small, 1, __ATOMIC_RELAXED);
 }
 
 static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
 		       vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
-	bool imported = false, reclaimed = false;
+	bool imported = false, reclaimed = false, reaped = false;
 	bt_idx newspan = BT_NIL;
 	vmem_addr_t ns_addr = 0;
 	vmem_size_t ns_size = 0;
@@ -365,7 +379,7 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 				vm->rotor_hint = BT(vm, bi)->next;
 				vm->rotor_last = a;
 			}
-			arena_allocated(vm, req->size, policy, type);
+			arena_allocated(vm, req->size, type);
 			/* the search may have found room elsewhere, freed while the
 			 * lock was dropped for the import: keep I10 */
 			if (newspan != BT_NIL)
@@ -389,6 +403,14 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 			}
 			newspan = BT_NIL;
 		}
+		if (!reaped && vm->qc != NULL) {
+			/* objects idle in the caches may be what is missing */
+			reaped = true;
+			pthread_mutex_unlock(&vm->lock);
+			qcache_reap(vm);
+			pthread_mutex_lock(&vm->lock);
+			continue;
+		}
 		if (!reclaimed && vm->reclaimfn != NULL) {
 			vmem_reclaim_fn *fn = vm->reclaimfn;
 			void *arg = vm->reclaim_arg;
@@ -401,11 +423,12 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 		if (!(flags & VM_SLEEP))
 			break;
 		arena_wait(vm);
-		imported = reclaimed = false;
+		imported = reclaimed = reaped = false;
 	}
 	if (newspan != BT_NIL)
 		arena_unimport(vm, newspan, ns_addr, ns_size);
-	vm->fails++;
+	if (type != BT_BUSY_QC && !(flags & VM_NOFAILCOUNT))
+		vm->fails++;
 	pthread_mutex_unlock(&vm->lock);
 	return ENOMEM;
 }
@@ -419,6 +442,8 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	if (unlikely(size == 0))
 		return EINVAL;
 	int policy = flags & VM_POLICIES;
+	if (size <= vm->qcache_max && policy != VM_FIRSTFIT && policy != VM_NEXTFIT)
+		return qcache_alloc(vm, size, flags, addrp);
 	if (likely(policy == 0 || policy == VM_INSTANTFIT)) {
 		/* the common case in one breath: a list that surely fits */
 		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
@@ -429,7 +454,7 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 			vmem_addr_t a = BT(vm, fi)->start;
 			int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
 			if (likely(err == 0))
-				arena_allocated(vm, size, policy, BT_BUSY);
+				arena_allocated(vm, size, BT_BUSY);
 			else
 				vm->fails++; /* no memory for tags, as in arena_alloc */
 			pthread_mutex_unlock(&vm->lock);
@@ -480,22 +505,32 @@ static void arena_bad_free(vmem_t *vm, const char *fn, vmem_addr_t addr, vmem_si
 			vm->name, fn, (unsigned long long)addr, (unsigned long long)size);
 }
 
-static HOT_INLINE int arena_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool xfree)
+enum free_kind { FREE_ALLOC, FREE_XALLOC, FREE_SLAB };
+
+/* Free [addr, addr + size), lock held on entry, dropped on return. */
+static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize,
+					enum free_kind kind)
 {
-	vmem_size_t rsize = round_q(vm, size);
-	pthread_mutex_lock(&vm->lock);
 	bt_idx *link;
 	bt_idx bi = hash_find(vm, addr, &link);
 	struct bt *b = BT(vm, bi);
-	if (unlikely(bi == BT_NIL || size == 0 || b->size != rsize || b->type == BT_BUSY_QC ||
-		     (!xfree && vm->debug && b->type == BT_BUSY_X && rsize <= vm->qcache_max))) {
+	bool ok = bi != BT_NIL && b->size == rsize &&
+		  (kind == FREE_SLAB ? b->type == BT_BUSY_QC : b->type != BT_BUSY_QC);
+	/* under VMC_DEBUG, vmem_free of a cached size must be a cached object */
+	if (kind == FREE_ALLOC && vm->debug && b->type == BT_BUSY_X && rsize <= vm->qcache_max)
+		ok = false;
+	if (unlikely(!ok)) {
 		pthread_mutex_unlock(&vm->lock);
-		arena_bad_free(vm, xfree ? "vmem_xfree" : "vmem_free", addr, size);
+		arena_bad_free(vm, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
 		return EINVAL;
 	}
 	hash_unlink(vm, link, bi);
 	bt_idx fi = seg_release(vm, bi);
-	vm->frees++;
+	if (kind != FREE_SLAB) {
+		vm->frees++;
+		if (rsize <= vm->qcache_max)
+			__atomic_fetch_sub(&vm->arena_small, 1, __ATOMIC_RELAXED);
+	}
 	bt_idx si = (vm->source != NULL || vm->releasefn != NULL) ? seg_whole_span(vm, fi) : BT_NIL;
 	if (si != BT_NIL) {
 		vmem_addr_t saddr = BT(vm, si)->start;
@@ -514,16 +549,69 @@ static HOT_INLINE int arena_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size,
 
 VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
-	if (unlikely(vm == NULL))
+	if (unlikely(vm == NULL || size == 0))
 		return EINVAL;
-	return arena_free(vm, addr, size, false);
+	vmem_size_t rsize = round_q(vm, size);
+	if (rsize != 0 && rsize <= vm->qcache_max) {
+		/* a cached size: an object of the caches, unless the arena
+		 * itself handed it out (first fit, next fit, xalloc) */
+		if (__atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0)
+			return qcache_free(vm, addr, rsize);
+		pthread_mutex_lock(&vm->lock);
+		bt_idx i = hash_lookup(vm, addr);
+		if (i == BT_NIL || BT(vm, i)->type == BT_BUSY_QC || BT(vm, i)->size != rsize) {
+			pthread_mutex_unlock(&vm->lock);
+			return qcache_free(vm, addr, rsize);
+		}
+		return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
+	}
+	pthread_mutex_lock(&vm->lock);
+	return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
 }
 
 VMEM_API int vmem_xfree(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
-	if (vm == NULL)
+	if (vm == NULL || size == 0)
 		return EINVAL;
-	return arena_free(vm, addr, size, true);
+	pthread_mutex_lock(&vm->lock);
+	return arena_free_locked(vm, addr, round_q(vm, size), FREE_XALLOC);
+}
+
+int arena_slab_alloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, int flags,
+		     vmem_addr_t *addrp)
+{
+	struct fitreq req = {
+		.size = size,
+		.align = align,
+		.phase = 0,
+		.nocross = 0,
+		.minaddr = VMEM_ADDR_MIN,
+		.maxaddr = VMEM_ADDR_MAX,
+	};
+	(void)flags; /* the cache sleeps itself, so that its own frees wake it */
+	return arena_alloc(vm, &req, VM_NOSLEEP, BT_BUSY_QC, addrp);
+}
+
+int arena_small_alloc(vmem_t *vm, vmem_size_t size, vmem_addr_t *addrp)
+{
+	struct fitreq req = {
+		.size = size,
+		.align = vm->quantum,
+		.phase = 0,
+		.nocross = 0,
+		.minaddr = VMEM_ADDR_MIN,
+		.maxaddr = VMEM_ADDR_MAX,
+	};
+	/* the caller counts the failure: this is the last try of one call */
+	return arena_alloc(vm, &req, VM_NOSLEEP | VM_NOFAILCOUNT, BT_BUSY, addrp);
+}
+
+void arena_slab_free(vmem_t *vm, vmem_addr_t addr)
+{
+	pthread_mutex_lock(&vm->lock);
+	bt_idx i = hash_lookup(vm, addr);
+	vmem_size_t size = i != BT_NIL ? BT(vm, i)->size : 0;
+	arena_free_locked(vm, addr, size, FREE_SLAB);
 }
 
 /* ---- spans ------------------------------------------------------------------ */
@@ -545,7 +633,8 @@ VMEM_API void vmem_reap(vmem_t *vm)
 {
 	if (vm == NULL)
 		return;
-	/* nothing is cached yet; a reap still counts as a chance for waiters */
+	if (vm->qc != NULL)
+		qcache_reap(vm);
 	pthread_mutex_lock(&vm->lock);
 	arena_wakeup(vm);
 	pthread_mutex_unlock(&vm->lock);

@@ -72,7 +72,7 @@ static int import_call(vmem_t *vm, const struct fitreq *req, vmem_size_t n, int 
 	if (src != NULL)
 		err = import_from_source(src, vm, &r, n, flags, addrp);
 	else
-		err = fn(arg, n, flags & ~VM_POLICIES, addrp) == 0 ? 0 : ENOMEM;
+		err = fn(arg, n, flags & VM_SLEEPFLAGS, addrp) == 0 ? 0 : ENOMEM;
 	pthread_mutex_lock(&vm->lock);
 	return err;
 }

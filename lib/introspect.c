@@ -82,17 +82,26 @@ static void stats_fill(const vmem_t *vm, vmem_stats_t *full)
 	full->qcache_hits = vm->qcache_hits;
 	full->qcache_misses = vm->qcache_misses;
 	full->hash_bytes = vm->hash_bytes;
-	full->arena_bytes = vm->bt_bytes + vm->hash_bytes + vm->self_bytes;
+	full->arena_bytes = vm->bt_bytes + vm->hash_bytes + vm->self_bytes + qcache_bytes(vm);
 }
 
 VMEM_API int vmem_get_stats(vmem_t *vm, vmem_stats_t *st)
 {
 	if (vm == NULL || st == NULL || st->size < offsetof(vmem_stats_t, hash_bytes))
 		return EINVAL;
-	vmem_stats_t full;
+	vmem_stats_t full, qc;
+	/* the caches first: their locks come before the arena's */
+	memset(&qc, 0, sizeof(qc));
+	if (vm->qc != NULL)
+		qcache_stats(vm, &qc);
 	pthread_mutex_lock(&vm->lock);
 	stats_fill(vm, &full);
 	pthread_mutex_unlock(&vm->lock);
+	full.allocs += qc.allocs;
+	full.frees += qc.frees;
+	full.cached_total = qc.cached_total;
+	full.qcache_hits = qc.qcache_hits;
+	full.qcache_misses = qc.qcache_misses;
 	uint32_t n = st->size < sizeof(full) ? st->size : (uint32_t)sizeof(full);
 	/* size and reserved are the caller's; copy the rest up to n */
 	memcpy((char *)st + offsetof(vmem_stats_t, span_total),
@@ -160,7 +169,7 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 			n++;
 		fprintf(fp, " [2^%u: %lu]", k, n);
 	}
-	fprintf(fp, "\n  caches: none\n  segments in address order:\n");
+	fprintf(fp, "\n  segments in address order:\n");
 	unsigned long shown = 0, limit = 64;
 	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next) {
 		const struct bt *b = BT(vm, i);
@@ -176,5 +185,7 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 		fprintf(fp, "    ... %llu more segments not shown\n",
 			(unsigned long long)(st.nalloc + st.nfree - limit));
 	pthread_mutex_unlock(&vm->lock);
+	/* after the arena's lock: the caches' locks come first in the order */
+	qcache_dump(vm, fp);
 	return ferror(fp) ? EIO : 0;
 }

@@ -19,10 +19,13 @@ static _Atomic uint64_t fault_at; /* map_calls value that fails; 0: none */
 
 size_t os_pagesize(void)
 {
-	static size_t pagesize;
-	if (pagesize == 0)
-		pagesize = (size_t)sysconf(_SC_PAGESIZE);
-	return pagesize;
+	static _Atomic size_t pagesize; /* threads may race to fill it: same value */
+	size_t p = atomic_load_explicit(&pagesize, memory_order_relaxed);
+	if (p == 0) {
+		p = (size_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&pagesize, p, memory_order_relaxed);
+	}
+	return p;
 }
 
 size_t os_round_page(size_t bytes)
@@ -99,6 +102,11 @@ void os_unmap(void *p, size_t bytes)
 void os_lock_init(pthread_mutex_t *m, pthread_cond_t *cv)
 {
 	pthread_mutex_init(m, NULL);
+	os_cond_init(cv);
+}
+
+void os_cond_init(pthread_cond_t *cv)
+{
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -25,6 +25,8 @@
 #define VM_SLEEPFLAGS (VM_SLEEP | VM_NOSLEEP)
 #define VM_POLICIES (VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT)
 #define VM_ALLOCFLAGS (VM_SLEEPFLAGS | VM_POLICIES)
+/* internal: a failure is counted by the caller, not by arena_alloc */
+#define VM_NOFAILCOUNT 0x40000000
 
 /* ---- bt: boundary tags -------------------------------------------------- */
 
@@ -132,6 +134,14 @@ struct vmem {
 	uint64_t allocs, frees, fails, imports, releases, waits;
 	uint64_t qcache_hits, qcache_misses;
 
+	/* qcache.c: one cache per multiple of the quantum up to qcache_max */
+	void *qc;
+	size_t qc_stride, qc_bytes;
+	unsigned int qc_n, qc_ncpu;
+	/* arena-path allocations of cached sizes (first/next fit, xalloc):
+	 * while there are none, every cached-size free is a cache object */
+	uint64_t arena_small;
+
 	/* arena.c: the global list, for fork */
 	vmem_t *gnext, *gprev;
 	size_t self_bytes;
@@ -151,6 +161,7 @@ void os_unmap(void *p, size_t bytes);
 size_t os_pagesize(void);
 size_t os_round_page(size_t bytes);
 void os_lock_init(pthread_mutex_t *m, pthread_cond_t *cv);
+void os_cond_init(pthread_cond_t *cv); /* on CLOCK_MONOTONIC */
 /* Test seams: every map/remap counts; the nth from now (1-based) fails, 0 disarms. */
 void os_fault_after(uint64_t n);
 uint64_t os_map_calls(void);
@@ -290,8 +301,31 @@ void import_release(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
  * invariant, with a description in buf.  Takes the lock. */
 int vmem_check(vmem_t *vm, char *buf, size_t len);
 
+/* ---- qcache.c: quantum caches ------------------------------------------- */
+
+int qcache_init(vmem_t *vm);
+void qcache_fini(vmem_t *vm);
+int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp);
+int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
+/* Everything cached goes back to the arena; true if a slab was freed.
+ * Takes every lock of the caches and the arena's: call with none held. */
+bool qcache_reap(vmem_t *vm);
+void qcache_lock_all(vmem_t *vm);
+void qcache_unlock_all(vmem_t *vm);
+void qcache_stats(vmem_t *vm, vmem_stats_t *st); /* adds the caches' figures */
+void qcache_dump(vmem_t *vm, FILE *fp);
+size_t qcache_bytes(const vmem_t *vm);
+
 /* ---- arena.c ------------------------------------------------------------ */
 
 void arena_wakeup(vmem_t *vm);
+/* A slab for a quantum cache: an allocated segment of type BT_BUSY_QC that
+ * is not a caller's allocation.  Never sleeps; 0 or ENOMEM. */
+int arena_slab_alloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, int flags,
+		     vmem_addr_t *addrp);
+void arena_slab_free(vmem_t *vm, vmem_addr_t addr);
+/* One object of a cached size straight from the arena, when no slab fits
+ * (counted as an arena allocation, freed by the arena path).  0 or ENOMEM. */
+int arena_small_alloc(vmem_t *vm, vmem_size_t size, vmem_addr_t *addrp);
 
 #endif /* VMEM_IMPL_H */

@@ -24,10 +24,10 @@
 
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define VMEM_UNDER_ASAN 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define VMEM_UNDER_ASAN 1
 #endif
 #endif
@@ -164,9 +164,10 @@ static int child_main(void)
 	if ((rc = child_use(vm, 1)) != 0)
 		return 60 + rc % 10;
 	vmem_destroy(vm);
-	/* and a thread: the locks must work in the child.  Not under ASan:
-	 * its own allocator lock may have been held by a parent thread at the
-	 * fork, and a new thread in the child then hangs inside ASan. */
+	/* and a thread: the locks must work in the child.  Not under ASan
+	 * or TSan: ASan's allocator lock may have been held by a parent
+	 * thread at the fork, and a new thread in the child then hangs inside
+	 * ASan; TSan reuses a dead parent thread's id and aborts. */
 #if !VMEM_UNDER_ASAN
 	pthread_t t;
 	void *res;

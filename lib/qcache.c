@@ -1,0 +1,639 @@
+/*
+ * qcache.c - quantum caches (paper sections 3 and 4.4.4).
+ *
+ * An arena created with qcache_max > 0 has one cache per multiple of the
+ * quantum up to qcache_max.  vmem_alloc and vmem_free of those sizes go
+ * through three layers:
+ *
+ *  - the CPU layer: for each CPU, a loaded and a previous magazine (stacks
+ *    of free objects).  Per CPU rather than per thread: a thread-local
+ *    cache would need thread-exit hooks, which crash once the library is
+ *    dlclose'd (and leak when they are removed), and it would strand
+ *    objects in idle threads.  A CPU's magazines are guarded by a spinlock
+ *    that only a thread moved to another CPU mid-call ever contends for, so
+ *    the common path takes no shared lock and makes one atomic exchange.
+ *  - the depot: full and empty magazines, under the cache's mutex.  When
+ *    taking that mutex has to wait often, magazines grow (paper 3.4).
+ *  - the slab layer: objects come from slabs, runs of 64 objects imported
+ *    from the arena as one segment (64 so a slab's free map is one word;
+ *    the paper's 3 x qcache_max would give 4 IDs a slab for an ID arena).
+ *    A slab is aligned to the power of two at or above its size, so an
+ *    object finds its slab by masking, and the arena's hash finds the
+ *    record.  Address 0 is an ordinary object: nothing uses 0 as "none".
+ *
+ * Lock order: CPU spinlock, then cache mutex, then arena mutex.  Nothing is
+ * held while the arena imports or sleeps.  Objects held by caches count as
+ * allocated in the arena (the slabs are allocated segments) until a reap
+ * gives wholly free slabs back.
+ *
+ * SPDX-License-Identifier: BSD-2-Clause
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmem_impl.h"
+
+#define QC_SLAB_OBJS 64u
+#define QC_MAG_MIN 8u
+#define QC_MAG_MAX 64u
+#define QC_GROW_AFTER 64u /* depot waits before magazines grow */
+#define QC_MAX_CPUS 64u
+
+struct qc_mag {
+	struct qc_mag *next;
+	uint32_t rounds;
+	vmem_addr_t obj[QC_MAG_MAX];
+};
+
+struct qc_slab {
+	vmem_addr_t base;
+	uint64_t freemap; /* bit i: object i is in the slab, free */
+	uint64_t usermap; /* bit i: object i is with a caller (kept under VMC_DEBUG) */
+	struct qc_slab *next, *prev; /* partial list: slabs with free objects */
+	uint32_t nfree;
+};
+
+struct qc_cpu {
+	atomic_int lock;
+	struct qc_mag *loaded, *prev;
+	uint64_t allocs, frees, hits; /* calls served here, under lock */
+} __attribute__((aligned(64)));
+
+struct qcache {
+	pthread_mutex_t lock; /* depot and slabs */
+	vmem_size_t objsize, slabsize, slabalign;
+	uint32_t magsize;
+	uint32_t waits;
+	struct qc_mag *full, *empty, *magpool;
+	uint64_t nfull, nempty, nmags;
+	struct qc_slab *partial, *slabpool;
+	uint64_t nslabs;
+	uint64_t allocs, frees, hits, misses; /* calls served below the CPU layer */
+	void *chunks; /* mapped chunks, chained through their first word */
+	size_t chunk_bytes;
+	struct qc_cpu cpu[];
+};
+
+static inline struct qcache *qc_get(const vmem_t *vm, unsigned int k)
+{
+	return (struct qcache *)((char *)vm->qc + (size_t)k * vm->qc_stride);
+}
+
+static inline struct qcache *qc_of(const vmem_t *vm, vmem_size_t size)
+{
+	return qc_get(vm, (unsigned int)((size >> vm->qshift) - 1));
+}
+
+static inline void qc_spin_lock(atomic_int *l)
+{
+	unsigned int n = 0;
+	while (atomic_exchange_explicit(l, 1, memory_order_acquire) != 0) {
+		while (atomic_load_explicit(l, memory_order_relaxed) != 0) {
+			/* the holder may have been preempted: let it run */
+			if (++n % 128 == 0)
+				sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+			else
+				__builtin_ia32_pause();
+#endif
+		}
+	}
+}
+
+static inline void qc_spin_unlock(atomic_int *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static inline struct qc_cpu *qc_cpu(const vmem_t *vm, struct qcache *c)
+{
+	int cpu = sched_getcpu();
+	return &c->cpu[cpu < 0 ? 0 : (unsigned int)cpu % vm->qc_ncpu];
+}
+
+static void qc_depot_lock(struct qcache *c)
+{
+	if (pthread_mutex_trylock(&c->lock) != 0) {
+		pthread_mutex_lock(&c->lock);
+		/* contention: bigger magazines mean fewer trips here (3.4) */
+		if (++c->waits >= QC_GROW_AFTER && c->magsize < QC_MAG_MAX) {
+			__atomic_store_n(&c->magsize, c->magsize * 2, __ATOMIC_RELAXED);
+			c->waits = 0;
+		}
+	}
+}
+
+/* ---- records: magazines and slabs, from chunks the cache maps ------------ */
+
+static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
+{
+	/* a page at a time: most caches need only a few records */
+	size_t bytes = os_pagesize();
+	char *p = os_map(bytes);
+	if (p == NULL)
+		return false;
+	(void)vm;
+	*(void **)p = c->chunks;
+	c->chunks = p;
+	c->chunk_bytes += bytes;
+	for (size_t off = 64; off + recsize <= bytes; off += recsize) {
+		*(void **)(p + off) = *pool;
+		*pool = p + off;
+	}
+	return true;
+}
+
+static struct qc_mag *qc_mag_new(vmem_t *vm, struct qcache *c)
+{
+	if (c->magpool == NULL &&
+	    !qc_chunk(vm, c, sizeof(struct qc_mag), (void **)&c->magpool))
+		return NULL;
+	struct qc_mag *m = c->magpool;
+	c->magpool = m->next;
+	m->next = NULL;
+	m->rounds = 0;
+	c->nmags++;
+	return m;
+}
+
+static struct qc_slab *qc_slab_new(vmem_t *vm, struct qcache *c)
+{
+	if (c->slabpool == NULL &&
+	    !qc_chunk(vm, c, sizeof(struct qc_slab), (void **)&c->slabpool))
+		return NULL;
+	struct qc_slab *s = c->slabpool;
+	c->slabpool = s->next;
+	memset(s, 0, sizeof(*s));
+	return s;
+}
+
+/* ---- the slab layer, cache mutex held ------------------------------------ */
+
+static void qc_partial_add(struct qcache *c, struct qc_slab *s)
+{
+	s->prev = NULL;
+	s->next = c->partial;
+	if (c->partial != NULL)
+		c->partial->prev = s;
+	c->partial = s;
+}
+
+static void qc_partial_del(struct qcache *c, struct qc_slab *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		c->partial = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+static vmem_addr_t qc_slab_take(struct qcache *c, struct qc_slab *s)
+{
+	unsigned int i = (unsigned int)__builtin_ctzll(s->freemap);
+	s->freemap &= s->freemap - 1;
+	if (--s->nfree == 0)
+		qc_partial_del(c, s);
+	return s->base + (vmem_addr_t)i * c->objsize;
+}
+
+/* The slab record of the slab holding addr; arena lock held. */
+static struct qc_slab *qc_slab_find(const vmem_t *vm, const struct qcache *c, vmem_addr_t addr)
+{
+	vmem_addr_t base = addr & ~(c->slabalign - 1);
+	bt_idx i = hash_lookup(vm, base);
+	const struct bt *b = BT(vm, i);
+	if (i == BT_NIL || b->type != BT_BUSY_QC || b->size != c->slabsize)
+		return NULL;
+	struct qc_slab *s = (struct qc_slab *)(((uintptr_t)b->right << 32) | b->left);
+	if ((addr - base) % c->objsize != 0 || (addr - base) / c->objsize >= QC_SLAB_OBJS)
+		return NULL;
+	return s;
+}
+
+static void qc_slab_put(struct qcache *c, struct qc_slab *s, vmem_addr_t addr)
+{
+	unsigned int i = (unsigned int)((addr - s->base) / c->objsize);
+	if (s->nfree++ == 0)
+		qc_partial_add(c, s);
+	s->freemap |= 1ull << i;
+}
+
+/* Give objects back to their slabs; cache mutex held, takes the arena lock. */
+static void qc_return(vmem_t *vm, struct qcache *c, const vmem_addr_t *obj, uint32_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	for (uint32_t k = 0; k < n; k++) {
+		struct qc_slab *s = qc_slab_find(vm, c, obj[k]);
+		if (s != NULL) /* always, unless a caller freed a foreign address */
+			qc_slab_put(c, s, obj[k]);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* A new slab from the arena, lock of the cache not held.  0 or ENOMEM. */
+static int qc_grow(vmem_t *vm, struct qcache *c, int flags)
+{
+	vmem_addr_t base;
+	int err = arena_slab_alloc(vm, c->slabsize, c->slabalign, flags, &base);
+	if (err != 0)
+		return err;
+	qc_depot_lock(c);
+	struct qc_slab *s = qc_slab_new(vm, c);
+	if (s == NULL) {
+		pthread_mutex_unlock(&c->lock);
+		arena_slab_free(vm, base);
+		return ENOMEM;
+	}
+	s->base = base;
+	s->nfree = QC_SLAB_OBJS;
+	s->freemap = ~0ull;
+	pthread_mutex_lock(&vm->lock);
+	struct bt *b = BT(vm, hash_lookup(vm, base));
+	b->left = (bt_idx)(uintptr_t)s;
+	b->right = (bt_idx)((uintptr_t)s >> 32);
+	pthread_mutex_unlock(&vm->lock);
+	c->nslabs++;
+	qc_partial_add(c, s);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* ---- VMC_DEBUG: every cached object's owner is known -------------------- */
+
+static int qc_debug_mark(vmem_t *vm, struct qcache *c, vmem_addr_t addr, bool alloc)
+{
+	int err = 0;
+	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&vm->lock);
+	struct qc_slab *s = qc_slab_find(vm, c, addr);
+	uint64_t bit = s ? 1ull << ((addr - s->base) / c->objsize) : 0;
+	if (s == NULL || ((s->usermap & bit) != 0) == alloc)
+		err = EINVAL;
+	else if (alloc)
+		s->usermap |= bit;
+	else
+		s->usermap &= ~bit;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+/* ---- allocation and free --------------------------------------------------- */
+
+static void qc_wait(vmem_t *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->waits++;
+	__atomic_fetch_add(&vm->nwaiters, 1, __ATOMIC_RELAXED);
+	/* a free into a magazine on another CPU may slip past the waiter
+	 * count: look again after a while whatever happens */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += 10 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&vm->cv, &vm->lock, &ts);
+	__atomic_fetch_sub(&vm->nwaiters, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+{
+	struct qcache *c = qc_of(vm, size);
+	vmem_addr_t a;
+	for (;;) {
+		struct qc_cpu *cc = qc_cpu(vm, c);
+		qc_spin_lock(&cc->lock);
+		struct qc_mag *m = cc->loaded;
+		if (likely(m->rounds != 0))
+			goto hit;
+		if (cc->prev->rounds != 0) {
+			cc->loaded = cc->prev;
+			cc->prev = m;
+			m = cc->loaded;
+			goto hit;
+		}
+		qc_depot_lock(c);
+		if (c->full != NULL) {
+			/* a full magazine for the empty previous one */
+			struct qc_mag *f = c->full;
+			c->full = f->next;
+			c->nfull--;
+			cc->prev->next = c->empty;
+			c->empty = cc->prev;
+			c->nempty++;
+			cc->prev = cc->loaded;
+			cc->loaded = f;
+			m = f;
+			pthread_mutex_unlock(&c->lock);
+			goto hit;
+		}
+		qc_spin_unlock(&cc->lock);
+		if (c->partial != NULL) {
+			a = qc_slab_take(c, c->partial);
+			c->allocs++;
+			c->misses++;
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		int err = qc_grow(vm, c, flags);
+		if (err == 0)
+			continue;
+		/* no room for a slab: the object alone, from the arena, so
+		 * that caching never makes a request fail that would fit */
+		err = arena_small_alloc(vm, c->objsize, addrp);
+		if (err == 0) {
+			pthread_mutex_lock(&c->lock);
+			c->misses++;
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		if (!(flags & VM_SLEEP)) {
+			pthread_mutex_lock(&vm->lock);
+			vm->fails++;
+			pthread_mutex_unlock(&vm->lock);
+			return err;
+		}
+		qc_wait(vm);
+		continue;
+hit:
+		a = m->obj[--m->rounds];
+		cc->allocs++;
+		cc->hits++;
+		qc_spin_unlock(&cc->lock);
+		break;
+	}
+	if (unlikely(vm->debug))
+		qc_debug_mark(vm, c, a, true);
+	*addrp = a;
+	return 0;
+}
+
+int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	struct qcache *c = qc_of(vm, size);
+	if (unlikely(vm->debug) && qc_debug_mark(vm, c, addr, false) != 0) {
+		fprintf(stderr, "vmem: arena \"%s\": vmem_free(%#llx, %llu): not an outstanding allocation\n",
+			vm->name, (unsigned long long)addr, (unsigned long long)size);
+		return EINVAL;
+	}
+	struct qc_cpu *cc = qc_cpu(vm, c);
+	qc_spin_lock(&cc->lock);
+	struct qc_mag *m = cc->loaded;
+	/* read without the mutex: a stale value is harmless */
+	uint32_t cap = __atomic_load_n(&c->magsize, __ATOMIC_RELAXED);
+	if (likely(m->rounds < cap))
+		goto push;
+	if (cc->prev->rounds == 0) {
+		cc->loaded = cc->prev;
+		cc->prev = m;
+		m = cc->loaded;
+		goto push;
+	}
+	qc_depot_lock(c);
+	struct qc_mag *e = c->empty;
+	if (e != NULL) {
+		c->empty = e->next;
+		c->nempty--;
+	} else {
+		e = qc_mag_new(vm, c);
+	}
+	if (e != NULL) {
+		/* the full previous magazine goes to the depot */
+		cc->prev->next = c->full;
+		c->full = cc->prev;
+		c->nfull++;
+		cc->prev = cc->loaded;
+		cc->loaded = e;
+		m = e;
+		pthread_mutex_unlock(&c->lock);
+		goto push;
+	}
+	/* no memory for a magazine: straight back to the slab */
+	qc_spin_unlock(&cc->lock);
+	qc_return(vm, c, &addr, 1);
+	c->frees++;
+	pthread_mutex_unlock(&c->lock);
+	goto wake;
+push:
+	m->obj[m->rounds++] = addr;
+	cc->frees++;
+	qc_spin_unlock(&cc->lock);
+wake:
+	if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0)) {
+		pthread_mutex_lock(&vm->lock);
+		arena_wakeup(vm);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return 0;
+}
+
+/* ---- reap ----------------------------------------------------------------- */
+
+static void qc_empty_mag(vmem_t *vm, struct qcache *c, struct qc_mag *m)
+{
+	qc_return(vm, c, m->obj, m->rounds);
+	m->rounds = 0;
+}
+
+bool qcache_reap(vmem_t *vm)
+{
+	bool freed = false;
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		/* objects in every magazine go back to their slabs */
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
+			struct qc_cpu *cc = &c->cpu[i];
+			qc_spin_lock(&cc->lock);
+			pthread_mutex_lock(&c->lock);
+			qc_empty_mag(vm, c, cc->loaded);
+			qc_empty_mag(vm, c, cc->prev);
+			pthread_mutex_unlock(&c->lock);
+			qc_spin_unlock(&cc->lock);
+		}
+		pthread_mutex_lock(&c->lock);
+		while (c->full != NULL) {
+			struct qc_mag *m = c->full;
+			c->full = m->next;
+			c->nfull--;
+			qc_empty_mag(vm, c, m);
+			m->next = c->empty;
+			c->empty = m;
+			c->nempty++;
+		}
+		/* then wholly free slabs go back to the arena */
+		for (;;) {
+			struct qc_slab *s = c->partial;
+			while (s != NULL && s->nfree != QC_SLAB_OBJS)
+				s = s->next;
+			if (s == NULL)
+				break;
+			qc_partial_del(c, s);
+			c->nslabs--;
+			vmem_addr_t base = s->base;
+			s->next = c->slabpool;
+			c->slabpool = s;
+			pthread_mutex_unlock(&c->lock);
+			arena_slab_free(vm, base);
+			freed = true;
+			pthread_mutex_lock(&c->lock);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	return freed;
+}
+
+/* ---- life cycle -------------------------------------------------------------- */
+
+int qcache_init(vmem_t *vm)
+{
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+	vm->qc_ncpu = n < 1 ? 1 : n > (long)QC_MAX_CPUS ? QC_MAX_CPUS : (unsigned int)n;
+	vm->qc_n = (unsigned int)(vm->qcache_max >> vm->qshift);
+	vm->qc_stride = (sizeof(struct qcache) + vm->qc_ncpu * sizeof(struct qc_cpu) + 63) & ~(size_t)63;
+	vm->qc_bytes = os_round_page(vm->qc_n * vm->qc_stride);
+	vm->qc = os_map(vm->qc_bytes);
+	if (vm->qc == NULL)
+		return ENOMEM;
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		pthread_mutex_init(&c->lock, NULL);
+		c->objsize = (vmem_size_t)(k + 1) << vm->qshift;
+		c->slabsize = c->objsize * QC_SLAB_OBJS;
+		c->slabalign = 1;
+		while (c->slabalign < c->slabsize)
+			c->slabalign <<= 1;
+		c->magsize = QC_MAG_MIN;
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
+			struct qc_cpu *cc = &c->cpu[i];
+			cc->loaded = qc_mag_new(vm, c);
+			cc->prev = qc_mag_new(vm, c);
+			if (cc->loaded == NULL || cc->prev == NULL) {
+				qcache_fini(vm);
+				return ENOMEM;
+			}
+		}
+	}
+	return 0;
+}
+
+void qcache_fini(vmem_t *vm)
+{
+	if (vm->qc == NULL)
+		return;
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		void *p = c->chunks;
+		while (p != NULL) {
+			void *next = *(void **)p;
+			os_unmap(p, os_pagesize());
+			p = next;
+		}
+		pthread_mutex_destroy(&c->lock);
+	}
+	os_unmap(vm->qc, vm->qc_bytes);
+	vm->qc = NULL;
+}
+
+/* fork: take every cache lock before the arena's, in the lock order */
+void qcache_lock_all(vmem_t *vm)
+{
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++)
+			qc_spin_lock(&c->cpu[i].lock);
+		pthread_mutex_lock(&c->lock);
+	}
+}
+
+void qcache_unlock_all(vmem_t *vm)
+{
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		pthread_mutex_unlock(&c->lock);
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++)
+			qc_spin_unlock(&c->cpu[i].lock);
+	}
+}
+
+/* ---- looking inside: callers hold no lock -------------------------------- */
+
+void qcache_stats(vmem_t *vm, vmem_stats_t *st)
+{
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		uint64_t allocs = 0, frees = 0, hits = 0;
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
+			struct qc_cpu *cc = &c->cpu[i];
+			qc_spin_lock(&cc->lock);
+			allocs += cc->allocs;
+			frees += cc->frees;
+			hits += cc->hits;
+			qc_spin_unlock(&cc->lock);
+		}
+		pthread_mutex_lock(&c->lock);
+		allocs += c->allocs;
+		frees += c->frees;
+		st->qcache_hits += hits + c->hits;
+		st->qcache_misses += c->misses;
+		st->allocs += allocs;
+		st->frees += frees;
+		/* units in the cache's slabs that no caller holds */
+		st->cached_total += (c->nslabs * QC_SLAB_OBJS - (allocs - frees)) * c->objsize;
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+void qcache_dump(vmem_t *vm, FILE *fp)
+{
+	if (vm->qc_n == 0) {
+		fprintf(fp, "  caches: none\n");
+		return;
+	}
+	fprintf(fp, "  caches (%u CPUs):\n", vm->qc_ncpu);
+	for (unsigned int k = 0; k < vm->qc_n; k++) {
+		struct qcache *c = qc_get(vm, k);
+		uint64_t rounds = 0, hits = 0;
+		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
+			struct qc_cpu *cc = &c->cpu[i];
+			qc_spin_lock(&cc->lock);
+			rounds += cc->loaded->rounds + cc->prev->rounds;
+			hits += cc->hits;
+			qc_spin_unlock(&cc->lock);
+		}
+		pthread_mutex_lock(&c->lock);
+		uint64_t partial = 0, slabfree = 0;
+		for (struct qc_slab *s = c->partial; s != NULL; s = s->next) {
+			partial++;
+			slabfree += s->nfree;
+		}
+		fprintf(fp,
+			"    %llu units: magazines of %u (%llu objects on CPUs), depot %llu full + %llu "
+			"empty, %llu slabs (%llu partial, %llu objects free), %llu hits, %llu misses\n",
+			(unsigned long long)c->objsize, c->magsize, (unsigned long long)rounds,
+			(unsigned long long)c->nfull, (unsigned long long)c->nempty,
+			(unsigned long long)c->nslabs, (unsigned long long)partial,
+			(unsigned long long)slabfree, (unsigned long long)(hits + c->hits),
+			(unsigned long long)c->misses);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+size_t qcache_bytes(const vmem_t *vm)
+{
+	size_t n = vm->qc_bytes;
+	for (unsigned int k = 0; k < vm->qc_n; k++)
+		n += qc_get(vm, k)->chunk_bytes;
+	return n;
+}
