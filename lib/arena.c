@@ -59,9 +59,12 @@
  * pthread_atfork handlers take every arena lock before fork and reset them
  * in the child, which can go on using every arena.
  *
- * Quantum caches.  qcache_max is accepted and recorded.  Until magazines
- * land, cached sizes go to the arena like any other size (their calls
- * count as qcache misses), and vmem_reap has nothing to return.
+ * Quantum caches.  Sizes up to qcache_max go through per-CPU magazines, a
+ * depot and slabs of 64 objects imported from the arena (qcache.c, which
+ * explains the layers).  Their common path takes no shared lock.  Objects
+ * held by caches count as allocated until a reap; an allocation that is
+ * about to fail or sleep reaps first.  First-fit, next-fit and constrained
+ * requests go to the arena, since their addresses are the point.
  *
  * Failure.  Every operation reserves the tags it may need before it
  * changes anything, so running out of memory for tags gives ENOMEM and an

@@ -79,8 +79,6 @@ static void stats_fill(const vmem_t *vm, vmem_stats_t *full)
 	full->releases = vm->releases;
 	full->waits = vm->waits;
 	full->tag_bytes = vm->bt_bytes;
-	full->qcache_hits = vm->qcache_hits;
-	full->qcache_misses = vm->qcache_misses;
 	full->hash_bytes = vm->hash_bytes;
 	full->arena_bytes = vm->bt_bytes + vm->hash_bytes + vm->self_bytes + qcache_bytes(vm);
 }

@@ -132,7 +132,6 @@ struct vmem {
 	vmem_size_t span_total, alloc_total, free_total, import_total;
 	uint64_t nspans, nalloc, nfree;
 	uint64_t allocs, frees, fails, imports, releases, waits;
-	uint64_t qcache_hits, qcache_misses;
 
 	/* qcache.c: one cache per multiple of the quantum up to qcache_max */
 	void *qc;
