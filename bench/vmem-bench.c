@@ -1366,6 +1366,9 @@ static void wl_w1(void)
 	struct idparams prm = {ID_BASE, ID_SIZE, cfg.w1_live, VM_INSTANTFIT, 0};
 
 	run_id("W1", V_INSTANT, &alg_vmem, &prm, DENSE, cfg.w1_rounds);
+	/* the same through a quantum cache (not the arena path the targets name) */
+	prm.qcache_max = 1;
+	run_id("W1", "vmem instantfit, qcache_max=1", &alg_vmem, &prm, DENSE, cfg.w1_rounds);
 }
 
 static void wl_w2(void)
@@ -1435,10 +1438,7 @@ static const struct w7_variant {
 	vmem_size_t qcache_max;
 } w7_variants[] = {
 	{"vmem instantfit, qcache_max=0", &alg_vmem, 0},
-	/*
-	 * ==== QUANTUM-CACHE VARIANT: a later issue adds qcache_max=1 runs here ====
-	 * {"vmem instantfit, qcache_max=1", &alg_vmem, 1},
-	 */
+	{"vmem instantfit, qcache_max=1", &alg_vmem, 1},
 	{"(c) lifo-mutex", &alg_lifo, 0},
 };
 
