@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build libvmem and run every test: gcc, clang, ASan+UBSan, symbol and ABI
-# checks, and the Debian packaging test.  Installs what it needs when run as
+# Build libvmem and run every test: gcc and clang, ASan+UBSan and TSan with
+# both, 60 s of each fuzz target, symbol and ABI checks, and the Debian
+# packaging test.  Installs what it needs when run as
 # root on Debian/Ubuntu.  Usage: bash tests/run-all.sh [--quick]
 #   --quick   gcc suite only (a minute or two)
 # The last line is "tests: N passed, M failed".
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
-deps=(build-essential meson ninja-build pkg-config libcmocka-dev clang g++ python3)
+deps=(build-essential meson ninja-build pkg-config libcmocka-dev clang g++ python3 abigail-tools groff man-db valgrind)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
 	for p in "${deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -55,14 +56,27 @@ suite() { # name dir compiler meson-args...
 suite "gcc" build-ci-gcc gcc
 if [ $quick = 0 ]; then
 	suite "clang" build-ci-clang clang
-	suite "gcc ASan+UBSan" build-ci-asan gcc -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dbench=false
+	# Sanitizers: a tenth of the stress, UB and races are failures, a child
+	# of a multi-threaded fork may start threads under TSan.
+	export VMEM_TEST_SANITIZED=1
+	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	export TSAN_OPTIONS="die_after_fork=0 halt_on_error=1 second_deadlock_stack=1"
+	for cc in gcc clang; do
+		suite "$cc ASan+UBSan" build-ci-asan-$cc $cc -Db_sanitize=address,undefined \
+			-Db_lundef=false -Dbench=false -Dman=false
+		suite "$cc TSan" build-ci-tsan-$cc $cc -Db_sanitize=thread -Db_lundef=false \
+			-Dbench=false -Dman=false
+	done
+	unset VMEM_TEST_SANITIZED UBSAN_OPTIONS TSAN_OPTIONS
+	if [ -f fuzz/run-fuzz.sh ]; then
+		echo "== fuzz (60 s a target)"
+		bash fuzz/run-fuzz.sh build-ci-fuzz 60
+		record "fuzz" $?
+	fi
 	for s in scripts/check-symbols.sh scripts/check-abi.sh; do
-		if [ -x "$s" ] || [ -f "$s" ]; then
-			echo "== $s"
-			bash "$s" build-ci-gcc
-			record "$s" $?
-		fi
+		echo "== $s"
+		bash "$s" build-ci-gcc
+		record "$s" $?
 	done
 	if [ -f scripts/package-test.sh ] && [ "$(id -u)" = 0 ]; then
 		echo "== scripts/package-test.sh"
