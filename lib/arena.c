@@ -562,10 +562,12 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 			return qcache_free(vm, addr, rsize);
 		pthread_mutex_lock(&vm->lock);
 		bt_idx i = hash_lookup(vm, addr);
-		if (i == BT_NIL || BT(vm, i)->type == BT_BUSY_QC || BT(vm, i)->size != rsize) {
+		if ((i == BT_NIL || BT(vm, i)->type == BT_BUSY_QC || BT(vm, i)->size != rsize) &&
+		    qcache_owns(vm, addr, rsize)) {
 			pthread_mutex_unlock(&vm->lock);
 			return qcache_free(vm, addr, rsize);
 		}
+		/* the arena's own segment, or nobody's: the arena path decides */
 		return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
 	}
 	pthread_mutex_lock(&vm->lock);

@@ -216,6 +216,11 @@ static struct qc_slab *qc_slab_find(const vmem_t *vm, const struct qcache *c, vm
 	return s;
 }
 
+bool qcache_owns(const vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	return qc_slab_find(vm, qc_of(vm, size), addr) != NULL;
+}
+
 static void qc_slab_put(struct qcache *c, struct qc_slab *s, vmem_addr_t addr)
 {
 	unsigned int i = (unsigned int)((addr - s->base) / c->objsize);

@@ -306,6 +306,9 @@ int qcache_init(vmem_t *vm);
 void qcache_fini(vmem_t *vm);
 int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp);
 int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
+/* addr is where an object of this size lies in one of the caches' slabs;
+ * arena lock held.  Says nothing of whether a caller holds it. */
+bool qcache_owns(const vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
 /* Everything cached goes back to the arena; true if a slab was freed.
  * Takes every lock of the caches and the arena's: call with none held. */
 bool qcache_reap(vmem_t *vm);
