@@ -184,7 +184,14 @@ static void fuzz_fail(int line, const char *fmt, ...)
 	abort();
 }
 #define FAIL(...) fuzz_fail(__LINE__, __VA_ARGS__)
-#define CALL(...) snprintf(g_call, sizeof(g_call), __VA_ARGS__)
+/* FUZZ_TRACE=1 prints every call: a reproduction to turn into a test */
+static int g_trace = -1;
+#define CALL(...)                                                                                \
+	do {                                                                                     \
+		snprintf(g_call, sizeof(g_call), __VA_ARGS__);                                   \
+		if (g_trace)                                                                     \
+			fprintf(stderr, "call: %s\n", g_call);                                   \
+	} while (0)
 
 /* Debug arenas report misuse on stderr: keep that out of the fuzzer's log. */
 static int quiet_begin(const struct model *m)
@@ -610,7 +617,6 @@ static void verify(struct model *m)
 #define C (&g_m[1])     /* mode 1: the child */
 static bool g_source;   /* mode 1: C imports from P with vmem_set_source */
 static bool g_strict;   /* mode 1: an ENOMEM of C means P could not help */
-static vmem_size_t g_iq; /* mode 1: C's import quantum */
 
 static bool is_cached(const struct model *m, bool x, vmem_size_t rsize, int policy);
 
@@ -1062,33 +1068,26 @@ static void gen_bounds(struct input *in, const struct model *m, vmem_addr_t *min
 	*maxp = hi;
 }
 
-/* The import a child makes for r (the contract's reading, for the strict
- * check): size n, alignment at least the child's quantum, nocross kept. */
-static bool parent_could(const struct req *r, vmem_size_t iq)
+/* Whether the source could meet r itself (the contract: "a constrained
+ * request is met through its source whenever the source can meet it"),
+ * within the child's limit.  The span the child asks for may be bigger
+ * (import quantum); when that cannot be had, the request still can. */
+static bool parent_could(const struct req *r)
 {
-	vmem_size_t n = r->size;
-	if (iq != 0) {
-		u128 t = ((u128)n + iq - 1) / iq * iq;
-		if (t >= TOP)
-			return false;
-		n = (vmem_size_t)t;
-	}
-	if (r->nocross != 0 && n > r->nocross)
-		n = r->size;
 	if (C->limit != 0) {
 		vmem_size_t it = 0;
 		for (int i = 0; i < C->nsp; i++)
 			if (C->sp[i].imported)
 				it += C->sp[i].s;
-		if ((u128)it + n > C->limit)
+		if ((u128)it + r->size > C->limit)
 			return false;
 	}
 	struct req pr = *r;
-	pr.size = n;
-	if (pr.align < C->q)
-		pr.align = C->q;
-	u128 mx = (u128)r->max + (n - r->size);
-	pr.max = mx >= TOP ? M64 : (vmem_addr_t)mx;
+	if (pr.align < C->q) {
+		pr.align = C->q; /* spans start on the child's quantum */
+		if (pr.phase != 0)
+			return false;
+	}
 	struct runs *pre = &g_cand; /* scratch */
 	runs_from_walk(P, pre);
 	vmem_addr_t a;
@@ -1183,7 +1182,7 @@ static bool do_alloc(struct model *m, struct input *in, bool x)
 			return false;
 		if (fit_pre && !cached)
 			FAIL("ENOMEM, but [%#" PRIx64 ", +%#" PRIx64 ") fits", lowest, r.size);
-		if (child && g_source && g_strict && !cached && parent_could(&r, g_iq))
+		if (child && g_source && g_strict && !cached && parent_could(&r))
 			FAIL("ENOMEM, but the source could meet the request");
 		/* a callback gets a size big enough for alignment and phase */
 		if (child && !g_source && !cached && g_cb.good != good0 && C->limit == 0 &&
@@ -1636,6 +1635,10 @@ static uint64_t g_runs, g_ops;
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = {data, size};
+	if (g_trace < 0) {
+		const char *e = getenv("FUZZ_TRACE");
+		g_trace = e != NULL && *e != '\0' && *e != '0';
+	}
 	size_t baseline = os_mapped_bytes();
 	g_op = 0;
 	g_opname = "setup";
@@ -1665,7 +1668,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			g_strict = false; /* imports could collide with the child's own span */
 	P->fails_loose = true; /* the child's failed imports are the parent's (pool's) fails */
 	vmem_size_t iq = (mb & 0x20) ? C->q * (1 + in8(&in) % 16) : 0;
-	g_iq = iq;
 	int rc;
 	if (g_source) {
 		CALL("vmem_set_source(child, parent, %#" PRIx64 ")", iq);
@@ -1720,8 +1722,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			destroy_child();
 			create_arena(C, "child", &in, 12, false);
 			iq = iq ? C->q * (1 + in8(&in) % 16) : 0;
-			g_iq = iq;
-			if (g_source) {
+					if (g_source) {
 				if (C->q % P->q != 0)
 					g_strict = false;
 				rc = vmem_set_source(C->vm, P->vm, iq);

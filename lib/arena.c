@@ -410,8 +410,10 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 			/* objects idle in the caches may be what is missing */
 			reaped = true;
 			pthread_mutex_unlock(&vm->lock);
-			qcache_reap(vm);
+			bool freed = qcache_reap(vm);
 			pthread_mutex_lock(&vm->lock);
+			if (freed)
+				imported = false; /* released spans make room under the limit */
 			continue;
 		}
 		if (!reclaimed && vm->reclaimfn != NULL) {

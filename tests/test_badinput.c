@@ -721,7 +721,8 @@ static void test_bad_input(void **state)
 	fflush(stdout);
 }
 
-/* ---- regressions found by the fuzzers (fuzz/regressions/) ----------------- */
+/* ---- regressions found by the fuzzers (fuzz/regressions/) and the long
+ * runs of the reliability script; each reproduces one library bug ---------- */
 
 /* An import callback that hands its flags on to vmem_alloc (as illumos
  * callbacks do) must only ever see flags vmem_alloc accepts.  fuzz_import
@@ -774,11 +775,81 @@ static void test_regress_callback_flags(void **state)
 	vmem_destroy(pool);
 }
 
+/* A child whose import limit is held by idle quantum-cache slabs: the
+ * arena reaps its caches (the slabs go back to the source), and must then
+ * import and succeed, not return ENOMEM (found by fuzz_import). */
+static void test_regress_reap_then_import(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("parent", 0x10000, 0x10000, 1, 0, 0);
+	vmem_t *c = vmem_create("child", 0, 0, 1, 16, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_addr_t a, b;
+	assert_int_equal(vmem_alloc(c, 8, VM_NOSLEEP, &a), 0); /* cached: a slab comes in */
+	assert_int_equal(vmem_free(c, a, 8), 0);               /* and sits idle */
+	assert_int_equal(vmem_set_limit(c, 100), 0);
+	vmem_stats_t st;
+	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
+	assert_int_equal(vmem_get_stats(c, &st), 0);
+	/* whatever the caches hold, one import of 2 units fits once they are reaped */
+	int rc = vmem_alloc(c, 2, VM_NEXTFIT | VM_NOSLEEP, &b);
+	if (rc != 0)
+		fail_msg("vmem_alloc(2, VM_NEXTFIT) = %d with %" PRIu64 " units imported for the "
+			 "caches (limit 100): they must be reaped and the import retried",
+			 rc, st.import_total);
+	assert_int_equal(vmem_free(c, b, 2), 0);
+	vmem_reap(c);
+	CHECK_ARENA(c);
+	vmem_destroy(c);
+	CHECK_ARENA(p);
+	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
+	vmem_destroy(p);
+}
+
+/* A constrained request a source can meet, through a child whose import
+ * quantum is bigger than the request: the child asked the source for a
+ * span of the import quantum with the request's phase and nocross for the
+ * whole span, which no block can hold, and failed (found by test_faults at
+ * VMEM_TEST_SCALE=10).  The source has room for 240 units at 16 mod 64 in
+ * one 256-unit block. */
+static void test_regress_import_nocross(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("parent", 0x100000, 1 << 28, 16, 0, 0);
+	vmem_t *c = vmem_create("child", 0, 0, 16, 0, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 256), 0);
+	vmem_addr_t a;
+	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, M64, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_xfree(p, a, 0xf0), 0);
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, M64, pol[i] | VM_NOSLEEP, &a);
+		if (rc != 0)
+			fail_msg("policy %#x: the child returned %d; its source can meet the request",
+				 pol[i], rc);
+		assert_int_equal(a % 0x40, 0x10);
+		assert_int_equal(a / 0x100, (a + 0xef) / 0x100);
+		CHECK_ARENA(c);
+		assert_int_equal(vmem_xfree(c, a, 0xf0), 0);
+	}
+	CHECK_ARENA(c);
+	vmem_destroy(c);
+	CHECK_ARENA(p);
+	vmem_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_regress_callback_flags),
+		cmocka_unit_test(test_regress_reap_then_import),
+		cmocka_unit_test(test_regress_import_nocross),
 	};
 	return cmocka_run_group_tests_name("badinput", tests, NULL, NULL);
 }
