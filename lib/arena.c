@@ -349,6 +349,19 @@ VMEM_API vmem_size_t vmem_roundup_size(const vmem_t *vm, vmem_size_t size)
 
 /* ---- allocation ------------------------------------------------------------ */
 
+/* A request anywhere in the arena, aligned to align. */
+static inline struct fitreq fitreq_any(vmem_size_t size, vmem_size_t align)
+{
+	return (struct fitreq){
+		.size = size,
+		.align = align,
+		.phase = 0,
+		.nocross = 0,
+		.minaddr = VMEM_ADDR_MIN,
+		.maxaddr = VMEM_ADDR_MAX,
+	};
+}
+
 /* Bookkeeping of a successful allocation, lock held. */
 static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int type)
 {
@@ -469,14 +482,7 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 		}
 		pthread_mutex_unlock(&vm->lock);
 	}
-	struct fitreq req = {
-		.size = size,
-		.align = vm->quantum,
-		.phase = 0,
-		.nocross = 0,
-		.minaddr = VMEM_ADDR_MIN,
-		.maxaddr = VMEM_ADDR_MAX,
-	};
+	struct fitreq req = fitreq_any(size, vm->quantum);
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
 }
 
@@ -587,28 +593,14 @@ VMEM_API int vmem_xfree(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 int arena_slab_alloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, int flags,
 		     vmem_addr_t *addrp)
 {
-	struct fitreq req = {
-		.size = size,
-		.align = align,
-		.phase = 0,
-		.nocross = 0,
-		.minaddr = VMEM_ADDR_MIN,
-		.maxaddr = VMEM_ADDR_MAX,
-	};
+	struct fitreq req = fitreq_any(size, align);
 	(void)flags; /* the cache sleeps itself, so that its own frees wake it */
 	return arena_alloc(vm, &req, VM_NOSLEEP, BT_BUSY_QC, addrp);
 }
 
 int arena_small_alloc(vmem_t *vm, vmem_size_t size, vmem_addr_t *addrp)
 {
-	struct fitreq req = {
-		.size = size,
-		.align = vm->quantum,
-		.phase = 0,
-		.nocross = 0,
-		.minaddr = VMEM_ADDR_MIN,
-		.maxaddr = VMEM_ADDR_MAX,
-	};
+	struct fitreq req = fitreq_any(size, vm->quantum);
 	/* the caller counts the failure: this is the last try of one call */
 	return arena_alloc(vm, &req, VM_NOSLEEP | VM_NOFAILCOUNT, BT_BUSY, addrp);
 }
