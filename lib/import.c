@@ -91,10 +91,10 @@ int import_span(vmem_t *vm, const struct fitreq *req, int flags, bt_idx *spanp)
 		n = least;
 		err = import_call(vm, req, n, flags, &addr);
 	}
-	if (err != 0 && vm->source != NULL && req->nocross != 0 && n > req->size &&
-	    import_within_limit(vm, req->size)) {
-		/* the source keeps a whole span inside one nocross block, which a
-		 * span bigger than the request may never fit: ask for just it */
+	if (err != 0 && vm->source != NULL && n > req->size && import_within_limit(vm, req->size)) {
+		/* A request must be met through its source whenever the source
+		 * can meet it: when no span of import_quantum can be had (too
+		 * little room, or no nocross block holds it), ask for just it. */
 		n = req->size;
 		err = import_call(vm, req, n, flags, &addr);
 	}

@@ -139,7 +139,7 @@ static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
 	(void)vm;
 	*(void **)p = c->chunks;
 	c->chunks = p;
-	c->chunk_bytes += bytes;
+	__atomic_fetch_add(&c->chunk_bytes, bytes, __ATOMIC_RELAXED); /* read by stats */
 	for (size_t off = 64; off + recsize <= bytes; off += recsize) {
 		*(void **)(p + off) = *pool;
 		*pool = p + off;
@@ -639,6 +639,6 @@ size_t qcache_bytes(const vmem_t *vm)
 {
 	size_t n = vm->qc_bytes;
 	for (unsigned int k = 0; k < vm->qc_n; k++)
-		n += qc_get(vm, k)->chunk_bytes;
+		n += __atomic_load_n(&qc_get(vm, k)->chunk_bytes, __ATOMIC_RELAXED);
 	return n;
 }

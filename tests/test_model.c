@@ -920,9 +920,10 @@ static void do_alloc(struct model *m, const struct opreq *o)
 		/* at least the import quantum; but a span from a source must fit
 		 * in one nocross block, so there it may be just the request */
 		vmem_size_t minimport = m->iq > r->size ? m->iq : r->size;
-		/* a source keeps the whole span in one nocross block, so a
-		 * child may have to import no more than the request itself */
-		if (m->kind == K_SOURCE && r->nocross)
+		/* a request is met through its source whenever the source can
+		 * meet it: when no span of import_quantum can be had (no room,
+		 * or no nocross block holds one), the child imports just it */
+		if (m->kind == K_SOURCE)
 			minimport = r->size;
 		nnew = watch_end(m, &w, &ngone, minimport);
 		if (ngone)
