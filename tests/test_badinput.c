@@ -843,6 +843,39 @@ static void test_regress_import_nocross(void **state)
 	vmem_destroy(p);
 }
 
+/* A child whose import quantum is bigger than anything its source has
+ * left: a request the source can meet must still be met ("whenever the
+ * source can meet it"; the import quantum is a preference), as it is for
+ * nocross requests above (found by fuzz_import). */
+static void test_regress_import_quantum_fallback(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("parent", 0, 0x400, 8, 0, 0);
+	vmem_t *c = vmem_create("child", 0, 0, 0x100, 0, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 0x1000), 0);
+	vmem_addr_t a[4];
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		int rc = vmem_alloc(c, 0x100, pol[i] | VM_NOSLEEP, &a[i]);
+		if (rc != 0)
+			fail_msg("allocation %d (policy %#x) returned %d; the parent had %#" PRIx64
+				 " units free",
+				 i, pol[i], rc, vmem_size(p, VMEM_FREE));
+		CHECK_ARENA(c);
+	}
+	vmem_addr_t x;
+	assert_int_equal(vmem_alloc(c, 0x100, VM_NOSLEEP, &x), ENOMEM); /* now it is full */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_free(c, a[i], 0x100), 0);
+	CHECK_ARENA(c);
+	assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* all went back */
+	vmem_destroy(c);
+	CHECK_ARENA(p);
+	vmem_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -850,6 +883,7 @@ int main(void)
 		cmocka_unit_test(test_regress_callback_flags),
 		cmocka_unit_test(test_regress_reap_then_import),
 		cmocka_unit_test(test_regress_import_nocross),
+		cmocka_unit_test(test_regress_import_quantum_fallback),
 	};
 	return cmocka_run_group_tests_name("badinput", tests, NULL, NULL);
 }
