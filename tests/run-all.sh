@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
-deps=(build-essential meson ninja-build pkg-config libcmocka-dev clang g++ python3 abigail-tools groff man-db valgrind)
+deps=(build-essential meson ninja-build pkg-config libcmocka-dev clang libclang-rt-14-dev g++ python3
+	abigail-tools groff man-db valgrind)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
 	for p in "${deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
