@@ -83,23 +83,30 @@ static void stats_fill(const vmem_t *vm, vmem_stats_t *full)
 	full->arena_bytes = vm->bt_bytes + vm->hash_bytes + vm->self_bytes + qcache_bytes(vm);
 }
 
-VMEM_API int vmem_get_stats(vmem_t *vm, vmem_stats_t *st)
+/* Every figure, the caches' included; returns with the arena locked. */
+static void stats_take_locked(vmem_t *vm, vmem_stats_t *full)
 {
-	if (vm == NULL || st == NULL || st->size < offsetof(vmem_stats_t, hash_bytes))
-		return EINVAL;
-	vmem_stats_t full, qc;
+	vmem_stats_t qc;
 	/* the caches first: their locks come before the arena's */
 	memset(&qc, 0, sizeof(qc));
 	if (vm->qc != NULL)
 		qcache_stats(vm, &qc);
 	pthread_mutex_lock(&vm->lock);
-	stats_fill(vm, &full);
+	stats_fill(vm, full);
+	full->allocs += qc.allocs;
+	full->frees += qc.frees;
+	full->cached_total = qc.cached_total;
+	full->qcache_hits = qc.qcache_hits;
+	full->qcache_misses = qc.qcache_misses;
+}
+
+VMEM_API int vmem_get_stats(vmem_t *vm, vmem_stats_t *st)
+{
+	if (vm == NULL || st == NULL || st->size < offsetof(vmem_stats_t, hash_bytes))
+		return EINVAL;
+	vmem_stats_t full;
+	stats_take_locked(vm, &full);
 	pthread_mutex_unlock(&vm->lock);
-	full.allocs += qc.allocs;
-	full.frees += qc.frees;
-	full.cached_total = qc.cached_total;
-	full.qcache_hits = qc.qcache_hits;
-	full.qcache_misses = qc.qcache_misses;
 	uint32_t n = st->size < sizeof(full) ? st->size : (uint32_t)sizeof(full);
 	/* size and reserved are the caller's; copy the rest up to n */
 	memcpy((char *)st + offsetof(vmem_stats_t, span_total),
@@ -131,8 +138,7 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 	if (vm == NULL || fp == NULL)
 		return EINVAL;
 	vmem_stats_t st;
-	pthread_mutex_lock(&vm->lock);
-	stats_fill(vm, &st);
+	stats_take_locked(vm, &st);
 	/* the name comes first, so a reader (and grep) can tell dumps apart */
 	fprintf(fp, "%s: vmem arena, quantum %llu, qcache_max %llu%s\n", vm->name,
 		(unsigned long long)vm->quantum, (unsigned long long)vm->qcache_max,
