@@ -11,6 +11,8 @@
 #            holds the corpus as it grew, crash-*/leak-*/timeout-* files
 #            are what libFuzzer saved
 #
+# FUZZ_FLAGS adds libFuzzer flags, e.g. "-seed=1 -runs=5000" for a run that
+# repeats exactly (CI uses that; exploration belongs in the long runs).
 # The committed corpus (fuzz/corpus/<target>/) is only read.  Prints
 # "# figure: fuzz execs N" and "# figure: fuzz crashes N"; exits 1 when a
 # target crashed, with the input to reproduce it:
@@ -52,8 +54,9 @@ for t in "${targets[@]}"; do
 	mkdir -p "$out/$t"
 	cp -n fuzz/corpus/"$t"/* "$out/$t/" 2>/dev/null
 	echo "== fuzz_$t for ${secs}s (corpus $out/$t)"
+	# shellcheck disable=SC2086 # FUZZ_FLAGS holds extra libFuzzer flags
 	"$bindir/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 -timeout=30 \
-		-rss_limit_mb=4096 -max_len=4096 -artifact_prefix="$out/$t/" "$out/$t" \
+		-rss_limit_mb=4096 -max_len=4096 ${FUZZ_FLAGS:-} -artifact_prefix="$out/$t/" "$out/$t" \
 		>"$out/$t.log" 2>&1 &
 	pids+=($!)
 done
