@@ -79,23 +79,25 @@ static int import_call(vmem_t *vm, const struct fitreq *req, vmem_size_t n, int 
 
 int import_span(vmem_t *vm, const struct fitreq *req, int flags, bt_idx *spanp)
 {
-	vmem_size_t n = import_size(vm, req, true);
-	vmem_size_t least = import_size(vm, req, false);
+	/* Candidates, largest first; 0 means "cannot be expressed" (a rounded
+	 * size past 2^64) and is skipped, never taken as "smaller". */
+	vmem_size_t cand[3] = {
+		import_size(vm, req, true),
+		/* import_quantum is a preference: the request itself may still fit */
+		import_size(vm, req, false),
+		/* A request must be met through its source whenever the source can
+		 * meet it: when no span of import_quantum can be had (too little
+		 * room, or no nocross block holds it), ask for just it. */
+		vm->source != NULL ? req->size : 0,
+	};
+	vmem_size_t n = 0;
 	vmem_addr_t addr = 0;
 	int err = ENOMEM;
 
-	if (n != 0 && import_within_limit(vm, n))
-		err = import_call(vm, req, n, flags, &addr);
-	if (err != 0 && least != 0 && least < n && import_within_limit(vm, least)) {
-		/* import_quantum is a preference: the request itself may still fit */
-		n = least;
-		err = import_call(vm, req, n, flags, &addr);
-	}
-	if (err != 0 && vm->source != NULL && n > req->size && import_within_limit(vm, req->size)) {
-		/* A request must be met through its source whenever the source
-		 * can meet it: when no span of import_quantum can be had (too
-		 * little room, or no nocross block holds it), ask for just it. */
-		n = req->size;
+	for (int i = 0; i < 3 && err != 0; i++) {
+		if (cand[i] == 0 || (n != 0 && cand[i] >= n) || !import_within_limit(vm, cand[i]))
+			continue;
+		n = cand[i];
 		err = import_call(vm, req, n, flags, &addr);
 	}
 	if (err != 0)

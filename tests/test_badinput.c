@@ -876,6 +876,37 @@ static void test_regress_import_quantum_fallback(void **state)
 	vmem_destroy(p);
 }
 
+/* A request so close to 2^64 that rounding it up to the import quantum
+ * overflows: the import must fall back to the request itself rather than
+ * give up, because the source can still meet it (found by fuzz_import). */
+static void test_regress_import_near_top(void **state)
+{
+	(void)state;
+	vmem_t *p = vmem_create("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
+	vmem_t *c = vmem_create("child", 0, 0, 0x1000, 0, 0);
+	assert_non_null(p);
+	assert_non_null(c);
+	assert_int_equal(vmem_set_source(c, p, 0x10000), 0);
+	const vmem_size_t want = 0xffffffffffff81ffULL; /* the child rounds it to 4 KiB */
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		vmem_addr_t a = 0;
+		int rc = vmem_alloc(c, want, pol[i] | VM_NOSLEEP, &a);
+		if (rc != 0)
+			fail_msg("policy %#x: vmem_alloc returned %d", pol[i], rc);
+		assert_int_equal(a & 0xfff, 0);
+		assert_true(a - 1 <= VMEM_ADDR_MAX - want); /* ends at or below 2^64 */
+		CHECK_ARENA(c);
+		CHECK_ARENA(p);
+		assert_int_equal(vmem_free(c, a, want), 0);
+		assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* span went back */
+		assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
+	}
+	vmem_destroy(c);
+	CHECK_ARENA(p);
+	vmem_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -884,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_regress_reap_then_import),
 		cmocka_unit_test(test_regress_import_nocross),
 		cmocka_unit_test(test_regress_import_quantum_fallback),
+		cmocka_unit_test(test_regress_import_near_top),
 	};
 	return cmocka_run_group_tests_name("badinput", tests, NULL, NULL);
 }
