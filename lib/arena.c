@@ -137,12 +137,13 @@ static void arena_atfork_child(void)
 	/* Only this thread survives, and it holds every lock (prepare took
 	 * them): release them.  Waiters are gone, so the condition variables
 	 * start afresh. */
+	os_rseq_child();
 	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
 		pthread_cond_destroy(&vm->cv);
 		os_cond_init(&vm->cv);
 		vm->nwaiters = 0;
 		pthread_mutex_unlock(&vm->lock);
-		qcache_unlock_all(vm);
+		qcache_child(vm);
 	}
 	pthread_mutex_unlock(&arenas_lock);
 }
@@ -451,17 +452,11 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	return ENOMEM;
 }
 
-VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+/* vmem_alloc past the caches: instant fit inline, the rest by arena_alloc.
+ * Kept out of line so that the cached path needs no stack frame. */
+static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
-	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
-		     flags_check(flags, VM_ALLOCFLAGS) != 0))
-		return EINVAL;
-	size = round_q(vm, size);
-	if (unlikely(size == 0))
-		return EINVAL;
 	int policy = flags & VM_POLICIES;
-	if (size <= vm->qcache_max && policy != VM_FIRSTFIT && policy != VM_NEXTFIT)
-		return qcache_alloc(vm, size, flags, addrp);
 	if (likely(policy == 0 || policy == VM_INSTANTFIT)) {
 		/* the common case in one breath: a list that surely fits */
 		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
@@ -484,6 +479,20 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	}
 	struct fitreq req = fitreq_any(size, vm->quantum);
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
+}
+
+VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+{
+	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
+		     flags_check(flags, VM_ALLOCFLAGS) != 0))
+		return EINVAL;
+	size = round_q(vm, size);
+	if (unlikely(size == 0))
+		return EINVAL;
+	int policy = flags & VM_POLICIES;
+	if (size <= vm->qcache_max && policy != VM_FIRSTFIT && policy != VM_NEXTFIT)
+		return qcache_alloc(vm, size, flags, addrp);
+	return arena_alloc_any(vm, size, flags, addrp);
 }
 
 VMEM_API int vmem_xalloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, vmem_size_t phase,

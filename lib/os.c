@@ -1,15 +1,23 @@
 /*
  * os.c - the only file that talks to the kernel: mappings, lock setup and
  * the environment.  Every mapping goes through os_map/os_remap so tests can
- * make the nth one fail (os_fault_after) and count what is mapped.
+ * make the nth one fail (os_fault_after) and count what is mapped.  It
+ * also owns the CPU: which one a thread is on, and the fence that makes
+ * the quantum caches' lock-free CPU layer safe to touch from elsewhere.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
+#include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#if OS_RSEQ
+#include <linux/membarrier.h>
+#endif
 
 #include "vmem_impl.h"
 
@@ -118,4 +126,101 @@ bool os_debug_env(void)
 {
 	const char *e = getenv("VMEM_DEBUG");
 	return e != NULL && strcmp(e, "1") == 0;
+}
+
+/* ---- CPUs ------------------------------------------------------------------
+
+ * With restartable sequences (rseq(2), registered for every thread by
+ * glibc 2.35 and later), the caches' CPU layer runs without a lock: the
+ * kernel restarts a sequence that is preempted, migrated or signalled
+ * before its one committing store.  Code that takes a CPU slot's lock from
+ * elsewhere must then make sure no sequence on that CPU is still running
+ * past its check of the lock: membarrier(2)'s expedited rseq fence restarts
+ * them.  Without both (old kernel or glibc, valgrind, seccomp, or
+ * GLIBC_TUNABLES=glibc.pthread.rseq=0) every access takes the slot's
+ * spinlock instead. */
+
+static _Atomic int rseq_mode; /* 0: not decided, 1: rseq and fence, 2: neither */
+static bool fence_by_cpu;     /* the kernel can fence one CPU (Linux 5.10) */
+
+#if OS_RSEQ
+static long os_membarrier(int cmd, unsigned int flags, int cpu)
+{
+	return syscall(__NR_membarrier, cmd, flags, cpu);
+}
+
+static int os_rseq_decide(void)
+{
+	int mode = 2;
+	long q = __rseq_size >= 12 ? os_membarrier(MEMBARRIER_CMD_QUERY, 0, 0) : -1;
+	if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) &&
+	    os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0) {
+		mode = 1;
+		fence_by_cpu = os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
+					     MEMBARRIER_CMD_FLAG_CPU, 0) == 0;
+	}
+	return mode;
+}
+#endif
+
+bool os_rseq_enabled(void)
+{
+	int mode = atomic_load_explicit(&rseq_mode, memory_order_acquire);
+	if (likely(mode != 0))
+		return mode == 1;
+#if OS_RSEQ
+	static pthread_mutex_t decide = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&decide);
+	mode = atomic_load_explicit(&rseq_mode, memory_order_relaxed);
+	if (mode == 0) {
+		mode = os_rseq_decide();
+		atomic_store_explicit(&rseq_mode, mode, memory_order_release);
+	}
+	pthread_mutex_unlock(&decide);
+#else
+	mode = 2;
+	atomic_store_explicit(&rseq_mode, mode, memory_order_release);
+#endif
+	return mode == 1;
+}
+
+/* In a forked child (one thread, in no sequence): whether the fence still
+ * works is the kernel's to say again; fall back to locks if not. */
+void os_rseq_child(void)
+{
+#if OS_RSEQ
+	if (atomic_load_explicit(&rseq_mode, memory_order_relaxed) == 1 &&
+	    os_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+		atomic_store_explicit(&rseq_mode, 2, memory_order_relaxed);
+#endif
+}
+
+unsigned int os_cpu(void)
+{
+#if OS_RSEQ
+	if (__rseq_size >= 8)
+		return __atomic_load_n(&os_rseq_area()->cpu_id, __ATOMIC_RELAXED);
+#endif
+	int cpu = sched_getcpu();
+	return cpu < 0 ? 0 : (unsigned int)cpu;
+}
+
+/* Restart every sequence running on cpu (or on any CPU when cpu < 0).  The
+ * fence cannot fail once registered, short of a transient ENOMEM or EINTR:
+ * retry, since going on without it could hand an object out twice. */
+void os_rseq_fence(int cpu)
+{
+#if OS_RSEQ
+	if (atomic_load_explicit(&rseq_mode, memory_order_relaxed) != 1)
+		return;
+	unsigned int flags = 0;
+	if (cpu >= 0 && fence_by_cpu)
+		flags = MEMBARRIER_CMD_FLAG_CPU;
+	else
+		cpu = 0;
+	while (os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, flags, cpu) != 0)
+		sched_yield();
+#else
+	(void)cpu;
+#endif
 }

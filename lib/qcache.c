@@ -9,9 +9,16 @@
  *    of free objects).  Per CPU rather than per thread: a thread-local
  *    cache would need thread-exit hooks, which crash once the library is
  *    dlclose'd (and leak when they are removed), and it would strand
- *    objects in idle threads.  A CPU's magazines are guarded by a spinlock
- *    that only a thread moved to another CPU mid-call ever contends for, so
- *    the common path takes no shared lock and makes one atomic exchange.
+ *    objects in idle threads.  The common path is a restartable sequence
+ *    (rseq(2), see os.c): it reads the CPU's slot and ends with one plain
+ *    store, and the kernel restarts it if the thread loses the CPU first;
+ *    no lock, no atomic instruction.  Everything else on a slot (magazine
+ *    exchanges, reaps, statistics, fork) takes the slot's spinlock, which
+ *    sends the sequences to the slow path, and fences the CPU when taken
+ *    from another one.  Without rseq the common path takes the spinlock.
+ *    The loaded magazine's rounds are bias + pushes - pops, so that a pop
+ *    or a push commits with a single store, and pops and pushes are the
+ *    exact counts of hits and of frees into magazines.
  *  - the depot: full and empty magazines, under the cache's mutex.  When
  *    taking that mutex has to wait often, magazines grow (paper 3.4).
  *  - the slab layer: objects come from slabs, runs of 64 objects imported
@@ -37,7 +44,7 @@
 
 #include "vmem_impl.h"
 
-#define QC_SLAB_OBJS 64u
+#define QC_SLAB_OBJS QCACHE_SLAB_OBJS
 #define QC_MAG_MIN 8u
 #define QC_MAG_MAX 64u
 #define QC_GROW_AFTER 64u /* depot waits before magazines grow */
@@ -59,8 +66,9 @@ struct qc_slab {
 
 struct qc_cpu {
 	atomic_int lock;
+	uint32_t cap; /* rounds the loaded magazine may hold */
 	struct qc_mag *loaded, *prev;
-	uint64_t allocs, frees, hits; /* calls served here, under lock */
+	uint64_t bias, pops, pushes; /* see the top: a commit is one store */
 } __attribute__((aligned(64)));
 
 struct qcache {
@@ -109,11 +117,153 @@ static inline void qc_spin_unlock(atomic_int *l)
 	atomic_store_explicit(l, 0, memory_order_release);
 }
 
-static inline struct qc_cpu *qc_cpu(const vmem_t *vm, struct qcache *c)
+/* ---- the CPU layer --------------------------------------------------------- */
+
+static inline uint64_t qc_rounds(const struct qc_cpu *cc)
 {
-	int cpu = sched_getcpu();
-	return &c->cpu[cpu < 0 ? 0 : (unsigned int)cpu % vm->qc_ncpu];
+	return cc->bias + cc->pushes - cc->pops;
 }
+
+static inline void qc_set_rounds(struct qc_cpu *cc, uint64_t rounds)
+{
+	cc->bias = rounds - cc->pushes + cc->pops;
+}
+
+/* Make m the loaded magazine (the old one keeps its rounds); slot locked. */
+static void qc_load(struct qcache *c, struct qc_cpu *cc, struct qc_mag *m)
+{
+	cc->loaded->rounds = (uint32_t)qc_rounds(cc);
+	cc->loaded = m;
+	qc_set_rounds(cc, m->rounds);
+	cc->cap = __atomic_load_n(&c->magsize, __ATOMIC_RELAXED);
+	if (cc->cap < m->rounds)
+		cc->cap = m->rounds; /* a magazine filled before they shrank: never */
+}
+
+/* The slot of the CPU this thread is on, locked.  Sequences on that CPU
+ * that already passed their look at the lock have been restarted if the
+ * lock was taken there; from anywhere else, the fence restarts them. */
+static struct qc_cpu *qc_cpu_lock(const vmem_t *vm, struct qcache *c)
+{
+	unsigned int i = os_cpu() % vm->qc_ncpu;
+	struct qc_cpu *cc = &c->cpu[i];
+	qc_spin_lock(&cc->lock);
+	if (vm->qc_rseq && os_cpu() != i)
+		os_rseq_fence((int)i);
+	return cc;
+}
+
+/* Every slot of c, from wherever this thread is. */
+static void qc_cpus_lock(const vmem_t *vm, struct qcache *c)
+{
+	for (unsigned int i = 0; i < vm->qc_ncpu; i++)
+		qc_spin_lock(&c->cpu[i].lock);
+}
+
+static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
+{
+	for (unsigned int i = 0; i < vm->qc_ncpu; i++)
+		qc_spin_unlock(&c->cpu[i].lock);
+}
+
+#if OS_RSEQ
+/*
+ * The common paths as rseq critical sections.  Each sets rseq_cs, then
+ * (from label 1) finds its CPU's slot, leaves for the slow path if the
+ * slot is locked or the magazine is empty (pop) or full (push), and ends
+ * with the committing store of pops or pushes.  An abort (label 4, after
+ * the signature glibc registered) starts over from label 0.  A push writes
+ * its object above the top first: harmless if the commit never comes.
+ * rseq_cs is cleared on the way out: the kernel reads the descriptor it
+ * points to at every preemption, and after a dlclose that would fault.
+ */
+#define QC_RSEQ_HEAD                                                                  \
+	".pushsection __rseq_cs, \"aw\"\n\t"                                      \
+	".balign 32\n"                                                                \
+	"3:\n\t"                                                                     \
+	".long 0, 0\n\t"                                                             \
+	".quad 1f, 2f - 1f, 4f\n\t"                                                  \
+	".popsection\n"                                                               \
+	"0:\n\t"                                                                     \
+	"leaq 3b(%%rip), %%rax\n\t"                                                  \
+	"movq %%rax, %c[o_cs](%[rs])\n"                                               \
+	"1:\n\t"                                                                     \
+	"xorl %k[ok], %k[ok]\n\t"                                                    \
+	"movl %c[o_cpu](%[rs]), %%eax\n\t"                                           \
+	"cmpl %[ncpu], %%eax\n\t"                                                    \
+	"jae 2f\n\t"                                                                 \
+	"imulq %[stride], %%rax, %%rax\n\t"                                          \
+	"addq %[cpus], %%rax\n\t"                                                    \
+	"cmpl $0, %c[o_lock](%%rax)\n\t"                                             \
+	"jne 2f\n\t"                                                                 \
+	"movq %c[o_bias](%%rax), %%rdx\n\t"                                          \
+	"addq %c[o_pushes](%%rax), %%rdx\n\t"
+
+#define QC_RSEQ_TAIL                                                                  \
+	"2:\n\t"                                                                     \
+	"movq $0, %c[o_cs](%[rs])\n\t"                                               \
+	".pushsection __rseq_failure, \"ax\"\n\t"                                 \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                                 \
+	".long 0x53053053\n" /* RSEQ_SIG */                                           \
+	"4:\n\t"                                                                     \
+	"jmp 0b\n\t"                                                                 \
+	".popsection\n"
+
+#define QC_RSEQ_OPERANDS(c, ncpu)                                                     \
+	[rs] "r"(os_rseq_area()), [cpus] "r"((c)->cpu), [ncpu] "r"(ncpu),             \
+		[stride] "i"(sizeof(struct qc_cpu)),                                   \
+		[o_cs] "i"(offsetof(struct rseq, rseq_cs)),                            \
+		[o_cpu] "i"(offsetof(struct rseq, cpu_id)),                            \
+		[o_lock] "i"(offsetof(struct qc_cpu, lock)),                           \
+		[o_cap] "i"(offsetof(struct qc_cpu, cap)),                             \
+		[o_loaded] "i"(offsetof(struct qc_cpu, loaded)),                       \
+		[o_bias] "i"(offsetof(struct qc_cpu, bias)),                           \
+		[o_pops] "i"(offsetof(struct qc_cpu, pops)),                           \
+		[o_pushes] "i"(offsetof(struct qc_cpu, pushes)),                       \
+		[o_obj] "i"(offsetof(struct qc_mag, obj))
+
+static inline bool qc_pop_rseq(struct qcache *c, unsigned int ncpu, vmem_addr_t *objp)
+{
+	uint32_t ok;
+	vmem_addr_t obj;
+	__asm__ __volatile__(QC_RSEQ_HEAD
+			     "movq %c[o_pops](%%rax), %%rcx\n\t"
+			     "subq %%rcx, %%rdx\n\t" /* rounds */
+			     "jz 2f\n\t"
+			     "movq %c[o_loaded](%%rax), %[obj]\n\t"
+			     "movq %c[o_obj]-8(%[obj], %%rdx, 8), %[obj]\n\t"
+			     "incq %%rcx\n\t"
+			     "movl $1, %k[ok]\n\t"
+			     "movq %%rcx, %c[o_pops](%%rax)\n" /* commit */
+			     QC_RSEQ_TAIL
+			     : [ok] "=&r"(ok), [obj] "=&r"(obj)
+			     : QC_RSEQ_OPERANDS(c, ncpu)
+			     : "rax", "rcx", "rdx", "memory", "cc");
+	*objp = obj;
+	return ok != 0;
+}
+
+static inline bool qc_push_rseq(struct qcache *c, unsigned int ncpu, vmem_addr_t obj)
+{
+	uint32_t ok;
+	__asm__ __volatile__(QC_RSEQ_HEAD
+			     "subq %c[o_pops](%%rax), %%rdx\n\t" /* rounds */
+			     "movl %c[o_cap](%%rax), %%ecx\n\t"
+			     "cmpq %%rcx, %%rdx\n\t"
+			     "jae 2f\n\t"
+			     "movq %c[o_loaded](%%rax), %%rcx\n\t"
+			     "movq %[obj], %c[o_obj](%%rcx, %%rdx, 8)\n\t"
+			     "movq %c[o_pushes](%%rax), %%rcx\n\t"
+			     "incq %%rcx\n\t"
+			     "movl $1, %k[ok]\n\t"
+			     "movq %%rcx, %c[o_pushes](%%rax)\n" /* commit */
+			     QC_RSEQ_TAIL
+			     : [ok] "=&r"(ok)
+			     : [obj] "r"(obj), QC_RSEQ_OPERANDS(c, ncpu)
+			     : "rax", "rcx", "rdx", "memory", "cc");
+	return ok != 0;
+}
+#endif
 
 static void qc_depot_lock(struct qcache *c)
 {
@@ -312,34 +462,38 @@ static void qc_wait(vmem_t *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+/* Swap the loaded and the previous magazine; slot locked. */
+static void qc_swap(struct qcache *c, struct qc_cpu *cc)
 {
-	struct qcache *c = qc_of(vm, size);
+	struct qc_mag *old = cc->loaded;
+	qc_load(c, cc, cc->prev);
+	cc->prev = old;
+}
+
+/* An allocation the CPU layer could not serve at once: the slot locked,
+ * magazines exchanged with the depot, then slabs, then the arena. */
+static NOINLINE int qc_alloc_slow(vmem_t *vm, struct qcache *c, int flags, vmem_addr_t *addrp)
+{
 	vmem_addr_t a;
 	for (;;) {
-		struct qc_cpu *cc = qc_cpu(vm, c);
-		qc_spin_lock(&cc->lock);
-		struct qc_mag *m = cc->loaded;
-		if (likely(m->rounds != 0))
+		struct qc_cpu *cc = qc_cpu_lock(vm, c);
+		if (qc_rounds(cc) != 0)
 			goto hit;
 		if (cc->prev->rounds != 0) {
-			cc->loaded = cc->prev;
-			cc->prev = m;
-			m = cc->loaded;
+			qc_swap(c, cc);
 			goto hit;
 		}
 		qc_depot_lock(c);
 		if (c->full != NULL) {
 			/* a full magazine for the empty previous one */
-			struct qc_mag *f = c->full;
+			struct qc_mag *f = c->full, *old = cc->loaded;
 			c->full = f->next;
 			c->nfull--;
 			cc->prev->next = c->empty;
 			c->empty = cc->prev;
 			c->nempty++;
-			cc->prev = cc->loaded;
-			cc->loaded = f;
-			m = f;
+			qc_load(c, cc, f);
+			cc->prev = old;
 			pthread_mutex_unlock(&c->lock);
 			goto hit;
 		}
@@ -373,9 +527,8 @@ int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 		qc_wait(vm);
 		continue;
 hit:
-		a = m->obj[--m->rounds];
-		cc->allocs++;
-		cc->hits++;
+		a = cc->loaded->obj[qc_rounds(cc) - 1];
+		cc->pops++;
 		qc_spin_unlock(&cc->lock);
 		break;
 	}
@@ -385,25 +538,35 @@ hit:
 	return 0;
 }
 
-int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+/* The common path calls nothing, so it needs no stack frame: the debug
+ * checks and everything that waits live in the slow paths. */
+int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	struct qcache *c = qc_of(vm, size);
-	if (unlikely(vm->debug) && qc_debug_mark(vm, c, addr, false) != 0) {
-		fprintf(stderr, "vmem: arena \"%s\": vmem_free(%#llx, %llu): not an outstanding allocation\n",
-			vm->name, (unsigned long long)addr, (unsigned long long)size);
-		return EINVAL;
+#if OS_RSEQ
+	vmem_addr_t a;
+	if (likely(vm->qc_rseq) && likely(!vm->debug) && likely(qc_pop_rseq(c, vm->qc_ncpu, &a))) {
+		*addrp = a;
+		return 0;
 	}
-	struct qc_cpu *cc = qc_cpu(vm, c);
-	qc_spin_lock(&cc->lock);
-	struct qc_mag *m = cc->loaded;
+#endif
+	return qc_alloc_slow(vm, c, flags, addrp);
+}
+
+/* A free the CPU layer could not take at once (the loaded magazine full,
+ * or no rseq): the slot locked, magazines exchanged with the depot, or
+ * straight back to the slab when there is no memory for a magazine. */
+static void qc_free_locked(vmem_t *vm, struct qcache *c, vmem_addr_t addr)
+{
+	struct qc_cpu *cc = qc_cpu_lock(vm, c);
 	/* read without the mutex: a stale value is harmless */
 	uint32_t cap = __atomic_load_n(&c->magsize, __ATOMIC_RELAXED);
-	if (likely(m->rounds < cap))
+	if (cc->cap < cap)
+		cc->cap = cap; /* the magazines grew */
+	if (qc_rounds(cc) < cc->cap)
 		goto push;
 	if (cc->prev->rounds == 0) {
-		cc->loaded = cc->prev;
-		cc->prev = m;
-		m = cc->loaded;
+		qc_swap(c, cc);
 		goto push;
 	}
 	qc_depot_lock(c);
@@ -416,12 +579,12 @@ int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 	}
 	if (e != NULL) {
 		/* the full previous magazine goes to the depot */
+		struct qc_mag *old = cc->loaded;
 		cc->prev->next = c->full;
 		c->full = cc->prev;
 		c->nfull++;
-		cc->prev = cc->loaded;
-		cc->loaded = e;
-		m = e;
+		qc_load(c, cc, e);
+		cc->prev = old;
 		pthread_mutex_unlock(&c->lock);
 		goto push;
 	}
@@ -430,18 +593,47 @@ int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 	qc_return(vm, c, &addr, 1);
 	c->frees++;
 	pthread_mutex_unlock(&c->lock);
-	goto wake;
+	return;
 push:
-	m->obj[m->rounds++] = addr;
-	cc->frees++;
+	cc->loaded->obj[qc_rounds(cc)] = addr;
+	cc->pushes++;
 	qc_spin_unlock(&cc->lock);
-wake:
-	if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0)) {
-		pthread_mutex_lock(&vm->lock);
-		arena_wakeup(vm);
-		pthread_mutex_unlock(&vm->lock);
-	}
+}
+
+static NOINLINE int qc_wake(vmem_t *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	arena_wakeup(vm);
+	pthread_mutex_unlock(&vm->lock);
 	return 0;
+}
+
+static NOINLINE int qc_free_slow(vmem_t *vm, struct qcache *c, vmem_addr_t addr,
+				 vmem_size_t size)
+{
+	if (unlikely(vm->debug) && qc_debug_mark(vm, c, addr, false) != 0) {
+		fprintf(stderr, "vmem: arena \"%s\": vmem_free(%#llx, %llu): not an outstanding allocation\n",
+			vm->name, (unsigned long long)addr, (unsigned long long)size);
+		return EINVAL;
+	}
+	qc_free_locked(vm, c, addr);
+	if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
+		return qc_wake(vm);
+	return 0;
+}
+
+int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	struct qcache *c = qc_of(vm, size);
+#if OS_RSEQ
+	if (likely(vm->qc_rseq) && likely(!vm->debug) && likely(qc_push_rseq(c, vm->qc_ncpu, addr))) {
+		/* a waiter may want what this free made available */
+		if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
+			return qc_wake(vm);
+		return 0;
+	}
+#endif
+	return qc_free_slow(vm, c, addr, size);
 }
 
 /* ---- reap ----------------------------------------------------------------- */
@@ -458,16 +650,17 @@ bool qcache_reap(vmem_t *vm)
 	for (unsigned int k = 0; k < vm->qc_n; k++) {
 		struct qcache *c = qc_get(vm, k);
 		/* objects in every magazine go back to their slabs */
+		qc_cpus_lock(vm, c);
+		if (vm->qc_rseq)
+			os_rseq_fence(-1);
+		pthread_mutex_lock(&c->lock);
 		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
 			struct qc_cpu *cc = &c->cpu[i];
-			qc_spin_lock(&cc->lock);
-			pthread_mutex_lock(&c->lock);
-			qc_empty_mag(vm, c, cc->loaded);
+			qc_return(vm, c, cc->loaded->obj, (uint32_t)qc_rounds(cc));
+			qc_set_rounds(cc, 0);
 			qc_empty_mag(vm, c, cc->prev);
-			pthread_mutex_unlock(&c->lock);
-			qc_spin_unlock(&cc->lock);
 		}
-		pthread_mutex_lock(&c->lock);
+		qc_cpus_unlock(vm, c);
 		while (c->full != NULL) {
 			struct qc_mag *m = c->full;
 			c->full = m->next;
@@ -528,8 +721,10 @@ int qcache_init(vmem_t *vm)
 				qcache_fini(vm);
 				return ENOMEM;
 			}
+			cc->cap = c->magsize;
 		}
 	}
+	vm->qc_rseq = os_rseq_enabled();
 	return 0;
 }
 
@@ -556,10 +751,11 @@ void qcache_lock_all(vmem_t *vm)
 {
 	for (unsigned int k = 0; k < vm->qc_n; k++) {
 		struct qcache *c = qc_get(vm, k);
-		for (unsigned int i = 0; i < vm->qc_ncpu; i++)
-			qc_spin_lock(&c->cpu[i].lock);
+		qc_cpus_lock(vm, c);
 		pthread_mutex_lock(&c->lock);
 	}
+	if (vm->qc_n != 0 && vm->qc_rseq)
+		os_rseq_fence(-1);
 }
 
 void qcache_unlock_all(vmem_t *vm)
@@ -567,37 +763,73 @@ void qcache_unlock_all(vmem_t *vm)
 	for (unsigned int k = 0; k < vm->qc_n; k++) {
 		struct qcache *c = qc_get(vm, k);
 		pthread_mutex_unlock(&c->lock);
-		for (unsigned int i = 0; i < vm->qc_ncpu; i++)
-			qc_spin_unlock(&c->cpu[i].lock);
+		qc_cpus_unlock(vm, c);
 	}
+}
+
+void qcache_child(vmem_t *vm)
+{
+	qcache_unlock_all(vm);
+	vm->qc_rseq = vm->qc != NULL && os_rseq_enabled(); /* os_rseq_child decided */
 }
 
 /* ---- looking inside: callers hold no lock -------------------------------- */
 
+/* One cache's figures; every slot and the depot locked. */
+static void qc_info_locked(const vmem_t *vm, const struct qcache *c, struct qcache_info *qi)
+{
+	memset(qi, 0, sizeof(*qi));
+	qi->objsize = c->objsize;
+	qi->slabsize = c->slabsize;
+	qi->slabalign = c->slabalign;
+	qi->magsize = c->magsize;
+	for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
+		const struct qc_cpu *cc = &c->cpu[i];
+		qi->cpu_rounds += qc_rounds(cc) + cc->prev->rounds;
+		qi->hits += cc->pops;
+		qi->frees += cc->pushes;
+	}
+	qi->allocs = qi->hits + c->allocs;
+	qi->hits += c->hits;
+	qi->frees += c->frees;
+	qi->misses = c->misses;
+	qi->nfull = c->nfull;
+	qi->nempty = c->nempty;
+	for (const struct qc_mag *m = c->full; m != NULL; m = m->next)
+		qi->depot_rounds += m->rounds;
+	qi->nslabs = c->nslabs;
+	for (const struct qc_slab *sl = c->partial; sl != NULL; sl = sl->next) {
+		qi->npartial++;
+		qi->slab_free += sl->nfree;
+	}
+	/* units in the cache's slabs that no caller holds */
+	qi->cached = (c->nslabs * QC_SLAB_OBJS - (qi->allocs - qi->frees)) * c->objsize;
+}
+
+int qcache_info(vmem_t *vm, vmem_size_t size, struct qcache_info *qi)
+{
+	if (size == 0 || size > vm->qcache_max || (size & (vm->quantum - 1)) != 0)
+		return EINVAL;
+	qcache_lock_all(vm);
+	qc_info_locked(vm, qc_of(vm, size), qi);
+	qcache_unlock_all(vm);
+	return 0;
+}
+
 void qcache_stats(vmem_t *vm, vmem_stats_t *st)
 {
+	/* one fence for every slot of every cache: a snapshot */
+	qcache_lock_all(vm);
 	for (unsigned int k = 0; k < vm->qc_n; k++) {
-		struct qcache *c = qc_get(vm, k);
-		uint64_t allocs = 0, frees = 0, hits = 0;
-		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
-			struct qc_cpu *cc = &c->cpu[i];
-			qc_spin_lock(&cc->lock);
-			allocs += cc->allocs;
-			frees += cc->frees;
-			hits += cc->hits;
-			qc_spin_unlock(&cc->lock);
-		}
-		pthread_mutex_lock(&c->lock);
-		allocs += c->allocs;
-		frees += c->frees;
-		st->qcache_hits += hits + c->hits;
-		st->qcache_misses += c->misses;
-		st->allocs += allocs;
-		st->frees += frees;
-		/* units in the cache's slabs that no caller holds */
-		st->cached_total += (c->nslabs * QC_SLAB_OBJS - (allocs - frees)) * c->objsize;
-		pthread_mutex_unlock(&c->lock);
+		struct qcache_info qi;
+		qc_info_locked(vm, qc_get(vm, k), &qi);
+		st->qcache_hits += qi.hits;
+		st->qcache_misses += qi.misses;
+		st->allocs += qi.allocs;
+		st->frees += qi.frees;
+		st->cached_total += qi.cached;
 	}
+	qcache_unlock_all(vm);
 }
 
 void qcache_dump(vmem_t *vm, FILE *fp)
@@ -606,33 +838,22 @@ void qcache_dump(vmem_t *vm, FILE *fp)
 		fprintf(fp, "  caches: none\n");
 		return;
 	}
-	fprintf(fp, "  caches (%u CPUs):\n", vm->qc_ncpu);
+	fprintf(fp, "  caches (%u CPUs, %s):\n", vm->qc_ncpu,
+		vm->qc_rseq ? "lock-free CPU layer (rseq)" : "CPU layer under spinlocks");
+	qcache_lock_all(vm);
 	for (unsigned int k = 0; k < vm->qc_n; k++) {
-		struct qcache *c = qc_get(vm, k);
-		uint64_t rounds = 0, hits = 0;
-		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
-			struct qc_cpu *cc = &c->cpu[i];
-			qc_spin_lock(&cc->lock);
-			rounds += cc->loaded->rounds + cc->prev->rounds;
-			hits += cc->hits;
-			qc_spin_unlock(&cc->lock);
-		}
-		pthread_mutex_lock(&c->lock);
-		uint64_t partial = 0, slabfree = 0;
-		for (struct qc_slab *s = c->partial; s != NULL; s = s->next) {
-			partial++;
-			slabfree += s->nfree;
-		}
+		struct qcache_info qi;
+		qc_info_locked(vm, qc_get(vm, k), &qi);
 		fprintf(fp,
 			"    %llu units: magazines of %u (%llu objects on CPUs), depot %llu full + %llu "
 			"empty, %llu slabs (%llu partial, %llu objects free), %llu hits, %llu misses\n",
-			(unsigned long long)c->objsize, c->magsize, (unsigned long long)rounds,
-			(unsigned long long)c->nfull, (unsigned long long)c->nempty,
-			(unsigned long long)c->nslabs, (unsigned long long)partial,
-			(unsigned long long)slabfree, (unsigned long long)(hits + c->hits),
-			(unsigned long long)c->misses);
-		pthread_mutex_unlock(&c->lock);
+			(unsigned long long)qi.objsize, qi.magsize, (unsigned long long)qi.cpu_rounds,
+			(unsigned long long)qi.nfull, (unsigned long long)qi.nempty,
+			(unsigned long long)qi.nslabs, (unsigned long long)qi.npartial,
+			(unsigned long long)qi.slab_free, (unsigned long long)qi.hits,
+			(unsigned long long)qi.misses);
 	}
+	qcache_unlock_all(vm);
 }
 
 size_t qcache_bytes(const vmem_t *vm)

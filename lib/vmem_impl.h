@@ -21,6 +21,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* On a definition: inline it wherever the unity build sees a call (hot paths). */
 #define HOT_INLINE __attribute__((always_inline)) inline
+#define NOINLINE __attribute__((noinline))
 
 #define VM_SLEEPFLAGS (VM_SLEEP | VM_NOSLEEP)
 #define VM_POLICIES (VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT)
@@ -137,6 +138,7 @@ struct vmem {
 	void *qc;
 	size_t qc_stride, qc_bytes;
 	unsigned int qc_n, qc_ncpu;
+	bool qc_rseq; /* the CPU layer runs as rseq sequences (os.c) */
 	/* arena-path allocations of cached sizes (first/next fit, xalloc):
 	 * while there are none, every cached-size free is a cache object */
 	uint64_t arena_small;
@@ -167,6 +169,34 @@ uint64_t os_map_calls(void);
 /* Bytes the library has mapped and not yet unmapped, all arenas together. */
 size_t os_mapped_bytes(void);
 bool os_debug_env(void);
+
+/* The CPU layer of the quantum caches runs as rseq critical sections on
+ * x86-64 with glibc 2.35 or later; elsewhere, and under ThreadSanitizer
+ * (which cannot see into them), it takes a spinlock. */
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+	(__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)) && !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define OS_RSEQ 0
+#endif
+#endif
+#ifndef OS_RSEQ
+#define OS_RSEQ 1
+#endif
+#else
+#define OS_RSEQ 0
+#endif
+#if OS_RSEQ
+#include <sys/rseq.h>
+static inline struct rseq *os_rseq_area(void)
+{
+	return (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+}
+#endif
+bool os_rseq_enabled(void);   /* rseq and its fence both work here */
+void os_rseq_child(void);     /* after fork, in the child */
+void os_rseq_fence(int cpu);  /* restart sequences on cpu; < 0: on every CPU */
+unsigned int os_cpu(void);    /* the CPU this thread runs on (may be stale at once) */
 
 /* Tags are described to valgrind memcheck as heap blocks, so a tag that
  * leaks or is used after tagslab_put shows up in its reports.  Reading an
@@ -314,8 +344,23 @@ bool qcache_owns(const vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
 bool qcache_reap(vmem_t *vm);
 void qcache_lock_all(vmem_t *vm);
 void qcache_unlock_all(vmem_t *vm);
+void qcache_child(vmem_t *vm); /* after fork: unlock, and rseq or not anew */
 void qcache_stats(vmem_t *vm, vmem_stats_t *st); /* adds the caches' figures */
 void qcache_dump(vmem_t *vm, FILE *fp);
+/* One cache's contents (size: a cached size), for vmem_dump and tests.  In
+ * a quiet arena, objects are conserved: nslabs * QCACHE_SLAB_OBJS equals
+ * slab_free + cpu_rounds + depot_rounds + the objects callers hold. */
+#define QCACHE_SLAB_OBJS 64u
+struct qcache_info {
+	vmem_size_t objsize, slabsize, slabalign;
+	uint32_t magsize;
+	uint64_t cpu_rounds;            /* objects in the CPUs' magazines */
+	uint64_t nfull, nempty, depot_rounds;
+	uint64_t nslabs, npartial, slab_free;
+	uint64_t allocs, frees, hits, misses;
+	vmem_size_t cached;             /* units in slabs that no caller holds */
+};
+int qcache_info(vmem_t *vm, vmem_size_t size, struct qcache_info *qi); /* 0 or EINVAL */
 size_t qcache_bytes(const vmem_t *vm);
 
 /* ---- arena.c ------------------------------------------------------------ */
