@@ -181,6 +181,12 @@ static inline vmem_size_t round_q(const vmem_t *vm, vmem_size_t size)
 	return (size + q1) & ~q1;
 }
 
+/* round_q for a size known to be at most qcache_max: cannot wrap */
+static inline vmem_size_t round_q_small(const vmem_t *vm, vmem_size_t size)
+{
+	return (size + vm->quantum - 1) & ~(vm->quantum - 1);
+}
+
 void arena_wakeup(vmem_t *vm)
 {
 	if (vm->nwaiters != 0)
@@ -481,8 +487,18 @@ static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vme
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
 }
 
+/* flags a cached allocation may carry: at most one sleep flag, and no
+ * policy, instant fit or best fit; bit (flags & 3) | (policy bits >> 6) */
+#define QC_FLAGS_OK 0x777u
+
 VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
+	/* the caches' case first, in few instructions: size - 1 < qcache_max
+	 * also rules out size 0, and keeps the rounding below from wrapping */
+	unsigned int f = (unsigned int)flags;
+	if (likely(vm != NULL && addrp != NULL && size - 1 < vm->qcache_max &&
+		   (f & ~0x303u) == 0 && ((QC_FLAGS_OK >> ((f & 3) | ((f >> 6) & 0xc))) & 1)))
+		return qcache_alloc(vm, round_q_small(vm, size), flags, addrp);
 	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
 		     flags_check(flags, VM_ALLOCFLAGS) != 0))
 		return EINVAL;
@@ -567,16 +583,12 @@ static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_
 	return 0;
 }
 
-VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+/* vmem_free past the caches' common case; out of line, as arena_alloc_any. */
+static NOINLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize)
 {
-	if (unlikely(vm == NULL || size == 0))
-		return EINVAL;
-	vmem_size_t rsize = round_q(vm, size);
 	if (rsize != 0 && rsize <= vm->qcache_max) {
-		/* a cached size: an object of the caches, unless the arena
-		 * itself handed it out (first fit, next fit, xalloc) */
-		if (__atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0)
-			return qcache_free(vm, addr, rsize);
+		/* a cached size while the arena also holds segments of cached
+		 * sizes (first fit, next fit, xalloc): ask the hash who owns it */
 		pthread_mutex_lock(&vm->lock);
 		bt_idx i = hash_lookup(vm, addr);
 		if ((i == BT_NIL || BT(vm, i)->type == BT_BUSY_QC || BT(vm, i)->size != rsize) &&
@@ -589,6 +601,17 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 	}
 	pthread_mutex_lock(&vm->lock);
 	return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
+}
+
+VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	/* a cached size, and the arena holds none of its own: the caches' */
+	if (likely(vm != NULL && size - 1 < vm->qcache_max &&
+		   __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0))
+		return qcache_free(vm, addr, round_q_small(vm, size));
+	if (unlikely(vm == NULL || size == 0))
+		return EINVAL;
+	return arena_free_any(vm, addr, round_q(vm, size));
 }
 
 VMEM_API int vmem_xfree(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)

@@ -93,7 +93,7 @@ static inline struct qcache *qc_get(const vmem_t *vm, unsigned int k)
 
 static inline struct qcache *qc_of(const vmem_t *vm, vmem_size_t size)
 {
-	return qc_get(vm, (unsigned int)((size >> vm->qshift) - 1));
+	return vm->qc_tab[size >> vm->qshift];
 }
 
 static inline void qc_spin_lock(atomic_int *l)
@@ -174,8 +174,9 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
  * with the committing store of pops or pushes.  An abort (label 4, after
  * the signature glibc registered) starts over from label 0.  A push writes
  * its object above the top first: harmless if the commit never comes.
- * rseq_cs is cleared on the way out: the kernel reads the descriptor it
- * points to at every preemption, and after a dlclose that would fault.
+ * rseq_cs is cleared on the way out (by qc_rseq_done on the slow path):
+ * the kernel reads the descriptor it points to at every preemption, and
+ * after a dlclose that would fault.
  */
 #define QC_RSEQ_HEAD                                                                  \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                      \
@@ -188,14 +189,13 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 	"leaq 3b(%%rip), %%rax\n\t"                                                  \
 	"movq %%rax, %c[o_cs](%[rs])\n"                                               \
 	"1:\n\t"                                                                     \
-	"xorl %k[ok], %k[ok]\n\t"                                                    \
 	"movl %c[o_cpu](%[rs]), %%eax\n\t"                                           \
-	"cmpl %[ncpu], %%eax\n\t"                                                    \
-	"jae 2f\n\t"                                                                 \
+	"cmpl %c[o_ncpu](%[vm]), %%eax\n\t"                                          \
+	"jae %l[slow]\n\t"                                                           \
 	"imulq %[stride], %%rax, %%rax\n\t"                                          \
-	"addq %[cpus], %%rax\n\t"                                                    \
+	"leaq %c[o_cpus](%[c], %%rax), %%rax\n\t"                                    \
 	"cmpl $0, %c[o_lock](%%rax)\n\t"                                             \
-	"jne 2f\n\t"                                                                 \
+	"jne %l[slow]\n\t"                                                           \
 	"movq %c[o_bias](%%rax), %%rdx\n\t"                                          \
 	"addq %c[o_pushes](%%rax), %%rdx\n\t"
 
@@ -209,8 +209,10 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 	"jmp 0b\n\t"                                                                 \
 	".popsection\n"
 
-#define QC_RSEQ_OPERANDS(c, ncpu)                                                     \
-	[rs] "r"(os_rseq_area()), [cpus] "r"((c)->cpu), [ncpu] "r"(ncpu),             \
+#define QC_RSEQ_OPERANDS(vm, c)                                                       \
+	[rs] "r"(os_rseq_area()), [vm] "r"(vm), [c] "r"(c),                           \
+		[o_ncpu] "i"(offsetof(vmem_t, qc_ncpu)),                               \
+		[o_cpus] "i"(offsetof(struct qcache, cpu)),                            \
 		[stride] "i"(sizeof(struct qc_cpu)),                                   \
 		[o_cs] "i"(offsetof(struct rseq, rseq_cs)),                            \
 		[o_cpu] "i"(offsetof(struct rseq, cpu_id)),                            \
@@ -222,46 +224,56 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 		[o_pushes] "i"(offsetof(struct qc_cpu, pushes)),                       \
 		[o_obj] "i"(offsetof(struct qc_mag, obj))
 
-static inline bool qc_pop_rseq(struct qcache *c, unsigned int ncpu, vmem_addr_t *objp)
+/* A sequence left for the slow path still names its descriptor. */
+static inline void qc_rseq_done(void)
 {
-	uint32_t ok;
-	vmem_addr_t obj;
-	__asm__ __volatile__(QC_RSEQ_HEAD
-			     "movq %c[o_pops](%%rax), %%rcx\n\t"
-			     "subq %%rcx, %%rdx\n\t" /* rounds */
-			     "jz 2f\n\t"
-			     "movq %c[o_loaded](%%rax), %[obj]\n\t"
-			     "movq %c[o_obj]-8(%[obj], %%rdx, 8), %[obj]\n\t"
-			     "incq %%rcx\n\t"
-			     "movl $1, %k[ok]\n\t"
-			     "movq %%rcx, %c[o_pops](%%rax)\n" /* commit */
-			     QC_RSEQ_TAIL
-			     : [ok] "=&r"(ok), [obj] "=&r"(obj)
-			     : QC_RSEQ_OPERANDS(c, ncpu)
-			     : "rax", "rcx", "rdx", "memory", "cc");
-	*objp = obj;
-	return ok != 0;
+	__atomic_store_n(&os_rseq_area()->rseq_cs, 0, __ATOMIC_RELAXED);
 }
 
-static inline bool qc_push_rseq(struct qcache *c, unsigned int ncpu, vmem_addr_t obj)
+static inline bool qc_pop_rseq(const vmem_t *vm, struct qcache *c, vmem_addr_t *objp)
 {
-	uint32_t ok;
-	__asm__ __volatile__(QC_RSEQ_HEAD
-			     "subq %c[o_pops](%%rax), %%rdx\n\t" /* rounds */
-			     "movl %c[o_cap](%%rax), %%ecx\n\t"
-			     "cmpq %%rcx, %%rdx\n\t"
-			     "jae 2f\n\t"
-			     "movq %c[o_loaded](%%rax), %%rcx\n\t"
-			     "movq %[obj], %c[o_obj](%%rcx, %%rdx, 8)\n\t"
-			     "movq %c[o_pushes](%%rax), %%rcx\n\t"
-			     "incq %%rcx\n\t"
-			     "movl $1, %k[ok]\n\t"
-			     "movq %%rcx, %c[o_pushes](%%rax)\n" /* commit */
-			     QC_RSEQ_TAIL
-			     : [ok] "=&r"(ok)
-			     : [obj] "r"(obj), QC_RSEQ_OPERANDS(c, ncpu)
-			     : "rax", "rcx", "rdx", "memory", "cc");
-	return ok != 0;
+	vmem_addr_t obj;
+	__asm__ goto(QC_RSEQ_HEAD
+		     "movq %c[o_pops](%%rax), %%rcx\n\t"
+		     "subq %%rcx, %%rdx\n\t" /* rounds */
+		     "jz %l[slow]\n\t"
+		     "movq %c[o_loaded](%%rax), %[obj]\n\t"
+		     "movq %c[o_obj]-8(%[obj], %%rdx, 8), %[obj]\n\t"
+		     "incq %%rcx\n\t"
+		     "movq %%rcx, %c[o_pops](%%rax)\n" /* commit */
+		     QC_RSEQ_TAIL
+		     : [obj] "=&r"(obj)
+		     : QC_RSEQ_OPERANDS(vm, c)
+		     : "rax", "rcx", "rdx", "memory", "cc"
+		     : slow);
+	*objp = obj;
+	return true;
+slow:
+	qc_rseq_done();
+	return false;
+}
+
+static inline bool qc_push_rseq(const vmem_t *vm, struct qcache *c, vmem_addr_t obj)
+{
+	__asm__ goto(QC_RSEQ_HEAD
+		     "subq %c[o_pops](%%rax), %%rdx\n\t" /* rounds */
+		     "movl %c[o_cap](%%rax), %%ecx\n\t"
+		     "cmpq %%rcx, %%rdx\n\t"
+		     "jae %l[slow]\n\t"
+		     "movq %c[o_loaded](%%rax), %%rcx\n\t"
+		     "movq %[obj], %c[o_obj](%%rcx, %%rdx, 8)\n\t"
+		     "movq %c[o_pushes](%%rax), %%rcx\n\t"
+		     "incq %%rcx\n\t"
+		     "movq %%rcx, %c[o_pushes](%%rax)\n" /* commit */
+		     QC_RSEQ_TAIL
+		     :
+		     : [obj] "r"(obj), QC_RSEQ_OPERANDS(vm, c)
+		     : "rax", "rcx", "rdx", "memory", "cc"
+		     : slow);
+	return true;
+slow:
+	qc_rseq_done();
+	return false;
 }
 #endif
 
@@ -545,7 +557,7 @@ int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
 	vmem_addr_t a;
-	if (likely(vm->qc_rseq) && likely(!vm->debug) && likely(qc_pop_rseq(c, vm->qc_ncpu, &a))) {
+	if (likely(vm->qc_fast) && likely(qc_pop_rseq(vm, c, &a))) {
 		*addrp = a;
 		return 0;
 	}
@@ -626,7 +638,7 @@ int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
 	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
-	if (likely(vm->qc_rseq) && likely(!vm->debug) && likely(qc_push_rseq(c, vm->qc_ncpu, addr))) {
+	if (likely(vm->qc_fast) && likely(qc_push_rseq(vm, c, addr))) {
 		/* a waiter may want what this free made available */
 		if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
 			return qc_wake(vm);
@@ -724,7 +736,10 @@ int qcache_init(vmem_t *vm)
 			cc->cap = c->magsize;
 		}
 	}
+	for (unsigned int k = 0; k < vm->qc_n; k++)
+		vm->qc_tab[k + 1] = qc_get(vm, k);
 	vm->qc_rseq = os_rseq_enabled();
+	vm->qc_fast = vm->qc_rseq && !vm->debug;
 	return 0;
 }
 
@@ -771,6 +786,7 @@ void qcache_child(vmem_t *vm)
 {
 	qcache_unlock_all(vm);
 	vm->qc_rseq = vm->qc != NULL && os_rseq_enabled(); /* os_rseq_child decided */
+	vm->qc_fast = vm->qc_rseq && !vm->debug;
 }
 
 /* ---- looking inside: callers hold no lock -------------------------------- */

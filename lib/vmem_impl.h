@@ -139,6 +139,8 @@ struct vmem {
 	size_t qc_stride, qc_bytes;
 	unsigned int qc_n, qc_ncpu;
 	bool qc_rseq; /* the CPU layer runs as rseq sequences (os.c) */
+	bool qc_fast; /* qc_rseq and not debug: the common path may run */
+	struct qcache *qc_tab[VMEM_QCACHE_MAX + 1]; /* by size in quanta */
 	/* arena-path allocations of cached sizes (first/next fit, xalloc):
 	 * while there are none, every cached-size free is a cache object */
 	uint64_t arena_small;
