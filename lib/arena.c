@@ -61,7 +61,11 @@
  *
  * Quantum caches.  Sizes up to qcache_max go through per-CPU magazines, a
  * depot and slabs of 64 objects imported from the arena (qcache.c, which
- * explains the layers).  Their common path takes no shared lock.  Objects
+ * explains the layers).  Their common path takes no lock at all: it is a
+ * restartable sequence (rseq) on the CPU's magazine, and whatever touches
+ * a CPU's magazines from elsewhere takes that slot's spinlock and fences
+ * the CPU with membarrier (os.c); without rseq the slot's spinlock is
+ * taken every time.  Lock order: slot spinlock, cache mutex, arena mutex.  Objects
  * held by caches count as allocated until a reap; an allocation that is
  * about to fail or sleep reaps first.  First-fit, next-fit and constrained
  * requests go to the arena, since their addresses are the point.
