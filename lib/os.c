@@ -15,11 +15,11 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#if OS_RSEQ
-#include <linux/membarrier.h>
-#endif
 
 #include "vmem_impl.h"
+#if OS_RSEQ /* set by vmem_impl.h */
+#include <linux/membarrier.h>
+#endif
 
 static _Atomic size_t mapped_bytes;
 static _Atomic uint64_t map_calls;
