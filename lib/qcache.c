@@ -291,6 +291,20 @@ static void qc_depot_lock(struct qcache *c)
 
 /* ---- records: magazines and slabs, from chunks the cache maps ------------ */
 
+/* Unused records are chained through their first word, whatever they are. */
+static void qc_rec_put(void **pool, void *rec)
+{
+	*(void **)rec = *pool;
+	*pool = rec;
+}
+
+static void *qc_rec_get(void **pool)
+{
+	void *rec = *pool;
+	*pool = *(void **)rec;
+	return rec;
+}
+
 static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
 {
 	/* a page at a time: most caches need only a few records */
@@ -302,10 +316,8 @@ static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
 	*(void **)p = c->chunks;
 	c->chunks = p;
 	__atomic_fetch_add(&c->chunk_bytes, bytes, __ATOMIC_RELAXED); /* read by stats */
-	for (size_t off = 64; off + recsize <= bytes; off += recsize) {
-		*(void **)(p + off) = *pool;
-		*pool = p + off;
-	}
+	for (size_t off = 64; off + recsize <= bytes; off += recsize)
+		qc_rec_put(pool, p + off);
 	return true;
 }
 
@@ -314,8 +326,7 @@ static struct qc_mag *qc_mag_new(vmem_t *vm, struct qcache *c)
 	if (c->magpool == NULL &&
 	    !qc_chunk(vm, c, sizeof(struct qc_mag), (void **)&c->magpool))
 		return NULL;
-	struct qc_mag *m = c->magpool;
-	c->magpool = m->next;
+	struct qc_mag *m = qc_rec_get((void **)&c->magpool);
 	m->next = NULL;
 	m->rounds = 0;
 	c->nmags++;
@@ -327,8 +338,7 @@ static struct qc_slab *qc_slab_new(vmem_t *vm, struct qcache *c)
 	if (c->slabpool == NULL &&
 	    !qc_chunk(vm, c, sizeof(struct qc_slab), (void **)&c->slabpool))
 		return NULL;
-	struct qc_slab *s = c->slabpool;
-	c->slabpool = s->next;
+	struct qc_slab *s = qc_rec_get((void **)&c->slabpool);
 	memset(s, 0, sizeof(*s));
 	return s;
 }
@@ -692,8 +702,7 @@ bool qcache_reap(vmem_t *vm)
 			qc_partial_del(c, s);
 			c->nslabs--;
 			vmem_addr_t base = s->base;
-			s->next = c->slabpool;
-			c->slabpool = s;
+			qc_rec_put((void **)&c->slabpool, s);
 			pthread_mutex_unlock(&c->lock);
 			arena_slab_free(vm, base);
 			freed = true;

@@ -133,6 +133,24 @@ static void test_slab_reap_partial(void **state)
 	vmem_destroy(vm);
 }
 
+/* Slab records and magazines are small records packed into pages: many
+ * slabs cost a few pages, not a page each. */
+static void test_record_memory(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("records", 0, 1 << 24, 1, 1, 0);
+	vmem_addr_t a;
+	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
+	size_t before = qcache_bytes(vm);
+	for (int i = 0; i < 64 * 200; i++) /* 200 more slabs */
+		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
+	assert_int_equal(info(vm, 1).nslabs, 201);
+	size_t grew = qcache_bytes(vm) - before;
+	if (grew > 200 * 64)
+		fail_msg("200 slabs took %zu bytes of records (%zu a slab)", grew, grew / 200);
+	vmem_destroy(vm);
+}
+
 /* On one CPU the magazines are stacks, and every pop is a hit. */
 static void test_magazine_lifo(void **state)
 {
@@ -260,6 +278,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slab_layout),
 		cmocka_unit_test(test_slab_reap_partial),
+		cmocka_unit_test(test_record_memory),
 		cmocka_unit_test(test_magazine_lifo),
 		cmocka_unit_test(test_depot_round_trip),
 		cmocka_unit_test(test_random_model),
