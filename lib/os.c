@@ -141,9 +141,10 @@ bool os_debug_env(void)
  * spinlock instead. */
 
 static _Atomic int rseq_mode; /* 0: not decided, 1: rseq and fence, 2: neither */
-static bool fence_by_cpu;     /* the kernel can fence one CPU (Linux 5.10) */
 
 #if OS_RSEQ
+static bool fence_by_cpu; /* the kernel can fence one CPU (Linux 5.10) */
+
 static long os_membarrier(int cmd, unsigned int flags, int cpu)
 {
 	return syscall(__NR_membarrier, cmd, flags, cpu);
