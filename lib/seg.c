@@ -281,6 +281,21 @@ static bt_idx seg_nextfit_from(vmem_t *vm)
 
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
+	/* The usual case, checked first: the previous allocation left the
+	 * rest of its free segment starting exactly at the rotor.  Then the
+	 * rotor itself is the first fit at or after the rotor. */
+	bt_idx h = vm->rotor_hint;
+	if (h < vm->bt_cap && fitreq_plain(req, vm->quantum)) {
+		const struct bt *b = BT(vm, h);
+		QUIET_BEGIN(vm); /* the hint may name an unused tag */
+		bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= req->size;
+		QUIET_END(vm);
+		if (hit) {
+			*addrp = b->start;
+			return h;
+		}
+	}
+
 	struct fitreq after = *req;
 	if (vm->rotor > after.minaddr)
 		after.minaddr = vm->rotor;
