@@ -24,7 +24,7 @@ static inline uint64_t hash_bucket(const vmem_t *vm, vmem_addr_t start)
 {
 	uint64_t u = start >> vm->qshift;
 	uint64_t h = ((u >> 4) * 0x9e3779b97f4a7c15ull) >> vm->hash_shift;
-	return (h & ~(uint64_t)15) | ((h + u) & 15);
+	return h ^ (u & 15); /* the group is h's high bits; the place, h's low ones turned */
 }
 
 int hash_init(vmem_t *vm)
