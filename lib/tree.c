@@ -92,8 +92,10 @@ static void tree_rotate_up(vmem_t *vm, bt_idx *rootp, bt_idx x)
 		n->left = p;
 	}
 	pb->parent = x;
+	/* x now tops the same set of nodes that p did */
+	uint32_t top = pb->max;
 	tree_pull(vm, p);
-	tree_pull(vm, x);
+	n->max = top;
 }
 
 static void tree_insert_into(vmem_t *vm, bt_idx *rootp, bt_idx x)
