@@ -196,7 +196,7 @@ static bt_idx tree_fit_plain(const vmem_t *vm, vmem_size_t size, uint32_t units,
 	bt_idx t = vm->tree_root;
 	if (BT(vm, t)->max < units)
 		return BT_NIL; /* also an empty treap: BT_NIL's max is 0 */
-	for (;;) {
+	while (t != BT_NIL) { /* only a broken I5 could reach BT_NIL */
 		const struct bt *b = BT(vm, t);
 		if (BT(vm, b->left)->max >= units) {
 			t = b->left;
@@ -207,6 +207,7 @@ static bt_idx tree_fit_plain(const vmem_t *vm, vmem_size_t size, uint32_t units,
 			t = b->right; /* t's max >= units and neither t nor its left has it */
 		}
 	}
+	return BT_NIL;
 }
 
 bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
