@@ -23,7 +23,9 @@
  * a 64-bit bitmap says which lists are non-empty.  Instant fit (the
  * default) takes the first segment of the smallest list whose every member
  * is big enough: one find-first-set, O(1) however fragmented the arena is.
- * Best fit scans the smallest list that can hold a fit.  When no list
+ * Best fit scans the smallest list that can hold a fit.  The lists are
+ * built on the first instant or best fit search, so an arena used only
+ * with next or first fit never keeps them (freelist.c).  When no list
  * surely fits, the search falls back to the treap, so an allocation fails
  * only when no free segment can hold it.
  *
@@ -82,8 +84,9 @@
  * I2  Spans do not overlap; the span list and the span treap hold exactly
  *     the span markers, in address order.  The segments after a marker tile its span exactly.
  * I3  No two free segments are adjacent within a span.
- * I4  Free segment of size s is on freelist floor(log2 s) and on no other;
- *     bit k of fl_bitmap is set iff freelist k is non-empty.
+ * I4  Once built, free segment of size s is on freelist floor(log2 s) and
+ *     on no other; bit k of fl_bitmap is set iff freelist k is non-empty.
+ *     Before, every list is empty.
  * I5  Once built, the treap holds exactly the free segments, in address
  *     order, with the heap property on priorities; each node's max is the
  *     largest size in its subtree; BT_NIL's max is 0.  Before, it is empty.

@@ -3,11 +3,19 @@
  * whose size lies in [2^k, 2^(k+1)); bit k of fl_bitmap says list k is
  * non-empty (I4), so instant fit is one find-first-set.
  *
+ * Like the treap, the lists are built the first time a search needs them
+ * (instant or best fit) and kept from then on.  An arena used only with
+ * next fit or first fit never pays for them: under next fit a free mostly
+ * merges with a free neighbour, and taking that neighbour off its list
+ * touches two more random tags (its list neighbours), which were the main
+ * cost of a next-fit free.
+ *
  * SPDX-License-Identifier: BSD-2-Clause
  */
 #include "vmem_impl.h"
 
-HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
+/* Put free segment i at the head of its list. */
+static HOT_INLINE void freelist_link(vmem_t *vm, bt_idx i)
 {
 	struct bt *b = BT(vm, i);
 	unsigned int k = freelist_class(b->size);
@@ -18,11 +26,20 @@ HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
 		BT(vm, h)->lprev = i;
 	vm->fl_head[k] = i;
 	vm->fl_bitmap |= 1ull << k;
+}
+
+HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
+{
 	vm->nfree++;
+	if (vm->fl_on)
+		freelist_link(vm, i);
 }
 
 HOT_INLINE void freelist_remove(vmem_t *vm, bt_idx i)
 {
+	vm->nfree--;
+	if (!vm->fl_on)
+		return;
 	struct bt *b = BT(vm, i);
 	bt_idx n = b->lnext, p = b->lprev;
 	if (n != BT_NIL)
@@ -35,5 +52,14 @@ HOT_INLINE void freelist_remove(vmem_t *vm, bt_idx i)
 		if (n == BT_NIL)
 			vm->fl_bitmap &= ~(1ull << k);
 	}
-	vm->nfree--;
+}
+
+void freelist_need(vmem_t *vm)
+{
+	if (likely(vm->fl_on))
+		return;
+	vm->fl_on = true;
+	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next)
+		if (BT(vm, i)->type == BT_FREE)
+			freelist_link(vm, i);
 }

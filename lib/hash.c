@@ -13,9 +13,18 @@
 
 #define HASH_MIN_BITS 10u
 
+/* Units are hashed in blocks of 16, and a block's units fill one aligned
+ * group of 16 buckets (one cache line), each unit at its own place in it:
+ * allocations that move upward one by one (next fit) keep landing in the
+ * same line of the table instead of a random one each.  Groups are picked
+ * by Fibonacci hashing of the block number, so dense IDs still spread
+ * evenly, and the place in the group is turned by the hash too, so keys
+ * with a stride of 16 are not all put at one place of their groups. */
 static inline uint64_t hash_bucket(const vmem_t *vm, vmem_addr_t start)
 {
-	return ((start >> vm->qshift) * 0x9e3779b97f4a7c15ull) >> vm->hash_shift;
+	uint64_t u = start >> vm->qshift;
+	uint64_t h = ((u >> 4) * 0x9e3779b97f4a7c15ull) >> vm->hash_shift;
+	return h ^ (u & 15); /* the group is h's high bits; the place, h's low ones turned */
 }
 
 int hash_init(vmem_t *vm)

@@ -163,7 +163,9 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 		(unsigned long long)vm->hash_bytes, (unsigned long long)(vm->hash_mask + 1),
 		(double)vm->nalloc / (double)(vm->hash_mask + 1));
 	fprintf(fp, "  freelists:");
-	if (vm->fl_bitmap == 0)
+	if (!vm->fl_on)
+		fprintf(fp, " not built (no instant or best fit yet)");
+	else if (vm->fl_bitmap == 0)
 		fprintf(fp, " all empty");
 	for (unsigned int k = 0; k < VMEM_NCLASS; k++) {
 		if (!(vm->fl_bitmap & (1ull << k)))

@@ -16,7 +16,7 @@
 static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
 {
 	struct bt *b = BT(vm, i);
-	if (freelist_class(b->size) != freelist_class(size)) {
+	if (vm->fl_on && freelist_class(b->size) != freelist_class(size)) {
 		freelist_remove(vm, i);
 		b->start = start;
 		b->size = size;
@@ -203,6 +203,7 @@ bool seg_span_free(vmem_t *vm, bt_idx si)
 
 static bt_idx seg_find_instant(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
+	freelist_need(vm);
 	unsigned int lo = freelist_class(req->size);
 	if (fitreq_plain(req, vm->quantum)) {
 		/* every segment of class k >= ceil(log2 size) is at least size */
@@ -231,6 +232,7 @@ static bt_idx seg_find_instant(vmem_t *vm, const struct fitreq *req, vmem_addr_t
 
 static bt_idx seg_find_best(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
+	freelist_need(vm);
 	uint64_t m = vm->fl_bitmap & (~0ull << freelist_class(req->size));
 	while (m != 0) {
 		/* every segment of a higher class is bigger than any of this one */
@@ -281,6 +283,21 @@ static bt_idx seg_nextfit_from(vmem_t *vm)
 
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
+	/* The usual case, checked first: the previous allocation left the
+	 * rest of its free segment starting exactly at the rotor.  Then the
+	 * rotor itself is the first fit at or after the rotor. */
+	bt_idx h = vm->rotor_hint;
+	if (h < vm->bt_cap && fitreq_plain(req, vm->quantum)) {
+		const struct bt *b = BT(vm, h);
+		QUIET_BEGIN(vm); /* the hint may name an unused tag */
+		bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= req->size;
+		QUIET_END(vm);
+		if (hit) {
+			*addrp = b->start;
+			return h;
+		}
+	}
+
 	struct fitreq after = *req;
 	if (vm->rotor > after.minaddr)
 		after.minaddr = vm->rotor;

@@ -92,8 +92,10 @@ static void tree_rotate_up(vmem_t *vm, bt_idx *rootp, bt_idx x)
 		n->left = p;
 	}
 	pb->parent = x;
+	/* x now tops the same set of nodes that p did */
+	uint32_t top = pb->max;
 	tree_pull(vm, p);
-	tree_pull(vm, x);
+	n->max = top;
 }
 
 static void tree_insert_into(vmem_t *vm, bt_idx *rootp, bt_idx x)
@@ -183,11 +185,39 @@ static void tree_build(vmem_t *vm)
 			tree_insert(vm, i);
 }
 
+/* A plain request (no constraint) fits any free segment at least its size,
+ * at the segment's start, so the lowest fit is one descent with no
+ * backtracking: left while the left subtree has room, else this node if it
+ * is big enough, else right.  Only valid while units < UINT32_MAX: then a
+ * subtree max >= units (saturated or not) proves a segment of that size. */
+static bt_idx tree_fit_plain(const vmem_t *vm, vmem_size_t size, uint32_t units,
+			     vmem_addr_t *addrp)
+{
+	bt_idx t = vm->tree_root;
+	if (BT(vm, t)->max < units)
+		return BT_NIL; /* also an empty treap: BT_NIL's max is 0 */
+	while (t != BT_NIL) { /* only a broken I5 could reach BT_NIL */
+		const struct bt *b = BT(vm, t);
+		if (BT(vm, b->left)->max >= units) {
+			t = b->left;
+		} else if (b->size >= size) {
+			*addrp = b->start;
+			return t;
+		} else {
+			t = b->right; /* t's max >= units and neither t nor its left has it */
+		}
+	}
+	return BT_NIL;
+}
+
 bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
 	if (unlikely(!vm->tree_on))
 		tree_build(vm);
-	return tree_fit_from(vm, vm->tree_root, req, tree_units(vm, req->size), addrp);
+	uint32_t units = tree_units(vm, req->size);
+	if (fitreq_plain(req, vm->quantum) && units < UINT32_MAX)
+		return tree_fit_plain(vm, req->size, units, addrp);
+	return tree_fit_from(vm, vm->tree_root, req, units, addrp);
 }
 
 /* ---- the span treap ----------------------------------------------------

@@ -100,6 +100,7 @@ struct vmem {
 	/* freelist.c and tree.c */
 	uint64_t fl_bitmap; /* bit k: fl_head[k] not empty */
 	bt_idx fl_head[VMEM_NCLASS];
+	bool fl_on; /* the freelists are built lazily, on the first search that needs them */
 	bt_idx tree_root;
 	bool tree_on; /* the treap is built lazily, on the first search that needs it */
 	bt_idx span_root; /* treap of span markers */
@@ -248,9 +249,12 @@ static inline unsigned int freelist_class(vmem_size_t size)
 {
 	return 63u - (unsigned int)__builtin_clzll(size);
 }
-/* Both keep vm->nfree; remove uses b->size, so call it before a size changes. */
+/* Both keep vm->nfree, and the lists once built; remove uses b->size, so
+ * call it before a size changes. */
 void freelist_insert(vmem_t *vm, bt_idx i);
 void freelist_remove(vmem_t *vm, bt_idx i);
+/* Build the lists if they are not yet: before any search that reads them. */
+void freelist_need(vmem_t *vm);
 
 /* ---- tree.c: treap of free segments by address, with subtree max size --- */
 /* insert, remove and update do nothing until the treap is built */

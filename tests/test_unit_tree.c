@@ -153,11 +153,44 @@ static void test_tree_lazy(void **state)
 	vmem_destroy(vm);
 }
 
+/* The freelists are built lazily too: a next-fit arena keeps none, the
+ * first instant-fit or best-fit search builds them from every free
+ * segment, and from then on they are kept exact. */
+static void test_freelist_lazy(void **state)
+{
+	(void)state;
+	for (int pol = 0; pol < 2; pol++) {
+		vmem_t *vm = vmem_create("lazyfl", 0, 1 << 20, 1, 0, 0);
+		vmem_addr_t a[64];
+		for (int i = 0; i < 64; i++)
+			assert_int_equal(vmem_alloc(vm, 1 + (i % 5), VM_NEXTFIT, &a[i]), 0);
+		for (int i = 0; i < 64; i += 3)
+			assert_int_equal(vmem_free(vm, a[i], 1 + (i % 5)), 0);
+		assert_false(vm->fl_on);
+		assert_int_equal(vm->fl_bitmap, 0);
+		CHECK_ARENA(vm);
+		uint64_t nfree = vm->nfree;
+		vmem_addr_t f;
+		assert_int_equal(vmem_alloc(vm, 1, pol == 0 ? VM_INSTANTFIT : VM_BESTFIT, &f), 0);
+		assert_true(vm->fl_on);
+		assert_true(vm->nfree == nfree || vm->nfree == nfree - 1);
+		CHECK_ARENA(vm);
+		/* kept exact from now on, next fit included */
+		for (int i = 1; i < 64; i += 3)
+			assert_int_equal(vmem_free(vm, a[i], 1 + (i % 5)), 0);
+		assert_int_equal(vmem_alloc(vm, 2, VM_NEXTFIT, &a[1]), 0);
+		assert_int_equal(vmem_free(vm, f, 1), 0);
+		CHECK_ARENA(vm);
+		vmem_destroy(vm);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_random),
 		cmocka_unit_test(test_tree_lazy),
+		cmocka_unit_test(test_freelist_lazy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
