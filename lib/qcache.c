@@ -289,6 +289,17 @@ static void qc_depot_lock(struct qcache *c)
 	}
 }
 
+/* Test seam: take or drop the depot lock of size's cache as another thread
+ * would, so that tests can make depot exchanges contend on purpose. */
+void qcache_depot_hold(vmem_t *vm, vmem_size_t size, bool hold)
+{
+	struct qcache *c = qc_of(vm, size);
+	if (hold)
+		pthread_mutex_lock(&c->lock);
+	else
+		pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- records: magazines and slabs, from chunks the cache maps ------------ */
 
 /* Unused records are chained through their first word, whatever they are. */

@@ -367,6 +367,7 @@ struct qcache_info {
 	vmem_size_t cached;             /* units in slabs that no caller holds */
 };
 int qcache_info(vmem_t *vm, vmem_size_t size, struct qcache_info *qi); /* 0 or EINVAL */
+void qcache_depot_hold(vmem_t *vm, vmem_size_t size, bool hold); /* test seam */
 size_t qcache_bytes(const vmem_t *vm);
 
 /* ---- arena.c ------------------------------------------------------------ */

@@ -21,10 +21,13 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -221,6 +224,67 @@ static void test_depot_round_trip(void **state)
 	vmem_destroy(vm);
 }
 
+/* Paper 3.4: when depot exchanges have to wait for the depot lock, the
+ * magazines grow.  A second thread holds the lock in short bursts while
+ * this one keeps exchanging magazines. */
+struct holder {
+	vmem_t *vm;
+	atomic_bool stop;
+};
+
+static void *hold_depot(void *p)
+{
+	struct holder *h = p;
+	while (!atomic_load(&h->stop)) {
+		qcache_depot_hold(h->vm, 1, true);
+		struct timespec ts = {0, 200 * 1000};
+		nanosleep(&ts, NULL);
+		qcache_depot_hold(h->vm, 1, false);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void test_magazines_grow(void **state)
+{
+	(void)state;
+	if (!pinned)
+		skip();
+	vmem_t *vm = vmem_create("grow", 0, 1 << 20, 1, 1, 0);
+	uint32_t mag0 = info(vm, 1).magsize;
+	enum { N = 200 };
+	vmem_addr_t a[N];
+	for (int i = 0; i < N; i++) /* slabs exist before the lock games */
+		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(vmem_free(vm, a[i], 1), 0);
+	struct holder h = {vm, false};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, hold_depot, &h), 0);
+	uint32_t mag = mag0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (mag == mag0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > 20)
+			break;
+		/* more than two magazines each way: depot exchanges */
+		int n = (int)(3 * mag0 + 1);
+		for (int i = 0; i < n; i++)
+			assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
+		for (int i = 0; i < n; i++)
+			assert_int_equal(vmem_free(vm, a[i], 1), 0);
+		mag = info(vm, 1).magsize;
+	}
+	atomic_store(&h.stop, true);
+	pthread_join(t, NULL);
+	if (mag <= mag0)
+		fail_msg("magazines stayed at %u rounds under a contended depot", mag);
+	check_conserved(vm, 1, 0);
+	CHECK_ARENA(vm);
+	vmem_destroy(vm);
+}
+
 /* Random allocations and frees of every cached size against a model. */
 static void test_random_model(void **state)
 {
@@ -281,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_record_memory),
 		cmocka_unit_test(test_magazine_lifo),
 		cmocka_unit_test(test_depot_round_trip),
+		cmocka_unit_test(test_magazines_grow),
 		cmocka_unit_test(test_random_model),
 	};
 	return cmocka_run_group_tests_name("unit_qcache", tests, pin_setup, NULL);
