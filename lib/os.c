@@ -206,9 +206,10 @@ unsigned int os_cpu(void)
 	return cpu < 0 ? 0 : (unsigned int)cpu;
 }
 
-/* Restart every sequence running on cpu (or on any CPU when cpu < 0).  The
- * fence cannot fail once registered, short of a transient ENOMEM or EINTR:
- * retry, since going on without it could hand an object out twice. */
+/* Restart every sequence running on cpu (or on any CPU when cpu < 0).  Once
+ * registered, the fence fails only for want of memory (retry: going on
+ * without it could hand an object out twice), or with EINVAL for a CPU the
+ * kernel will not name (fence them all). */
 void os_rseq_fence(int cpu)
 {
 #if OS_RSEQ
@@ -219,8 +220,12 @@ void os_rseq_fence(int cpu)
 		flags = MEMBARRIER_CMD_FLAG_CPU;
 	else
 		cpu = 0;
-	while (os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, flags, cpu) != 0)
-		sched_yield();
+	while (os_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, flags, cpu) != 0) {
+		if (errno == EINVAL && flags != 0)
+			flags = 0, cpu = 0; /* fence every CPU instead */
+		else
+			sched_yield();
+	}
 #else
 	(void)cpu;
 #endif
