@@ -137,7 +137,7 @@ static void qc_load(struct qcache *c, struct qc_cpu *cc, struct qc_mag *m)
 	qc_set_rounds(cc, m->rounds);
 	cc->cap = __atomic_load_n(&c->magsize, __ATOMIC_RELAXED);
 	if (cc->cap < m->rounds)
-		cc->cap = m->rounds; /* a magazine filled before they shrank: never */
+		cc->cap = m->rounds; /* never below what the magazine holds */
 }
 
 /* The slot of the CPU this thread is on, locked.  Sequences on that CPU
@@ -589,7 +589,7 @@ int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 /* A free the CPU layer could not take at once (the loaded magazine full,
  * or no rseq): the slot locked, magazines exchanged with the depot, or
  * straight back to the slab when there is no memory for a magazine. */
-static void qc_free_locked(vmem_t *vm, struct qcache *c, vmem_addr_t addr)
+static void qc_free_to_cpu(vmem_t *vm, struct qcache *c, vmem_addr_t addr)
 {
 	struct qc_cpu *cc = qc_cpu_lock(vm, c);
 	/* read without the mutex: a stale value is harmless */
@@ -649,7 +649,7 @@ static NOINLINE int qc_free_slow(vmem_t *vm, struct qcache *c, vmem_addr_t addr,
 			vm->name, (unsigned long long)addr, (unsigned long long)size);
 		return EINVAL;
 	}
-	qc_free_locked(vm, c, addr);
+	qc_free_to_cpu(vm, c, addr);
 	if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
 		return qc_wake(vm);
 	return 0;
