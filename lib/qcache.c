@@ -309,21 +309,13 @@ static void qc_rec_put(void **pool, void *rec)
 	*pool = rec;
 }
 
-static void *qc_rec_get(void **pool)
-{
-	void *rec = *pool;
-	*pool = *(void **)rec;
-	return rec;
-}
-
-static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
+static bool qc_chunk(struct qcache *c, size_t recsize, void **pool)
 {
 	/* a page at a time: most caches need only a few records */
 	size_t bytes = os_pagesize();
 	char *p = os_map(bytes);
 	if (p == NULL)
 		return false;
-	(void)vm;
 	*(void **)p = c->chunks;
 	c->chunks = p;
 	__atomic_fetch_add(&c->chunk_bytes, bytes, __ATOMIC_RELAXED); /* read by stats */
@@ -332,24 +324,33 @@ static bool qc_chunk(vmem_t *vm, struct qcache *c, size_t recsize, void **pool)
 	return true;
 }
 
-static struct qc_mag *qc_mag_new(vmem_t *vm, struct qcache *c)
+/* A record from pool, which is refilled with a new page when empty; NULL
+ * when that page cannot be mapped. */
+static void *qc_rec_get(struct qcache *c, size_t recsize, void **pool)
 {
-	if (c->magpool == NULL &&
-	    !qc_chunk(vm, c, sizeof(struct qc_mag), (void **)&c->magpool))
+	if (*pool == NULL && !qc_chunk(c, recsize, pool))
 		return NULL;
-	struct qc_mag *m = qc_rec_get((void **)&c->magpool);
+	void *rec = *pool;
+	*pool = *(void **)rec;
+	return rec;
+}
+
+static struct qc_mag *qc_mag_new(struct qcache *c)
+{
+	struct qc_mag *m = qc_rec_get(c, sizeof(struct qc_mag), (void **)&c->magpool);
+	if (m == NULL)
+		return NULL;
 	m->next = NULL;
 	m->rounds = 0;
 	c->nmags++;
 	return m;
 }
 
-static struct qc_slab *qc_slab_new(vmem_t *vm, struct qcache *c)
+static struct qc_slab *qc_slab_new(struct qcache *c)
 {
-	if (c->slabpool == NULL &&
-	    !qc_chunk(vm, c, sizeof(struct qc_slab), (void **)&c->slabpool))
+	struct qc_slab *s = qc_rec_get(c, sizeof(struct qc_slab), (void **)&c->slabpool);
+	if (s == NULL)
 		return NULL;
-	struct qc_slab *s = qc_rec_get((void **)&c->slabpool);
 	memset(s, 0, sizeof(*s));
 	return s;
 }
@@ -434,7 +435,7 @@ static int qc_grow(vmem_t *vm, struct qcache *c, int flags)
 	if (err != 0)
 		return err;
 	qc_depot_lock(c);
-	struct qc_slab *s = qc_slab_new(vm, c);
+	struct qc_slab *s = qc_slab_new(c);
 	if (s == NULL) {
 		pthread_mutex_unlock(&c->lock);
 		arena_slab_free(vm, base);
@@ -608,7 +609,7 @@ static void qc_free_to_cpu(vmem_t *vm, struct qcache *c, vmem_addr_t addr)
 		c->empty = e->next;
 		c->nempty--;
 	} else {
-		e = qc_mag_new(vm, c);
+		e = qc_mag_new(c);
 	}
 	if (e != NULL) {
 		/* the full previous magazine goes to the depot */
@@ -747,8 +748,8 @@ int qcache_init(vmem_t *vm)
 		c->magsize = QC_MAG_MIN;
 		for (unsigned int i = 0; i < vm->qc_ncpu; i++) {
 			struct qc_cpu *cc = &c->cpu[i];
-			cc->loaded = qc_mag_new(vm, c);
-			cc->prev = qc_mag_new(vm, c);
+			cc->loaded = qc_mag_new(c);
+			cc->prev = qc_mag_new(c);
 			if (cc->loaded == NULL || cc->prev == NULL) {
 				qcache_fini(vm);
 				return ENOMEM;
