@@ -80,7 +80,7 @@ struct qcache {
 	uint64_t nfull, nempty, nmags;
 	struct qc_slab *partial, *slabpool;
 	uint64_t nslabs;
-	uint64_t allocs, frees, hits, misses; /* calls served below the CPU layer */
+	uint64_t allocs, frees, misses; /* calls served below the CPU layer */
 	void *chunks; /* mapped chunks, chained through their first word */
 	size_t chunk_bytes;
 	struct qc_cpu cpu[];
@@ -827,7 +827,6 @@ static void qc_info_locked(const vmem_t *vm, const struct qcache *c, struct qcac
 		qi->frees += cc->pushes;
 	}
 	qi->allocs = qi->hits + c->allocs;
-	qi->hits += c->hits;
 	qi->frees += c->frees;
 	qi->misses = c->misses;
 	qi->nfull = c->nfull;
