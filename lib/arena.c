@@ -512,9 +512,9 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	size = round_q(vm, size);
 	if (unlikely(size == 0))
 		return EINVAL;
-	int policy = flags & VM_POLICIES;
-	if (size <= vm->qcache_max && policy != VM_FIRSTFIT && policy != VM_NEXTFIT)
-		return qcache_alloc(vm, size, flags, addrp);
+	/* every cached request took the branch above: qcache_max is a
+	 * multiple of the quantum, and valid flags without first or next
+	 * fit pass QC_FLAGS_OK */
 	return arena_alloc_any(vm, size, flags, addrp);
 }
 
