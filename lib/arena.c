@@ -383,8 +383,9 @@ static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int ty
 	if (type == BT_BUSY_QC)
 		return; /* a slab: the cache counts its callers' calls */
 	vm->allocs++;
-	if (size <= vm->qcache_max)
-		__atomic_fetch_add(&vm->arena_small, 1, __ATOMIC_RELAXED);
+	if (size <= vm->qcache_max &&
+	    __atomic_fetch_add(&vm->arena_small, 1, __ATOMIC_RELAXED) == 0)
+		qcache_gate_free(vm, false);
 }
 
 static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
@@ -494,27 +495,18 @@ static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vme
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
 }
 
-/* flags a cached allocation may carry: at most one sleep flag, and no
- * policy, instant fit or best fit; bit (flags & 3) | (policy bits >> 6) */
-#define QC_FLAGS_OK 0x777u
-
-VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+/* vmem_alloc (in qcache.c) past the caches' common path. */
+NOINLINE int arena_vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
-	/* the caches' case first, in few instructions: size - 1 < qcache_max
-	 * also rules out size 0, and keeps the rounding below from wrapping */
-	unsigned int f = (unsigned int)flags;
-	if (likely(vm != NULL && addrp != NULL && size - 1 < vm->qcache_max &&
-		   (f & ~0x303u) == 0 && ((QC_FLAGS_OK >> ((f & 3) | ((f >> 6) & 0xc))) & 1)))
-		return qcache_alloc(vm, round_q_small(vm, size), flags, addrp);
 	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
 		     flags_check(flags, VM_ALLOCFLAGS) != 0))
 		return EINVAL;
+	/* first and next fit bypass the caches (they promise an address) */
+	if (size - 1 < vm->qcache_max && (flags & (VM_FIRSTFIT | VM_NEXTFIT)) == 0)
+		return qcache_alloc(vm, round_q_small(vm, size), flags, addrp);
 	size = round_q(vm, size);
 	if (unlikely(size == 0))
 		return EINVAL;
-	/* every cached request took the branch above: qcache_max is a
-	 * multiple of the quantum, and valid flags without first or next
-	 * fit pass QC_FLAGS_OK */
 	return arena_alloc_any(vm, size, flags, addrp);
 }
 
@@ -571,8 +563,9 @@ static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_
 	bt_idx fi = seg_release(vm, bi);
 	if (kind != FREE_SLAB) {
 		vm->frees++;
-		if (rsize <= vm->qcache_max)
-			__atomic_fetch_sub(&vm->arena_small, 1, __ATOMIC_RELAXED);
+		if (rsize <= vm->qcache_max &&
+		    __atomic_sub_fetch(&vm->arena_small, 1, __ATOMIC_RELAXED) == 0)
+			qcache_gate_free(vm, true);
 	}
 	bt_idx si = (vm->source != NULL || vm->releasefn != NULL) ? seg_whole_span(vm, fi) : BT_NIL;
 	if (si != BT_NIL) {
@@ -610,14 +603,14 @@ static NOINLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsi
 	return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
 }
 
-VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+/* vmem_free (in qcache.c) past the caches' common path. */
+NOINLINE int arena_vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
-	/* a cached size, and the arena holds none of its own: the caches' */
-	if (likely(vm != NULL && size - 1 < vm->qcache_max &&
-		   __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0))
-		return qcache_free(vm, addr, round_q_small(vm, size));
 	if (unlikely(vm == NULL || size == 0))
 		return EINVAL;
+	/* a cached size, and the arena holds none of its own: the caches' */
+	if (size - 1 < vm->qcache_max && __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0)
+		return qcache_free(vm, addr, round_q_small(vm, size));
 	return arena_free_any(vm, addr, round_q(vm, size));
 }
 

@@ -70,6 +70,8 @@ struct qc_cpu {
 	struct qc_mag *loaded, *prev;
 	uint64_t bias, pops, pushes; /* see the top: a commit is one store */
 } __attribute__((aligned(64)));
+#define QC_CPU_SHIFT 6 /* the rseq sequences index slots by shifting */
+_Static_assert(sizeof(struct qc_cpu) == 1u << QC_CPU_SHIFT, "struct qc_cpu is one line");
 
 struct qcache {
 	pthread_mutex_t lock; /* depot and slabs */
@@ -93,7 +95,7 @@ static inline struct qcache *qc_get(const vmem_t *vm, unsigned int k)
 
 static inline struct qcache *qc_of(const vmem_t *vm, vmem_size_t size)
 {
-	return vm->qc_tab[size >> vm->qshift];
+	return vm->qc_tab[(size - 1) >> vm->qshift]; /* size need not be rounded */
 }
 
 static inline void qc_spin_lock(atomic_int *l)
@@ -187,21 +189,21 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 	".popsection\n"                                                               \
 	"0:\n\t"                                                                     \
 	"leaq 3b(%%rip), %%rax\n\t"                                                  \
-	"movq %%rax, %c[o_cs](%[rs])\n"                                               \
+	"movq %%rax, %%fs:%c[o_cs](%[off])\n"                                         \
 	"1:\n\t"                                                                     \
-	"movl %c[o_cpu](%[rs]), %%eax\n\t"                                           \
+	"movl %%fs:%c[o_cpu](%[off]), %%eax\n\t"                                     \
 	"cmpl %c[o_ncpu](%[vm]), %%eax\n\t"                                          \
 	"jae %l[slow]\n\t"                                                           \
-	"imulq %[stride], %%rax, %%rax\n\t"                                          \
-	"leaq %c[o_cpus](%[c], %%rax), %%rax\n\t"                                    \
-	"cmpl $0, %c[o_lock](%%rax)\n\t"                                             \
-	"jne %l[slow]\n\t"                                                           \
-	"movq %c[o_bias](%%rax), %%rdx\n\t"                                          \
-	"addq %c[o_pushes](%%rax), %%rdx\n\t"
+	"shlq %[sshift], %%rax\n\t"                                                  \
+	"cmpl $0, " QC_SLOT(o_lock) "\n\t"                                          \
+	"jne %l[slow]\n\t"
+
+/* a field of the CPU's slot: %rax is its offset in the cache */
+#define QC_SLOT(field) "%c[o_cpus]+%c[" #field "](%[c], %%rax)"
 
 #define QC_RSEQ_TAIL                                                                  \
 	"2:\n\t"                                                                     \
-	"movq $0, %c[o_cs](%[rs])\n\t"                                               \
+	"movq $0, %%fs:%c[o_cs](%[off])\n\t"                                         \
 	".pushsection __rseq_failure, \"ax\"\n\t"                                 \
 	".byte 0x0f, 0xb9, 0x3d\n\t"                                                 \
 	".long 0x53053053\n" /* RSEQ_SIG */                                           \
@@ -210,10 +212,10 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 	".popsection\n"
 
 #define QC_RSEQ_OPERANDS(vm, c)                                                       \
-	[rs] "r"(os_rseq_area()), [vm] "r"(vm), [c] "r"(c),                           \
+	[off] "r"(vm->rseq_off), [vm] "r"(vm), [c] "r"(c),                            \
 		[o_ncpu] "i"(offsetof(vmem_t, qc_ncpu)),                               \
 		[o_cpus] "i"(offsetof(struct qcache, cpu)),                            \
-		[stride] "i"(sizeof(struct qc_cpu)),                                   \
+		[sshift] "i"(QC_CPU_SHIFT),                                            \
 		[o_cs] "i"(offsetof(struct rseq, rseq_cs)),                            \
 		[o_cpu] "i"(offsetof(struct rseq, cpu_id)),                            \
 		[o_lock] "i"(offsetof(struct qc_cpu, lock)),                           \
@@ -230,21 +232,26 @@ static inline void qc_rseq_done(void)
 	__atomic_store_n(&os_rseq_area()->rseq_cs, 0, __ATOMIC_RELAXED);
 }
 
+/* Scratch registers: %rax and %r8 to %r10, none of which holds an argument of
+ * vmem_alloc or vmem_free, so the compiler need not save those for the
+ * slow path. */
 static inline bool qc_pop_rseq(const vmem_t *vm, struct qcache *c, vmem_addr_t *objp)
 {
 	vmem_addr_t obj;
-	__asm__ goto(QC_RSEQ_HEAD
-		     "movq %c[o_pops](%%rax), %%rcx\n\t"
-		     "subq %%rcx, %%rdx\n\t" /* rounds */
+	__asm__ volatile goto(QC_RSEQ_HEAD
+		     "movq " QC_SLOT(o_bias) ", %%r8\n\t"
+		     "addq " QC_SLOT(o_pushes) ", %%r8\n\t"
+		     "movq " QC_SLOT(o_pops) ", %%r9\n\t"
+		     "subq %%r9, %%r8\n\t" /* rounds */
 		     "jz %l[slow]\n\t"
-		     "movq %c[o_loaded](%%rax), %[obj]\n\t"
-		     "movq %c[o_obj]-8(%[obj], %%rdx, 8), %[obj]\n\t"
-		     "incq %%rcx\n\t"
-		     "movq %%rcx, %c[o_pops](%%rax)\n" /* commit */
+		     "movq " QC_SLOT(o_loaded) ", %[obj]\n\t"
+		     "movq %c[o_obj]-8(%[obj], %%r8, 8), %[obj]\n\t"
+		     "incq %%r9\n\t"
+		     "movq %%r9, " QC_SLOT(o_pops) "\n" /* commit */
 		     QC_RSEQ_TAIL
 		     : [obj] "=&r"(obj)
 		     : QC_RSEQ_OPERANDS(vm, c)
-		     : "rax", "rcx", "rdx", "memory", "cc"
+		     : "rax", "r8", "r9", "memory", "cc"
 		     : slow);
 	*objp = obj;
 	return true;
@@ -255,20 +262,21 @@ slow:
 
 static inline bool qc_push_rseq(const vmem_t *vm, struct qcache *c, vmem_addr_t obj)
 {
-	__asm__ goto(QC_RSEQ_HEAD
-		     "subq %c[o_pops](%%rax), %%rdx\n\t" /* rounds */
-		     "movl %c[o_cap](%%rax), %%ecx\n\t"
-		     "cmpq %%rcx, %%rdx\n\t"
+	__asm__ volatile goto(QC_RSEQ_HEAD
+		     "movq " QC_SLOT(o_pushes) ", %%r9\n\t"
+		     "movq " QC_SLOT(o_bias) ", %%r8\n\t"
+		     "addq %%r9, %%r8\n\t"
+		     "subq " QC_SLOT(o_pops) ", %%r8\n\t" /* rounds, at most cap */
+		     "cmpl " QC_SLOT(o_cap) ", %%r8d\n\t"
 		     "jae %l[slow]\n\t"
-		     "movq %c[o_loaded](%%rax), %%rcx\n\t"
-		     "movq %[obj], %c[o_obj](%%rcx, %%rdx, 8)\n\t"
-		     "movq %c[o_pushes](%%rax), %%rcx\n\t"
-		     "incq %%rcx\n\t"
-		     "movq %%rcx, %c[o_pushes](%%rax)\n" /* commit */
+		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
+		     "movq %[obj], %c[o_obj](%%r10, %%r8, 8)\n\t"
+		     "incq %%r9\n\t"
+		     "movq %%r9, " QC_SLOT(o_pushes) "\n" /* commit */
 		     QC_RSEQ_TAIL
 		     :
 		     : [obj] "r"(obj), QC_RSEQ_OPERANDS(vm, c)
-		     : "rax", "rcx", "rdx", "memory", "cc"
+		     : "rax", "r8", "r9", "r10", "memory", "cc"
 		     : slow);
 	return true;
 slow:
@@ -572,8 +580,8 @@ hit:
 	return 0;
 }
 
-/* The common path calls nothing, so it needs no stack frame: the debug
- * checks and everything that waits live in the slow paths. */
+/* The caches from arena_vmem_alloc: best fit, and arenas where vmem_alloc's
+ * common path may not run (VMC_DEBUG, no rseq). */
 int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	struct qcache *c = qc_of(vm, size);
@@ -670,6 +678,67 @@ int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 	return qc_free_slow(vm, c, addr, size);
 }
 
+/* ---- vmem_alloc and vmem_free ----------------------------------------------- */
+
+/* They live here because their common case is a hit in a CPU's magazine:
+ * one compare against qc_alloc_max or qc_free_max (0 when the common path
+ * may not run) admits a cached size, and the sequence follows inline.
+ * Everything else, and every check, is arena_vmem_alloc/arena_vmem_free. */
+VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+{
+#if OS_RSEQ
+	unsigned int f = (unsigned int)flags;
+	/* size - 1 < qc_alloc_max rules out size 0; the flags: VM_SLEEP or
+	 * VM_NOSLEEP or neither, and no policy but instant fit (best fit
+	 * takes the longer way to the same caches) */
+	if (likely(vm != NULL && addrp != NULL && size - 1 < vm->qc_alloc_max &&
+		   (f & ~(unsigned int)VM_INSTANTFIT) < VM_SLEEPFLAGS)) {
+		struct qcache *c = qc_of(vm, size);
+		vmem_addr_t a;
+		if (likely(qc_pop_rseq(vm, c, &a))) {
+			*addrp = a;
+			return 0;
+		}
+		return qc_alloc_slow(vm, c, flags, addrp);
+	}
+#endif
+	return arena_vmem_alloc(vm, size, flags, addrp);
+}
+
+VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+#if OS_RSEQ
+	if (likely(vm != NULL &&
+		   size - 1 < __atomic_load_n(&vm->qc_free_max, __ATOMIC_RELAXED))) {
+		struct qcache *c = qc_of(vm, size);
+		if (likely(qc_push_rseq(vm, c, addr))) {
+			/* a waiter may want what this free made available */
+			if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
+				return qc_wake(vm);
+			return 0;
+		}
+		return qc_free_slow(vm, c, addr, c->objsize);
+	}
+#endif
+	return arena_vmem_free(vm, addr, size);
+}
+
+/* After qc_rseq was decided (create, fork), while no other thread runs. */
+static void qc_set_fast(vmem_t *vm)
+{
+	vm->qc_fast = vm->qc_rseq && !vm->debug;
+	vm->qc_alloc_max = vm->qc_fast ? vm->qcache_max : 0;
+	qcache_gate_free(vm, __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0);
+#if OS_RSEQ
+	vm->rseq_off = __rseq_offset;
+#endif
+}
+
+void qcache_gate_free(vmem_t *vm, bool open)
+{
+	__atomic_store_n(&vm->qc_free_max, open ? vm->qc_alloc_max : 0, __ATOMIC_RELAXED);
+}
+
 /* ---- reap ----------------------------------------------------------------- */
 
 static void qc_empty_mag(vmem_t *vm, struct qcache *c, struct qc_mag *m)
@@ -758,9 +827,9 @@ int qcache_init(vmem_t *vm)
 		}
 	}
 	for (unsigned int k = 0; k < vm->qc_n; k++)
-		vm->qc_tab[k + 1] = qc_get(vm, k);
+		vm->qc_tab[k] = qc_get(vm, k);
 	vm->qc_rseq = os_rseq_enabled();
-	vm->qc_fast = vm->qc_rseq && !vm->debug;
+	qc_set_fast(vm);
 	return 0;
 }
 
@@ -807,7 +876,7 @@ void qcache_child(vmem_t *vm)
 {
 	qcache_unlock_all(vm);
 	vm->qc_rseq = vm->qc != NULL && os_rseq_enabled(); /* os_rseq_child decided */
-	vm->qc_fast = vm->qc_rseq && !vm->debug;
+	qc_set_fast(vm);
 }
 
 /* ---- looking inside: callers hold no lock -------------------------------- */

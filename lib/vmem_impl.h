@@ -141,7 +141,12 @@ struct vmem {
 	unsigned int qc_n, qc_ncpu;
 	bool qc_rseq; /* the CPU layer runs as rseq sequences (os.c) */
 	bool qc_fast; /* qc_rseq and not debug: the common path may run */
-	struct qcache *qc_tab[VMEM_QCACHE_MAX + 1]; /* by size in quanta */
+	/* vmem_alloc and vmem_free take the common path for size - 1 below
+	 * these: qcache_max while it may run (and, for frees, while
+	 * arena_small is 0), else 0, so that one compare decides */
+	vmem_size_t qc_alloc_max, qc_free_max;
+	ptrdiff_t rseq_off; /* __rseq_offset, read through vm rather than the GOT */
+	struct qcache *qc_tab[VMEM_QCACHE_MAX]; /* by (size - 1) >> qshift */
 	/* arena-path allocations of cached sizes (first/next fit, xalloc):
 	 * while there are none, every cached-size free is a cache object */
 	uint64_t arena_small;
@@ -340,8 +345,13 @@ int vmem_check(vmem_t *vm, char *buf, size_t len);
 
 int qcache_init(vmem_t *vm);
 void qcache_fini(vmem_t *vm);
+/* Any cached size, any mode (vmem_alloc and vmem_free in qcache.c try the
+ * common path first, and send the rest to arena.c's arena_vmem_*). */
 int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp);
 int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
+/* arena_small became 0 (open) or left it, lock held: while the arena holds
+ * segments of cached sizes, vmem_free must ask the hash who owns one. */
+void qcache_gate_free(vmem_t *vm, bool open);
 /* addr is where an object of this size lies in one of the caches' slabs;
  * arena lock held.  Says nothing of whether a caller holds it. */
 bool qcache_owns(const vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
@@ -381,5 +391,9 @@ void arena_slab_free(vmem_t *vm, vmem_addr_t addr);
 /* One object of a cached size straight from the arena, when no slab fits
  * (counted as an arena allocation, freed by the arena path).  0 or ENOMEM. */
 int arena_small_alloc(vmem_t *vm, vmem_size_t size, vmem_addr_t *addrp);
+/* vmem_alloc and vmem_free past the caches' common path: every check, then
+ * the caches' other paths or the arena. */
+int arena_vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp);
+int arena_vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
 
 #endif /* VMEM_IMPL_H */
