@@ -1290,10 +1290,50 @@ static void run_malloc_pair(void)
 #define W9_QUANTUM 16u
 #define W9_SIZES 4096u /* a table of random sizes, so no RNG in the loop */
 
+/* bench/callfloor.c, a shared library of its own: reached through the PLT */
+int callfloor_alloc(void *arena, uint64_t size, int flags, uint64_t *addrp);
+int callfloor_free(void *arena, uint64_t addr, uint64_t size);
+
+static void w9_sizes(vmem_size_t *sz)
+{
+	uint64_t rng = cfg.seed;
+
+	for (unsigned int i = 0; i < W9_SIZES; i++)
+		sz[i] = W9_QUANTUM * (1 + pick(xs_next(&rng), 8));
+}
+
+/* (g): W9's loop against functions that do nothing.  A program pays this
+ * for any allocator in a shared library, malloc included. */
+static void run_call_floor(void)
+{
+	vmem_size_t sz[W9_SIZES];
+	int arena;
+	struct result *res = new_result("B", "(g) empty library call pair", 0, cfg.base_iters, 1,
+					"ns/pair");
+
+	w9_sizes(sz);
+	for (int r = -1; r < cfg.reps; r++) {
+		uint64_t t0, iters = r < 0 ? cfg.base_iters / 10 : cfg.base_iters;
+
+		progress("B (g) calls: repetition %d/%d", r + 1, cfg.reps);
+		t0 = now_ns();
+		for (uint64_t i = 0; i < iters; i++) {
+			uint64_t n = sz[i & (W9_SIZES - 1)], a;
+
+			if (callfloor_alloc(&arena, n, VM_NOSLEEP, &a) != 0)
+				die("(g): callfloor_alloc failed");
+			__asm__ volatile("" : : "r"(a) : "memory");
+			callfloor_free(&arena, a, n);
+		}
+		if (r >= 0)
+			res->v[res->reps++] = (double)(now_ns() - t0) / (double)iters;
+	}
+	finish_result(res);
+}
+
 static void run_qcache_pair(void)
 {
 	vmem_size_t sz[W9_SIZES];
-	uint64_t rng = cfg.seed;
 	struct result *res = new_result("W9", "vmem_alloc+free, 1-8 quanta, cached", 0,
 					cfg.base_iters, 1, "ns/pair");
 	vmem_t *vm = vmem_create("bench-qcache", 1ULL << 20, 1ULL << 32, W9_QUANTUM,
@@ -1301,8 +1341,7 @@ static void run_qcache_pair(void)
 
 	if (vm == NULL)
 		die("W9: vmem_create failed");
-	for (unsigned int i = 0; i < W9_SIZES; i++)
-		sz[i] = W9_QUANTUM * (1 + pick(xs_next(&rng), 8));
+	w9_sizes(sz);
 	for (int r = -1; r < cfg.reps; r++) {
 		uint64_t t0, iters = r < 0 ? cfg.base_iters / 10 : cfg.base_iters;
 
@@ -1414,6 +1453,7 @@ static void wl_baselines(void)
 
 	run_mutex_pair();
 	run_malloc_pair();
+	run_call_floor();
 	run_id("B", "(c) lifo-mutex", &alg_lifo, &prm, DENSE, cfg.w1_rounds);
 	run_id("B", "(d) bitmap-mutex", &alg_bitmap, &prm, DENSE, cfg.w1_rounds);
 	run_id("B", "(f) tag+hash floor", &alg_tfloor, &prm, DENSE, cfg.w1_rounds);
@@ -1531,7 +1571,7 @@ static const struct workload {
 	void (*run)(void);
 	const char *desc;
 } workloads[] = {
-	{"B", "baselines", wl_baselines, "baselines (a)-(e), W1 loop for (c)-(e)"},
+	{"B", "baselines", wl_baselines, "baselines (a)-(g), W1 loop for (c)-(f)"},
 	{"W1", "id-churn", wl_w1, "size-1 IDs in [1, 2^22), instant fit"},
 	{"W2", "pid", wl_w2, "W1 with VM_NEXTFIT"},
 	{"W3", "lowest-id", wl_w3, "W1 with VM_FIRSTFIT"},
