@@ -1446,6 +1446,7 @@ static const char *const V_VFRAG = "vmem instantfit, fragmented";
 static const char *const V_VDENSE = "vmem instantfit, dense";
 static const char *const V_NFRAG = "naive list, fragmented";
 static const char *const V_NDENSE = "naive list, dense";
+static const char *const V_FDENSE = "(f) tag+hash floor, dense";
 
 static void wl_baselines(void)
 {
@@ -1514,6 +1515,9 @@ static void wl_w6(void)
 		run_id("W6", V_VDENSE, &alg_vmem, &prm, DENSE, cfg.w6_rounds);
 		run_fresh("W6", V_VFRAG, &alg_vmem, &prm, cfg.w6_rounds, 0);
 		run_id("W6", V_NDENSE, &alg_rlist, &prm, DENSE, cfg.w6_rounds);
+		/* what the memory alone costs at this size: vmem's line should
+		 * follow it at a constant distance */
+		run_id("W6", V_FDENSE, &alg_tfloor, &prm, DENSE, cfg.w6_rounds);
 		if (naive) {
 			naive = run_fresh("W6", V_NFRAG, &alg_rlist, &prm, cfg.w6_rounds,
 					  cfg.naive_budget_s);
@@ -1596,7 +1600,7 @@ struct ratio {
 	bool at_least; /* the goal is value >= target; otherwise value <= target */
 };
 
-#define NRATIOS 12
+#define NRATIOS 13
 static struct ratio ratios[NRATIOS];
 
 static double med(const char *wl, const char *variant, uint64_t live)
@@ -1633,6 +1637,8 @@ static void compute_ratios(void)
 				   med("W6", V_VFRAG, 1000000) / med("W6", V_VFRAG, 1000), 1.5};
 	ratios[6] = (struct ratio){"W6d 1e6/1e3", "(also) W6 dense, ns at 10^6 over 10^3",
 				   med("W6", V_VDENSE, 1000000) / med("W6", V_VDENSE, 1000), 1.5};
+	ratios[12] = (struct ratio){"W6f 1e6/1e3", "(also) the floor (f) itself, 10^6 over 10^3",
+				    med("W6", V_FDENSE, 1000000) / med("W6", V_FDENSE, 1000), 1.5};
 	ratios[5] = (struct ratio){"W8 B/seg@1e6", "tag+hash bytes per live segment, 10^6 dense",
 				   w8, 64.0};
 	/* the quantum caches (issue 4) */
@@ -1969,6 +1975,7 @@ static void write_svg(const char *path)
 		{V_NDENSE, "naive sorted list (rmalloc), dense", "#d62728", true, true},
 		{V_VFRAG, "libvmem instant fit, fragmented", "#1f77b4", false, false},
 		{V_VDENSE, "libvmem instant fit, dense", "#1f77b4", false, true},
+		{V_FDENSE, "memory floor (f) of a boundary-tag design, dense", "#2ca02c", false, true},
 	};
 	const int nstyles = (int)(sizeof styles / sizeof styles[0]);
 	uint64_t naive_stop = 0;

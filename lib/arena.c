@@ -67,10 +67,13 @@
  * restartable sequence (rseq) on the CPU's magazine, and whatever touches
  * a CPU's magazines from elsewhere takes that slot's spinlock and fences
  * the CPU with membarrier (os.c); without rseq the slot's spinlock is
- * taken every time.  Lock order: slot spinlock, cache mutex, arena mutex.  Objects
- * held by caches count as allocated until a reap; an allocation that is
- * about to fail or sleep reaps first.  First-fit, next-fit and constrained
- * requests go to the arena, since their addresses are the point.
+ * taken every time.  That sequence is inlined into vmem_alloc and
+ * vmem_free, which therefore live in qcache.c; what is not a cache hit
+ * continues in arena_vmem_alloc/arena_vmem_free here.  Lock order: slot
+ * spinlock, cache mutex, arena mutex.  Objects held by caches count as
+ * allocated until a reap; an allocation that is about to fail or sleep
+ * reaps first.  First-fit, next-fit and constrained requests go to the
+ * arena, since their addresses are the point.
  *
  * Failure.  Every operation reserves the tags it may need before it
  * changes anything, so running out of memory for tags gives ENOMEM and an
