@@ -186,6 +186,47 @@ static void test_magazine_lifo(void **state)
 	vmem_destroy(vm);
 }
 
+/* vmem_alloc and vmem_free reach the caches by one compare (qcache.c):
+ * unrounded sizes find their cache, best fit reaches it the longer way,
+ * first and next fit bypass it, and vmem_free's common path closes while
+ * the arena holds a segment of a cached size and opens again after. */
+static void test_entry_routing(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("routing", 0x1000, 1 << 20, 16, 64, 0);
+	vmem_addr_t a, b, c, d;
+	bool fast = os_rseq_enabled() && !os_debug_env();
+
+	assert_int_equal(vm->qc_alloc_max, fast ? 64u : 0u);
+	assert_int_equal(vm->qc_free_max, vm->qc_alloc_max);
+	assert_int_equal(vmem_alloc(vm, 17, VM_SLEEP, &a), 0); /* the 32 cache */
+	assert_int_equal(info(vm, 32).misses, 1);
+	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP | VM_BESTFIT, &b), 0);
+	assert_int_equal(info(vm, 16).misses, 1);
+	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP | VM_FIRSTFIT, &c), 0);
+	assert_int_equal(info(vm, 32).misses, 1); /* the arena's own */
+	assert_int_equal(vm->qc_free_max, 0u);
+	assert_int_equal(vmem_alloc(vm, 48, VM_NOSLEEP | VM_NEXTFIT, &d), 0);
+	assert_int_equal(info(vm, 48).misses, 0);
+	/* bad flags on a cached size: EINVAL, nothing taken */
+	vmem_addr_t x = 7;
+	assert_int_equal(vmem_alloc(vm, 16, VM_SLEEP | VM_NOSLEEP, &x), EINVAL);
+	assert_int_equal(vmem_alloc(vm, 16, VM_INSTANTFIT | VM_BESTFIT, &x), EINVAL);
+	assert_int_equal(vmem_alloc(vm, 16, 0x10, &x), EINVAL);
+	assert_int_equal(x, 7);
+	/* a cache object freed while the gate is closed still goes home */
+	assert_int_equal(vmem_free(vm, a, 17), 0);
+	assert_int_equal(info(vm, 32).cpu_rounds, 1);
+	assert_int_equal(vmem_free(vm, c, 32), 0);
+	assert_int_equal(vm->qc_free_max, 0u); /* d is still out */
+	assert_int_equal(vmem_free(vm, d, 48), 0);
+	assert_int_equal(vm->qc_free_max, vm->qc_alloc_max);
+	assert_int_equal(vmem_free(vm, b, 16), 0);
+	assert_int_equal(info(vm, 16).cpu_rounds, 1);
+	CHECK_ARENA(vm);
+	vmem_destroy(vm);
+}
+
 /* Loaded, then previous, then the depot: frees beyond two magazines'
  * worth send full magazines to the depot, and allocations take them back
  * before touching a slab. */
@@ -344,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_slab_reap_partial),
 		cmocka_unit_test(test_record_memory),
 		cmocka_unit_test(test_magazine_lifo),
+		cmocka_unit_test(test_entry_routing),
 		cmocka_unit_test(test_depot_round_trip),
 		cmocka_unit_test(test_magazines_grow),
 		cmocka_unit_test(test_random_model),
