@@ -387,8 +387,18 @@ static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int ty
 		__atomic_fetch_add(&vm->arena_small, 1, __ATOMIC_RELAXED);
 }
 
-static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
-		       vmem_addr_t *addrp)
+/* A next-fit allocation [a, a + size) succeeded in busy tag bi: the rotor
+ * moves to its end (and only on success). */
+static inline void arena_rotor_move(vmem_t *vm, vmem_addr_t a, vmem_size_t size, bt_idx bi)
+{
+	vm->rotor = a + size;
+	vm->rotor_hint = BT(vm, bi)->next;
+	vm->rotor_last = a;
+}
+
+/* Lock held on entry, dropped on return. */
+static int arena_alloc_locked(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
+			      vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
 	bool imported = false, reclaimed = false, reaped = false;
@@ -396,7 +406,6 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	vmem_addr_t ns_addr = 0;
 	vmem_size_t ns_size = 0;
 
-	pthread_mutex_lock(&vm->lock);
 	for (;;) {
 		vmem_addr_t a;
 		bt_idx fi = seg_find(vm, req, policy, &a);
@@ -404,11 +413,8 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 			bt_idx bi;
 			if (seg_carve(vm, fi, a, req->size, type, &bi) != 0)
 				break; /* no memory for tags: fail, however we sleep */
-			if (policy == VM_NEXTFIT) {
-				vm->rotor = a + req->size;
-				vm->rotor_hint = BT(vm, bi)->next;
-				vm->rotor_last = a;
-			}
+			if (policy == VM_NEXTFIT)
+				arena_rotor_move(vm, a, req->size, bi);
 			arena_allocated(vm, req->size, type);
 			/* the search may have found room elsewhere, freed while the
 			 * lock was dropped for the import: keep I10 */
@@ -465,8 +471,38 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	return ENOMEM;
 }
 
-/* vmem_alloc past the caches: instant fit inline, the rest by arena_alloc.
- * Kept out of line so that the cached path needs no stack frame. */
+static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
+		       vmem_addr_t *addrp)
+{
+	pthread_mutex_lock(&vm->lock);
+	return arena_alloc_locked(vm, req, flags, type, addrp);
+}
+
+/* The end of arena_alloc_any's fast paths, lock held, dropped on return:
+ * vmem_alloc's [start of fi, + size), which a search of the policy would
+ * have found too. */
+static HOT_INLINE int arena_alloc_take(vmem_t *vm, bt_idx fi, vmem_size_t size, bool nextfit,
+				       vmem_addr_t *addrp)
+{
+	vmem_addr_t a = BT(vm, fi)->start;
+	bt_idx bi;
+	int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
+	if (likely(err == 0)) {
+		if (nextfit)
+			arena_rotor_move(vm, a, size, bi);
+		arena_allocated(vm, size, BT_BUSY);
+	} else {
+		vm->fails++; /* no memory for tags, as in arena_alloc */
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (likely(err == 0))
+		*addrp = a;
+	return err;
+}
+
+/* vmem_alloc past the caches: the common instant-fit and next-fit cases
+ * inline, the rest by arena_alloc.  Kept out of line so that the cached
+ * path needs no stack frame. */
 static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
@@ -475,20 +511,21 @@ static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vme
 		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
 		pthread_mutex_lock(&vm->lock);
 		uint64_t m = k < 64 ? vm->fl_bitmap >> k : 0;
-		if (likely(m != 0)) {
-			bt_idx fi = vm->fl_head[k + (unsigned int)__builtin_ctzll(m)], bi;
-			vmem_addr_t a = BT(vm, fi)->start;
-			int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
-			if (likely(err == 0))
-				arena_allocated(vm, size, BT_BUSY);
-			else
-				vm->fails++; /* no memory for tags, as in arena_alloc */
-			pthread_mutex_unlock(&vm->lock);
-			if (likely(err == 0))
-				*addrp = a;
-			return err;
-		}
+		if (likely(m != 0))
+			return arena_alloc_take(vm, vm->fl_head[k + (unsigned int)__builtin_ctzll(m)],
+						size, false, addrp);
 		pthread_mutex_unlock(&vm->lock);
+	} else if (policy == VM_NEXTFIT) {
+		/* PID-style: the previous allocation mostly left a free
+		 * segment at the rotor, and its start is the answer.  The
+		 * general path (a request, the policy switch, the import
+		 * loop) costs more than this allocation itself. */
+		pthread_mutex_lock(&vm->lock);
+		bt_idx fi = seg_nextfit_hint(vm, size);
+		if (likely(fi != BT_NIL))
+			return arena_alloc_take(vm, fi, size, true, addrp);
+		struct fitreq req = fitreq_any(size, vm->quantum);
+		return arena_alloc_locked(vm, &req, flags, BT_BUSY, addrp);
 	}
 	struct fitreq req = fitreq_any(size, vm->quantum);
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);

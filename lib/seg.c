@@ -281,19 +281,28 @@ static bt_idx seg_nextfit_from(vmem_t *vm)
 	return BT(vm, BT_HEAD)->next;
 }
 
+/* The usual next-fit case: the previous allocation left the rest of its
+ * free segment starting exactly at the rotor, and it holds size.  For a
+ * plain request the rotor itself is then the first fit at or after the
+ * rotor.  Returns that segment, or BT_NIL for the full search. */
+HOT_INLINE bt_idx seg_nextfit_hint(const vmem_t *vm, vmem_size_t size)
+{
+	bt_idx h = vm->rotor_hint;
+	if (unlikely(h >= vm->bt_cap))
+		return BT_NIL;
+	const struct bt *b = BT(vm, h);
+	QUIET_BEGIN(vm); /* the hint may name an unused tag */
+	bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= size;
+	QUIET_END(vm);
+	return hit ? h : BT_NIL;
+}
+
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	/* The usual case, checked first: the previous allocation left the
-	 * rest of its free segment starting exactly at the rotor.  Then the
-	 * rotor itself is the first fit at or after the rotor. */
-	bt_idx h = vm->rotor_hint;
-	if (h < vm->bt_cap && fitreq_plain(req, vm->quantum)) {
-		const struct bt *b = BT(vm, h);
-		QUIET_BEGIN(vm); /* the hint may name an unused tag */
-		bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= req->size;
-		QUIET_END(vm);
-		if (hit) {
-			*addrp = b->start;
+	if (fitreq_plain(req, vm->quantum)) {
+		bt_idx h = seg_nextfit_hint(vm, req->size);
+		if (h != BT_NIL) {
+			*addrp = BT(vm, h)->start;
 			return h;
 		}
 	}

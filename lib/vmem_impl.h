@@ -319,6 +319,9 @@ int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, 
 bool seg_span_free(vmem_t *vm, bt_idx si);
 /* The span marker of an imported span that free segment fi fills wholly, else BT_NIL. */
 bt_idx seg_whole_span(const vmem_t *vm, bt_idx fi);
+/* The free segment that starts at the next-fit rotor if it holds size,
+ * else BT_NIL: then the first fit of a plain request at or after the rotor. */
+bt_idx seg_nextfit_hint(const vmem_t *vm, vmem_size_t size);
 /* Search for a fit by policy; BT_NIL if none. */
 bt_idx seg_find(vmem_t *vm, const struct fitreq *req, int policy, vmem_addr_t *addrp);
 
