@@ -97,7 +97,8 @@
  * I8  Every span and segment is non-empty, starts on a quantum boundary
  *     and has a size that is a multiple of the quantum; no span wraps.
  * I9  span_total, free_total, alloc_total, import_total, nspans, nfree and
- *     nalloc equal what the tags say.
+ *     nalloc equal what the tags say (free_total is derived: span_total -
+ *     alloc_total).
  * I10 When the arena can release, no imported span is wholly free between
  *     calls.
  * I11 The hash load stays within [1/8, 1] (or the table is at its minimum

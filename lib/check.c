@@ -272,14 +272,14 @@ static void ck_run(struct checker *c)
 		return;
 
 	/* I9: totals */
-	CK(c, 9, span_total == vm->span_total && free_total == vm->free_total &&
+	CK(c, 9, span_total == vm->span_total && free_total == arena_free_total(vm) &&
 			 alloc_total == vm->alloc_total && import_total == vm->import_total &&
 			 nspan == vm->nspans && nfree == vm->nfree && nbusy == vm->nalloc &&
 			 span_total == free_total + alloc_total,
 	   "totals: spans %llu/%llu free %llu/%llu alloc %llu/%llu import %llu/%llu "
 	   "nspans %llu/%llu nfree %llu/%llu",
 	   (unsigned long long)span_total, (unsigned long long)vm->span_total,
-	   (unsigned long long)free_total, (unsigned long long)vm->free_total,
+	   (unsigned long long)free_total, (unsigned long long)arena_free_total(vm),
 	   (unsigned long long)alloc_total, (unsigned long long)vm->alloc_total,
 	   (unsigned long long)import_total, (unsigned long long)vm->import_total,
 	   (unsigned long long)nspan, (unsigned long long)vm->nspans, (unsigned long long)nfree,

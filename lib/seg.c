@@ -49,7 +49,6 @@ HOT_INLINE int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size,
 	if (need != 0 && tagslab_reserve(vm, need) != 0)
 		return ENOMEM;
 	f = BT(vm, fi); /* the reserve may have moved the table */
-	vm->free_total -= size;
 	vm->alloc_total += size;
 
 	if (lead == 0 && trail == 0) {
@@ -92,7 +91,6 @@ HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 	vmem_size_t size = b->size;
 
 	vm->alloc_total -= size;
-	vm->free_total += size;
 	/* span markers and BT_HEAD are never free, so this stays in the span (I3) */
 	if (pfree && nfree) {
 		vmem_size_t total = p->size + size + n->size;
@@ -166,7 +164,6 @@ int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, 
 	tree_span_insert(vm, si);
 
 	vm->span_total += size;
-	vm->free_total += size;
 	vm->nspans++;
 	if (imported)
 		vm->import_total += size;
@@ -191,7 +188,6 @@ bool seg_span_free(vmem_t *vm, bt_idx si)
 	tree_span_remove(vm, si);
 	bt_unlink(vm, si);
 	vm->span_total -= s->size;
-	vm->free_total -= s->size;
 	vm->nspans--;
 	if (s->type == BT_SPAN_IMPORT)
 		vm->import_total -= s->size;

@@ -130,8 +130,10 @@ struct vmem {
 	vmem_reclaim_fn *reclaimfn;
 	void *reclaim_arg;
 
-	/* totals: I9 */
-	vmem_size_t span_total, alloc_total, free_total, import_total;
+	/* totals: I9.  Every unit of a span is free or allocated, so the free
+	 * total is not kept but derived (arena_free_total): one counter less
+	 * to update on every allocation and free. */
+	vmem_size_t span_total, alloc_total, import_total;
 	uint64_t nspans, nalloc, nfree;
 	uint64_t allocs, frees, fails, imports, releases, waits;
 
@@ -155,6 +157,11 @@ struct vmem {
 static inline struct bt *BT(const vmem_t *vm, bt_idx i)
 {
 	return &vm->bt[i];
+}
+
+static inline vmem_size_t arena_free_total(const vmem_t *vm)
+{
+	return vm->span_total - vm->alloc_total;
 }
 
 /* ---- os.c: the only file that talks to the kernel ---------------------- */
