@@ -96,6 +96,9 @@ struct vmem {
 	uint64_t hash_mask;
 	unsigned int hash_shift;
 	size_t hash_bytes;
+	/* resize when nalloc goes above grow or below shrink (I11): the
+	 * bounds of the table's load, worked out once per size */
+	uint64_t hash_grow, hash_shrink;
 
 	/* freelist.c and tree.c */
 	uint64_t fl_bitmap; /* bit k: fl_head[k] not empty */
