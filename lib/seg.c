@@ -116,8 +116,11 @@ HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 		seg_reshape(vm, ni, start, n->size + size);
 		return ni;
 	}
-	b->type = BT_FREE;
+	/* the type after the freelist: the list writes lprev, which shares a
+	 * word with the type, and a read of that word right after a byte
+	 * store to it would stall store-to-load forwarding */
 	freelist_insert(vm, bi);
+	b->type = BT_FREE;
 	tree_insert(vm, bi);
 	return bi;
 }
