@@ -16,15 +16,9 @@
 static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
 {
 	struct bt *b = BT(vm, i);
-	if (vm->fl_on && freelist_class(b->size) != freelist_class(size)) {
-		freelist_remove(vm, i);
-		b->start = start;
-		b->size = size;
-		freelist_insert(vm, i);
-	} else {
-		b->start = start;
-		b->size = size;
-	}
+	freelist_resize(vm, i, size);
+	b->start = start;
+	b->size = size;
 	tree_update(vm, i);
 }
 

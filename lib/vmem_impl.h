@@ -263,6 +263,9 @@ static inline unsigned int freelist_class(vmem_size_t size)
  * call it before a size changes. */
 void freelist_insert(vmem_t *vm, bt_idx i);
 void freelist_remove(vmem_t *vm, bt_idx i);
+/* Free segment i is to take size: it moves to that size's list, if
+ * another; nfree is unchanged.  Call it before the size changes. */
+void freelist_resize(vmem_t *vm, bt_idx i, vmem_size_t size);
 /* Build the lists if they are not yet: before any search that reads them. */
 void freelist_need(vmem_t *vm);
 
