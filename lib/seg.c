@@ -76,6 +76,20 @@ HOT_INLINE int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size,
 	return 0;
 }
 
+/* Tag x has been merged into free segment into, which starts no later than
+ * x did; x goes back to the slab.  If x was the next-fit hint, the hint
+ * moves to into, which is then still a tag at or before the rotor.  Left
+ * stale, the hint would send the next search looking for a place to start:
+ * after freeing the previous next-fit allocation that is the start of the
+ * arena, from which a short walk may not reach the rotor, and the fallback
+ * builds the treap, which every later allocation and free then maintains. */
+static HOT_INLINE void seg_put_merged(vmem_t *vm, bt_idx x, bt_idx into)
+{
+	if (unlikely(vm->rotor_hint == x))
+		vm->rotor_hint = into;
+	tagslab_put(vm, x);
+}
+
 HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 {
 	struct bt *b = BT(vm, bi);
@@ -91,22 +105,22 @@ HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 		freelist_remove(vm, ni);
 		tree_remove(vm, ni);
 		bt_unlink(vm, ni);
-		tagslab_put(vm, ni);
+		seg_put_merged(vm, ni, pi);
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, pi);
 		seg_reshape(vm, pi, p->start, total);
 		return pi;
 	}
 	if (pfree) {
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, pi);
 		seg_reshape(vm, pi, p->start, p->size + size);
 		return pi;
 	}
 	if (nfree) {
 		vmem_addr_t start = b->start;
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, ni);
 		seg_reshape(vm, ni, start, n->size + size);
 		return ni;
 	}
