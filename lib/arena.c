@@ -93,7 +93,9 @@
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
  * I7  Every tag is either a sentinel, in the address list, or on the unused
- *     chain; in use plus unused equals tags mapped.
+ *     chain; in use plus unused equals tags mapped.  The treap fields of a
+ *     busy or unused tag are clear, but for a quantum-cache slab's left and
+ *     right, which hold its record (qcache.c) until the slab is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary
  *     and has a size that is a multiple of the quantum; no span wraps.
  * I9  span_total, free_total, alloc_total, import_total, nspans, nfree and
@@ -605,6 +607,8 @@ static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_
 		arena_bad_free(vm, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
 		return EINVAL;
 	}
+	if (kind == FREE_SLAB)
+		b->left = b->right = BT_NIL; /* the slab's record, kept there by qcache.c (I7) */
 	hash_unlink(vm, link, bi);
 	bt_idx fi = seg_release(vm, bi);
 	if (kind != FREE_SLAB) {
