@@ -96,11 +96,14 @@
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
  * I7  Every tag is either a sentinel, in the address list, or on the unused
- *     chain; in use plus unused equals tags mapped.
+ *     chain; in use plus unused equals tags mapped.  The treap fields of a
+ *     busy or unused tag are clear, but for a quantum-cache slab's left and
+ *     right, which hold its record (qcache.c) until the slab is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary
  *     and has a size that is a multiple of the quantum; no span wraps.
  * I9  span_total, free_total, alloc_total, import_total, nspans, nfree and
- *     nalloc equal what the tags say.
+ *     nalloc equal what the tags say (free_total is derived: span_total -
+ *     alloc_total).
  * I10 When the arena can release, no imported span is wholly free between
  *     calls.
  * I11 The hash load stays within [1/8, 1] (or the table is at its minimum
@@ -391,8 +394,18 @@ static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int ty
 		qcache_gate_free(vm, false);
 }
 
-static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
-		       vmem_addr_t *addrp)
+/* A next-fit allocation [a, a + size) succeeded in busy tag bi: the rotor
+ * moves to its end (and only on success). */
+static inline void arena_rotor_move(vmem_t *vm, vmem_addr_t a, vmem_size_t size, bt_idx bi)
+{
+	vm->rotor = a + size;
+	vm->rotor_hint = BT(vm, bi)->next;
+	vm->rotor_last = a;
+}
+
+/* Lock held on entry, dropped on return. */
+static int arena_alloc_locked(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
+			      vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
 	bool imported = false, reclaimed = false, reaped = false;
@@ -400,7 +413,6 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	vmem_addr_t ns_addr = 0;
 	vmem_size_t ns_size = 0;
 
-	pthread_mutex_lock(&vm->lock);
 	for (;;) {
 		vmem_addr_t a;
 		bt_idx fi = seg_find(vm, req, policy, &a);
@@ -408,11 +420,8 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 			bt_idx bi;
 			if (seg_carve(vm, fi, a, req->size, type, &bi) != 0)
 				break; /* no memory for tags: fail, however we sleep */
-			if (policy == VM_NEXTFIT) {
-				vm->rotor = a + req->size;
-				vm->rotor_hint = BT(vm, bi)->next;
-				vm->rotor_last = a;
-			}
+			if (policy == VM_NEXTFIT)
+				arena_rotor_move(vm, a, req->size, bi);
 			arena_allocated(vm, req->size, type);
 			/* the search may have found room elsewhere, freed while the
 			 * lock was dropped for the import: keep I10 */
@@ -469,8 +478,38 @@ static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned
 	return ENOMEM;
 }
 
-/* vmem_alloc past the caches: instant fit inline, the rest by arena_alloc.
- * Kept out of line so that the cached path needs no stack frame. */
+static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
+		       vmem_addr_t *addrp)
+{
+	pthread_mutex_lock(&vm->lock);
+	return arena_alloc_locked(vm, req, flags, type, addrp);
+}
+
+/* The end of arena_alloc_any's fast paths, lock held, dropped on return:
+ * vmem_alloc's [start of fi, + size), which a search of the policy would
+ * have found too. */
+static HOT_INLINE int arena_alloc_take(vmem_t *vm, bt_idx fi, vmem_size_t size, bool nextfit,
+				       vmem_addr_t *addrp)
+{
+	vmem_addr_t a = BT(vm, fi)->start;
+	bt_idx bi;
+	int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
+	if (likely(err == 0)) {
+		if (nextfit)
+			arena_rotor_move(vm, a, size, bi);
+		arena_allocated(vm, size, BT_BUSY);
+	} else {
+		vm->fails++; /* no memory for tags, as in arena_alloc */
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (likely(err == 0))
+		*addrp = a;
+	return err;
+}
+
+/* vmem_alloc past the caches: the common instant-fit and next-fit cases
+ * inline, the rest by arena_alloc.  Kept out of line so that the cached
+ * path needs no stack frame. */
 static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
@@ -479,20 +518,21 @@ static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vme
 		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
 		pthread_mutex_lock(&vm->lock);
 		uint64_t m = k < 64 ? vm->fl_bitmap >> k : 0;
-		if (likely(m != 0)) {
-			bt_idx fi = vm->fl_head[k + (unsigned int)__builtin_ctzll(m)], bi;
-			vmem_addr_t a = BT(vm, fi)->start;
-			int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
-			if (likely(err == 0))
-				arena_allocated(vm, size, BT_BUSY);
-			else
-				vm->fails++; /* no memory for tags, as in arena_alloc */
-			pthread_mutex_unlock(&vm->lock);
-			if (likely(err == 0))
-				*addrp = a;
-			return err;
-		}
+		if (likely(m != 0))
+			return arena_alloc_take(vm, vm->fl_head[k + (unsigned int)__builtin_ctzll(m)],
+						size, false, addrp);
 		pthread_mutex_unlock(&vm->lock);
+	} else if (policy == VM_NEXTFIT) {
+		/* PID-style: the previous allocation mostly left a free
+		 * segment at the rotor, and its start is the answer.  The
+		 * general path (a request, the policy switch, the import
+		 * loop) costs more than this allocation itself. */
+		pthread_mutex_lock(&vm->lock);
+		bt_idx fi = seg_nextfit_hint(vm, size);
+		if (likely(fi != BT_NIL))
+			return arena_alloc_take(vm, fi, size, true, addrp);
+		struct fitreq req = fitreq_any(size, vm->quantum);
+		return arena_alloc_locked(vm, &req, flags, BT_BUSY, addrp);
 	}
 	struct fitreq req = fitreq_any(size, vm->quantum);
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
@@ -562,6 +602,8 @@ static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_
 		arena_bad_free(vm, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
 		return EINVAL;
 	}
+	if (kind == FREE_SLAB)
+		b->left = b->right = BT_NIL; /* the slab's record, kept there by qcache.c (I7) */
 	hash_unlink(vm, link, bi);
 	bt_idx fi = seg_release(vm, bi);
 	if (kind != FREE_SLAB) {

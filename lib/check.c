@@ -164,6 +164,11 @@ static void ck_run(struct checker *c)
 			if (!CK(c, 6, hash_lookup(vm, b->start) == i, "busy %#llx not in the hash",
 				(unsigned long long)b->start))
 				return;
+			/* a slab's left and right hold its record (qcache.c) */
+			if (!CK(c, 7, (b->type == BT_BUSY_QC || (b->left == BT_NIL && b->right == BT_NIL)) &&
+					      b->parent == BT_NIL && b->max == 0,
+				"busy %#llx has treap fields set", (unsigned long long)b->start))
+				return;
 			nbusy++;
 			alloc_total += b->size;
 			prev_free = false;
@@ -255,8 +260,9 @@ static void ck_run(struct checker *c)
 	bt_idx bad = BT_NIL;
 	QUIET_BEGIN(vm); /* unused tags are not alive for valgrind */
 	for (bt_idx i = vm->bt_unused; i != BT_NIL; i = BT(vm, i)->lnext) {
-		if (i < BT_FIRST || i >= vm->bt_cap || unused >= vm->bt_cap ||
-		    BT(vm, i)->type != BT_UNUSED) {
+		const struct bt *b = i < vm->bt_cap ? BT(vm, i) : NULL;
+		if (i < BT_FIRST || b == NULL || unused >= vm->bt_cap || b->type != BT_UNUSED ||
+		    b->left != BT_NIL || b->right != BT_NIL || b->parent != BT_NIL || b->max != 0) {
 			chain_ok = false;
 			bad = i;
 			break;
@@ -264,7 +270,7 @@ static void ck_run(struct checker *c)
 		unused++;
 	}
 	QUIET_END(vm);
-	if (!CK(c, 7, chain_ok, "unused chain broken at %u", bad))
+	if (!CK(c, 7, chain_ok, "unused chain broken, or treap fields set, at %u", bad))
 		return;
 	if (!CK(c, 7, unused == vm->bt_nunused && ntags + unused + BT_FIRST == vm->bt_cap,
 		"%llu tags in use + %llu unused (counted %u) + 2 sentinels != %u mapped",
@@ -272,14 +278,14 @@ static void ck_run(struct checker *c)
 		return;
 
 	/* I9: totals */
-	CK(c, 9, span_total == vm->span_total && free_total == vm->free_total &&
+	CK(c, 9, span_total == vm->span_total && free_total == arena_free_total(vm) &&
 			 alloc_total == vm->alloc_total && import_total == vm->import_total &&
 			 nspan == vm->nspans && nfree == vm->nfree && nbusy == vm->nalloc &&
 			 span_total == free_total + alloc_total,
 	   "totals: spans %llu/%llu free %llu/%llu alloc %llu/%llu import %llu/%llu "
 	   "nspans %llu/%llu nfree %llu/%llu",
 	   (unsigned long long)span_total, (unsigned long long)vm->span_total,
-	   (unsigned long long)free_total, (unsigned long long)vm->free_total,
+	   (unsigned long long)free_total, (unsigned long long)arena_free_total(vm),
 	   (unsigned long long)alloc_total, (unsigned long long)vm->alloc_total,
 	   (unsigned long long)import_total, (unsigned long long)vm->import_total,
 	   (unsigned long long)nspan, (unsigned long long)vm->nspans, (unsigned long long)nfree,

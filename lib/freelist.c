@@ -14,11 +14,10 @@
  */
 #include "vmem_impl.h"
 
-/* Put free segment i at the head of its list. */
-static HOT_INLINE void freelist_link(vmem_t *vm, bt_idx i)
+/* Put free segment i at the head of list k. */
+static HOT_INLINE void freelist_link_to(vmem_t *vm, bt_idx i, unsigned int k)
 {
 	struct bt *b = BT(vm, i);
-	unsigned int k = freelist_class(b->size);
 	bt_idx h = vm->fl_head[k];
 	b->lnext = h;
 	b->lprev = BT_NIL;
@@ -26,6 +25,27 @@ static HOT_INLINE void freelist_link(vmem_t *vm, bt_idx i)
 		BT(vm, h)->lprev = i;
 	vm->fl_head[k] = i;
 	vm->fl_bitmap |= 1ull << k;
+}
+
+static HOT_INLINE void freelist_link(vmem_t *vm, bt_idx i)
+{
+	freelist_link_to(vm, i, freelist_class(BT(vm, i)->size));
+}
+
+/* Take free segment i off list k. */
+static HOT_INLINE void freelist_unlink(vmem_t *vm, bt_idx i, unsigned int k)
+{
+	struct bt *b = BT(vm, i);
+	bt_idx n = b->lnext, p = b->lprev;
+	if (n != BT_NIL)
+		BT(vm, n)->lprev = p;
+	if (p != BT_NIL) {
+		BT(vm, p)->lnext = n;
+	} else {
+		vm->fl_head[k] = n;
+		if (n == BT_NIL)
+			vm->fl_bitmap &= ~(1ull << k);
+	}
 }
 
 HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
@@ -38,19 +58,18 @@ HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
 HOT_INLINE void freelist_remove(vmem_t *vm, bt_idx i)
 {
 	vm->nfree--;
+	if (vm->fl_on)
+		freelist_unlink(vm, i, freelist_class(BT(vm, i)->size));
+}
+
+HOT_INLINE void freelist_resize(vmem_t *vm, bt_idx i, vmem_size_t size)
+{
 	if (!vm->fl_on)
 		return;
-	struct bt *b = BT(vm, i);
-	bt_idx n = b->lnext, p = b->lprev;
-	if (n != BT_NIL)
-		BT(vm, n)->lprev = p;
-	if (p != BT_NIL) {
-		BT(vm, p)->lnext = n;
-	} else {
-		unsigned int k = freelist_class(b->size);
-		vm->fl_head[k] = n;
-		if (n == BT_NIL)
-			vm->fl_bitmap &= ~(1ull << k);
+	unsigned int from = freelist_class(BT(vm, i)->size), to = freelist_class(size);
+	if (from != to) {
+		freelist_unlink(vm, i, from);
+		freelist_link_to(vm, i, to);
 	}
 }
 

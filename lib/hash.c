@@ -1,7 +1,7 @@
 /*
  * hash.c - allocated segments by start address (I6), so a free finds its
  * tag in O(1).  Buckets are 32-bit tag indices chained through lnext.  The
- * table doubles when the load passes 2 and halves when it falls below 1/8,
+ * table doubles when the load passes 1 and halves when it falls below 1/8,
  * inline in the operation that crossed the line; if the new table cannot be
  * mapped the old one simply stays, so resizing never fails an operation.
  *
@@ -12,6 +12,7 @@
 #include "vmem_impl.h"
 
 #define HASH_MIN_BITS 10u
+#define HASH_MAX_BITS 40u
 
 /* Units are hashed in blocks of 16, and a block's units fill one aligned
  * group of 16 buckets (one cache line), each unit at its own place in it:
@@ -27,6 +28,15 @@ static inline uint64_t hash_bucket(const vmem_t *vm, vmem_addr_t start)
 	return h ^ (u & 15); /* the group is h's high bits; the place, h's low ones turned */
 }
 
+/* The load bounds of a table of 2^bits buckets; a bound the table cannot
+ * move past (its minimum or maximum size) is never crossed. */
+static void hash_bounds(vmem_t *vm, unsigned int bits)
+{
+	uint64_t n = (uint64_t)1 << bits;
+	vm->hash_grow = bits < HASH_MAX_BITS ? n : UINT64_MAX;
+	vm->hash_shrink = bits > HASH_MIN_BITS ? n / 8 : 0;
+}
+
 int hash_init(vmem_t *vm)
 {
 	size_t n = (size_t)1 << HASH_MIN_BITS;
@@ -36,6 +46,7 @@ int hash_init(vmem_t *vm)
 	vm->hash_bytes = n * sizeof(bt_idx);
 	vm->hash_mask = n - 1;
 	vm->hash_shift = 64 - HASH_MIN_BITS;
+	hash_bounds(vm, HASH_MIN_BITS);
 	return 0; /* fresh anonymous pages are zero: every bucket is BT_NIL */
 }
 
@@ -70,13 +81,14 @@ static void hash_rebuild(vmem_t *vm, unsigned int bits)
 	}
 	os_unmap(old, oldn * sizeof(bt_idx));
 	vm->hash_bytes = n * sizeof(bt_idx);
+	hash_bounds(vm, bits);
 }
 
 void hash_resize(vmem_t *vm)
 {
 	uint64_t n = vm->hash_mask + 1;
 	unsigned int bits = 64 - vm->hash_shift;
-	if (vm->nalloc > n && bits < 40)
+	if (vm->nalloc > n && bits < HASH_MAX_BITS)
 		hash_rebuild(vm, bits + 1);
 	else if (vm->nalloc < n / 8 && bits > HASH_MIN_BITS)
 		hash_rebuild(vm, bits - 1);
@@ -88,7 +100,7 @@ HOT_INLINE void hash_insert(vmem_t *vm, bt_idx i)
 	uint64_t h = hash_bucket(vm, b->start);
 	b->lnext = vm->hash[h];
 	vm->hash[h] = i;
-	if (unlikely(++vm->nalloc > vm->hash_mask + 1))
+	if (unlikely(++vm->nalloc > vm->hash_grow))
 		hash_resize(vm);
 }
 
@@ -118,6 +130,6 @@ HOT_INLINE void hash_unlink(vmem_t *vm, bt_idx *link, bt_idx i)
 {
 	*link = BT(vm, i)->lnext;
 	BT(vm, i)->lnext = BT_NIL;
-	if (unlikely(--vm->nalloc < (vm->hash_mask + 1) / 8))
+	if (unlikely(--vm->nalloc < vm->hash_shrink))
 		hash_resize(vm);
 }

@@ -21,7 +21,7 @@ VMEM_API vmem_size_t vmem_size(vmem_t *vm, int typemask)
 	else if (typemask & VMEM_ALLOC)
 		n = vm->alloc_total;
 	else if (typemask & VMEM_FREE)
-		n = vm->free_total;
+		n = arena_free_total(vm);
 	pthread_mutex_unlock(&vm->lock);
 	return n;
 }
@@ -66,7 +66,7 @@ static void stats_fill(const vmem_t *vm, vmem_stats_t *full)
 	full->size = sizeof(*full);
 	full->span_total = vm->span_total;
 	full->alloc_total = vm->alloc_total;
-	full->free_total = vm->free_total;
+	full->free_total = arena_free_total(vm);
 	full->cached_total = 0;
 	full->import_total = vm->import_total;
 	full->nspans = vm->nspans;

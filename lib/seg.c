@@ -16,15 +16,9 @@
 static HOT_INLINE void seg_reshape(vmem_t *vm, bt_idx i, vmem_addr_t start, vmem_size_t size)
 {
 	struct bt *b = BT(vm, i);
-	if (vm->fl_on && freelist_class(b->size) != freelist_class(size)) {
-		freelist_remove(vm, i);
-		b->start = start;
-		b->size = size;
-		freelist_insert(vm, i);
-	} else {
-		b->start = start;
-		b->size = size;
-	}
+	freelist_resize(vm, i, size);
+	b->start = start;
+	b->size = size;
 	tree_update(vm, i);
 }
 
@@ -49,7 +43,6 @@ HOT_INLINE int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size,
 	if (need != 0 && tagslab_reserve(vm, need) != 0)
 		return ENOMEM;
 	f = BT(vm, fi); /* the reserve may have moved the table */
-	vm->free_total -= size;
 	vm->alloc_total += size;
 
 	if (lead == 0 && trail == 0) {
@@ -83,6 +76,20 @@ HOT_INLINE int seg_carve(vmem_t *vm, bt_idx fi, vmem_addr_t a, vmem_size_t size,
 	return 0;
 }
 
+/* Tag x has been merged into free segment into, which starts no later than
+ * x did; x goes back to the slab.  If x was the next-fit hint, the hint
+ * moves to into, which is then still a tag at or before the rotor.  Left
+ * stale, the hint would send the next search looking for a place to start:
+ * after freeing the previous next-fit allocation that is the start of the
+ * arena, from which a short walk may not reach the rotor, and the fallback
+ * builds the treap, which every later allocation and free then maintains. */
+static HOT_INLINE void seg_put_merged(vmem_t *vm, bt_idx x, bt_idx into)
+{
+	if (unlikely(vm->rotor_hint == x))
+		vm->rotor_hint = into;
+	tagslab_put(vm, x);
+}
+
 HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 {
 	struct bt *b = BT(vm, bi);
@@ -92,34 +99,36 @@ HOT_INLINE bt_idx seg_release(vmem_t *vm, bt_idx bi)
 	vmem_size_t size = b->size;
 
 	vm->alloc_total -= size;
-	vm->free_total += size;
 	/* span markers and BT_HEAD are never free, so this stays in the span (I3) */
 	if (pfree && nfree) {
 		vmem_size_t total = p->size + size + n->size;
 		freelist_remove(vm, ni);
 		tree_remove(vm, ni);
 		bt_unlink(vm, ni);
-		tagslab_put(vm, ni);
+		seg_put_merged(vm, ni, pi);
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, pi);
 		seg_reshape(vm, pi, p->start, total);
 		return pi;
 	}
 	if (pfree) {
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, pi);
 		seg_reshape(vm, pi, p->start, p->size + size);
 		return pi;
 	}
 	if (nfree) {
 		vmem_addr_t start = b->start;
 		bt_unlink(vm, bi);
-		tagslab_put(vm, bi);
+		seg_put_merged(vm, bi, ni);
 		seg_reshape(vm, ni, start, n->size + size);
 		return ni;
 	}
-	b->type = BT_FREE;
+	/* the type after the freelist: the list writes lprev, which shares a
+	 * word with the type, and a read of that word right after a byte
+	 * store to it would stall store-to-load forwarding */
 	freelist_insert(vm, bi);
+	b->type = BT_FREE;
 	tree_insert(vm, bi);
 	return bi;
 }
@@ -166,7 +175,6 @@ int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, 
 	tree_span_insert(vm, si);
 
 	vm->span_total += size;
-	vm->free_total += size;
 	vm->nspans++;
 	if (imported)
 		vm->import_total += size;
@@ -191,7 +199,6 @@ bool seg_span_free(vmem_t *vm, bt_idx si)
 	tree_span_remove(vm, si);
 	bt_unlink(vm, si);
 	vm->span_total -= s->size;
-	vm->free_total -= s->size;
 	vm->nspans--;
 	if (s->type == BT_SPAN_IMPORT)
 		vm->import_total -= s->size;
@@ -281,19 +288,28 @@ static bt_idx seg_nextfit_from(vmem_t *vm)
 	return BT(vm, BT_HEAD)->next;
 }
 
+/* The usual next-fit case: the previous allocation left the rest of its
+ * free segment starting exactly at the rotor, and it holds size.  For a
+ * plain request the rotor itself is then the first fit at or after the
+ * rotor.  Returns that segment, or BT_NIL for the full search. */
+HOT_INLINE bt_idx seg_nextfit_hint(const vmem_t *vm, vmem_size_t size)
+{
+	bt_idx h = vm->rotor_hint;
+	if (unlikely(h >= vm->bt_cap))
+		return BT_NIL;
+	const struct bt *b = BT(vm, h);
+	QUIET_BEGIN(vm); /* the hint may name an unused tag */
+	bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= size;
+	QUIET_END(vm);
+	return hit ? h : BT_NIL;
+}
+
 static bt_idx seg_find_next(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	/* The usual case, checked first: the previous allocation left the
-	 * rest of its free segment starting exactly at the rotor.  Then the
-	 * rotor itself is the first fit at or after the rotor. */
-	bt_idx h = vm->rotor_hint;
-	if (h < vm->bt_cap && fitreq_plain(req, vm->quantum)) {
-		const struct bt *b = BT(vm, h);
-		QUIET_BEGIN(vm); /* the hint may name an unused tag */
-		bool hit = b->type == BT_FREE && b->start == vm->rotor && b->size >= req->size;
-		QUIET_END(vm);
-		if (hit) {
-			*addrp = b->start;
+	if (fitreq_plain(req, vm->quantum)) {
+		bt_idx h = seg_nextfit_hint(vm, req->size);
+		if (h != BT_NIL) {
+			*addrp = BT(vm, h)->start;
 			return h;
 		}
 	}

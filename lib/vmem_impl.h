@@ -96,6 +96,9 @@ struct vmem {
 	uint64_t hash_mask;
 	unsigned int hash_shift;
 	size_t hash_bytes;
+	/* resize when nalloc goes above grow or below shrink (I11): the
+	 * bounds of the table's load, worked out once per size */
+	uint64_t hash_grow, hash_shrink;
 
 	/* freelist.c and tree.c */
 	uint64_t fl_bitmap; /* bit k: fl_head[k] not empty */
@@ -130,8 +133,10 @@ struct vmem {
 	vmem_reclaim_fn *reclaimfn;
 	void *reclaim_arg;
 
-	/* totals: I9 */
-	vmem_size_t span_total, alloc_total, free_total, import_total;
+	/* totals: I9.  Every unit of a span is free or allocated, so the free
+	 * total is not kept but derived (arena_free_total): one counter less
+	 * to update on every allocation and free. */
+	vmem_size_t span_total, alloc_total, import_total;
 	uint64_t nspans, nalloc, nfree;
 	uint64_t allocs, frees, fails, imports, releases, waits;
 
@@ -160,6 +165,11 @@ struct vmem {
 static inline struct bt *BT(const vmem_t *vm, bt_idx i)
 {
 	return &vm->bt[i];
+}
+
+static inline vmem_size_t arena_free_total(const vmem_t *vm)
+{
+	return vm->span_total - vm->alloc_total;
 }
 
 /* ---- os.c: the only file that talks to the kernel ---------------------- */
@@ -258,6 +268,9 @@ static inline unsigned int freelist_class(vmem_size_t size)
  * call it before a size changes. */
 void freelist_insert(vmem_t *vm, bt_idx i);
 void freelist_remove(vmem_t *vm, bt_idx i);
+/* Free segment i is to take size: it moves to that size's list, if
+ * another; nfree is unchanged.  Call it before the size changes. */
+void freelist_resize(vmem_t *vm, bt_idx i, vmem_size_t size);
 /* Build the lists if they are not yet: before any search that reads them. */
 void freelist_need(vmem_t *vm);
 
@@ -324,6 +337,9 @@ int seg_add_span(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, bool imported, 
 bool seg_span_free(vmem_t *vm, bt_idx si);
 /* The span marker of an imported span that free segment fi fills wholly, else BT_NIL. */
 bt_idx seg_whole_span(const vmem_t *vm, bt_idx fi);
+/* The free segment that starts at the next-fit rotor if it holds size,
+ * else BT_NIL: then the first fit of a plain request at or after the rotor. */
+bt_idx seg_nextfit_hint(const vmem_t *vm, vmem_size_t size);
 /* Search for a fit by policy; BT_NIL if none. */
 bt_idx seg_find(vmem_t *vm, const struct fitreq *req, int policy, vmem_addr_t *addrp);
 

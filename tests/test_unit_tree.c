@@ -185,12 +185,49 @@ static void test_freelist_lazy(void **state)
 	}
 }
 
+/* Next fit never needs the treap while it can start from a tag near the
+ * rotor.  Freeing the previous next-fit allocation when the segment before
+ * it is free merges away the tag that follows it, which was the hint the
+ * next search starts from; the hint must move to the merged segment, not
+ * leave the search to walk from the start of the arena, give up and build
+ * the treap (which every later allocation and free then pays for). */
+static void test_nextfit_hint_merged(void **state)
+{
+	(void)state;
+	vmem_t *vm = vmem_create("hint", 0, 1 << 20, 1, 0, 0);
+	vmem_addr_t a[100];
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &a[i]), 0);
+	assert_int_equal(a[99], 99);
+	/* a[98] is free when a[99], the latest, goes: all three merge */
+	assert_int_equal(vmem_free(vm, a[98], 1), 0);
+	assert_int_equal(vmem_free(vm, a[99], 1), 0);
+	CHECK_ARENA(vm);
+	vmem_addr_t f;
+	assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &f), 0);
+	assert_int_equal(f, 100); /* the rotor stays at the end of a[99] */
+	assert_false(vm->tree_on);
+	/* again and again: the free run before the latest allocation grows,
+	 * and IDs still move on */
+	for (vmem_addr_t k = 100; k < 1000; k++) {
+		vmem_addr_t g = f;
+		if (k > 100)
+			assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &g), 0);
+		assert_int_equal(g, k);
+		assert_int_equal(vmem_free(vm, g, 1), 0);
+	}
+	assert_false(vm->tree_on);
+	CHECK_ARENA(vm);
+	vmem_destroy(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_random),
 		cmocka_unit_test(test_tree_lazy),
 		cmocka_unit_test(test_freelist_lazy),
+		cmocka_unit_test(test_nextfit_hint_merged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
