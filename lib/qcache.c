@@ -180,6 +180,9 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
  * the kernel reads the descriptor it points to at every preemption, and
  * after a dlclose that would fault.
  */
+/* a field of the CPU's slot: %rax is its offset in the cache */
+#define QC_SLOT(field) "%c[o_cpus]+%c[" #field "](%[c], %%rax)"
+
 #define QC_RSEQ_HEAD                                                                  \
 	".pushsection __rseq_cs, \"aw\"\n\t"                                      \
 	".balign 32\n"                                                                \
@@ -197,9 +200,6 @@ static void qc_cpus_unlock(const vmem_t *vm, struct qcache *c)
 	"shlq %[sshift], %%rax\n\t"                                                  \
 	"cmpl $0, " QC_SLOT(o_lock) "\n\t"                                          \
 	"jne %l[slow]\n\t"
-
-/* a field of the CPU's slot: %rax is its offset in the cache */
-#define QC_SLOT(field) "%c[o_cpus]+%c[" #field "](%[c], %%rax)"
 
 #define QC_RSEQ_TAIL                                                                  \
 	"2:\n\t"                                                                     \
