@@ -1302,64 +1302,61 @@ static void w9_sizes(vmem_size_t *sz)
 		sz[i] = W9_QUANTUM * (1 + pick(xs_next(&rng), 8));
 }
 
+/*
+ * W9's loop, one repetition after a warm-up of a tenth, generated for
+ * libvmem and for (g) by one macro so that both run the same code, each
+ * calling its functions directly (through the PLT), not through pointers.
+ */
+#define DEFINE_W9_LOOP(name, arena_t, ALLOC, FREE)                                     \
+	static void name(arena_t arena, const char *what, struct result *res)          \
+	{                                                                              \
+		vmem_size_t sz[W9_SIZES];                                              \
+                                                                                       \
+		w9_sizes(sz);                                                          \
+		for (int r = -1; r < cfg.reps; r++) {                                  \
+			uint64_t t0, iters = r < 0 ? cfg.base_iters / 10 : cfg.base_iters; \
+                                                                                       \
+			progress("%s: repetition %d/%d", what, r + 1, cfg.reps);       \
+			t0 = now_ns();                                                 \
+			for (uint64_t i = 0; i < iters; i++) {                         \
+				vmem_size_t n = sz[i & (W9_SIZES - 1)];                \
+				vmem_addr_t a;                                         \
+                                                                                       \
+				if (ALLOC(arena, n, VM_NOSLEEP, &a) != 0)              \
+					die("%s: allocation failed", what);            \
+				__asm__ volatile("" : : "r"(a) : "memory");            \
+				FREE(arena, a, n);                                     \
+			}                                                              \
+			if (r >= 0)                                                    \
+				res->v[res->reps++] =                                  \
+					(double)(now_ns() - t0) / (double)iters;       \
+		}                                                                      \
+		finish_result(res);                                                    \
+	}
+
+DEFINE_W9_LOOP(w9_loop_vmem, vmem_t *, vmem_alloc, vmem_free)
+DEFINE_W9_LOOP(w9_loop_calls, void *, callfloor_alloc, callfloor_free)
+
 /* (g): W9's loop against functions that do nothing.  A program pays this
  * for any allocator in a shared library, malloc included. */
 static void run_call_floor(void)
 {
-	vmem_size_t sz[W9_SIZES];
 	int arena;
-	struct result *res = new_result("B", "(g) empty library call pair", 0, cfg.base_iters, 1,
-					"ns/pair");
 
-	w9_sizes(sz);
-	for (int r = -1; r < cfg.reps; r++) {
-		uint64_t t0, iters = r < 0 ? cfg.base_iters / 10 : cfg.base_iters;
-
-		progress("B (g) calls: repetition %d/%d", r + 1, cfg.reps);
-		t0 = now_ns();
-		for (uint64_t i = 0; i < iters; i++) {
-			uint64_t n = sz[i & (W9_SIZES - 1)], a;
-
-			if (callfloor_alloc(&arena, n, VM_NOSLEEP, &a) != 0)
-				die("(g): callfloor_alloc failed");
-			__asm__ volatile("" : : "r"(a) : "memory");
-			callfloor_free(&arena, a, n);
-		}
-		if (r >= 0)
-			res->v[res->reps++] = (double)(now_ns() - t0) / (double)iters;
-	}
-	finish_result(res);
+	w9_loop_calls(&arena, "B (g) calls",
+		      new_result("B", "(g) empty library call pair", 0, cfg.base_iters, 1,
+				 "ns/pair"));
 }
 
 static void run_qcache_pair(void)
 {
-	vmem_size_t sz[W9_SIZES];
-	struct result *res = new_result("W9", "vmem_alloc+free, 1-8 quanta, cached", 0,
-					cfg.base_iters, 1, "ns/pair");
 	vmem_t *vm = vmem_create("bench-qcache", 1ULL << 20, 1ULL << 32, W9_QUANTUM,
 				 8 * W9_QUANTUM, 0);
 
 	if (vm == NULL)
 		die("W9: vmem_create failed");
-	w9_sizes(sz);
-	for (int r = -1; r < cfg.reps; r++) {
-		uint64_t t0, iters = r < 0 ? cfg.base_iters / 10 : cfg.base_iters;
-
-		progress("W9: repetition %d/%d", r + 1, cfg.reps);
-		t0 = now_ns();
-		for (uint64_t i = 0; i < iters; i++) {
-			vmem_size_t n = sz[i & (W9_SIZES - 1)];
-			vmem_addr_t a;
-
-			if (vmem_alloc(vm, n, VM_NOSLEEP, &a) != 0)
-				die("W9: vmem_alloc failed");
-			__asm__ volatile("" : : "r"(a) : "memory");
-			vmem_free(vm, a, n);
-		}
-		if (r >= 0)
-			res->v[res->reps++] = (double)(now_ns() - t0) / (double)iters;
-	}
-	finish_result(res);
+	w9_loop_vmem(vm, "W9", new_result("W9", "vmem_alloc+free, 1-8 quanta, cached", 0,
+					  cfg.base_iters, 1, "ns/pair"));
 	vmem_destroy(vm);
 }
 
