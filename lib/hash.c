@@ -84,13 +84,13 @@ static void hash_rebuild(vmem_t *vm, unsigned int bits)
 	hash_bounds(vm, bits);
 }
 
+/* The bounds already stop at the table's minimum and maximum size. */
 void hash_resize(vmem_t *vm)
 {
-	uint64_t n = vm->hash_mask + 1;
 	unsigned int bits = 64 - vm->hash_shift;
-	if (vm->nalloc > n && bits < HASH_MAX_BITS)
+	if (vm->nalloc > vm->hash_grow)
 		hash_rebuild(vm, bits + 1);
-	else if (vm->nalloc < n / 8 && bits > HASH_MIN_BITS)
+	else if (vm->nalloc < vm->hash_shrink)
 		hash_rebuild(vm, bits - 1);
 }
 
