@@ -93,6 +93,13 @@ static inline struct qcache *qc_get(const vmem_t *vm, unsigned int k)
 	return (struct qcache *)((char *)vm->qc + (size_t)k * vm->qc_stride);
 }
 
+/* The common path may run: rseq works here and the arena is not in debug
+ * mode (qc_set_fast decided, in qc_alloc_max). */
+static inline bool qc_fast(const vmem_t *vm)
+{
+	return vm->qc_alloc_max != 0;
+}
+
 static inline struct qcache *qc_of(const vmem_t *vm, vmem_size_t size)
 {
 	return vm->qc_tab[(size - 1) >> vm->qshift]; /* size need not be rounded */
@@ -587,7 +594,7 @@ int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
 	vmem_addr_t a;
-	if (likely(vm->qc_fast) && likely(qc_pop_rseq(vm, c, &a))) {
+	if (likely(qc_fast(vm)) && likely(qc_pop_rseq(vm, c, &a))) {
 		*addrp = a;
 		return 0;
 	}
@@ -668,7 +675,7 @@ int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
 	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
-	if (likely(vm->qc_fast) && likely(qc_push_rseq(vm, c, addr))) {
+	if (likely(qc_fast(vm)) && likely(qc_push_rseq(vm, c, addr))) {
 		/* a waiter may want what this free made available */
 		if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
 			return qc_wake(vm);
@@ -726,8 +733,7 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 /* After qc_rseq was decided (create, fork), while no other thread runs. */
 static void qc_set_fast(vmem_t *vm)
 {
-	vm->qc_fast = vm->qc_rseq && !vm->debug;
-	vm->qc_alloc_max = vm->qc_fast ? vm->qcache_max : 0;
+	vm->qc_alloc_max = vm->qc_rseq && !vm->debug ? vm->qcache_max : 0;
 	qcache_gate_free(vm, __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0);
 #if OS_RSEQ
 	vm->rseq_off = __rseq_offset;

@@ -145,10 +145,9 @@ struct vmem {
 	size_t qc_stride, qc_bytes;
 	unsigned int qc_n, qc_ncpu;
 	bool qc_rseq; /* the CPU layer runs as rseq sequences (os.c) */
-	bool qc_fast; /* qc_rseq and not debug: the common path may run */
 	/* vmem_alloc and vmem_free take the common path for size - 1 below
-	 * these: qcache_max while it may run (and, for frees, while
-	 * arena_small is 0), else 0, so that one compare decides */
+	 * these: qcache_max while it may run (qc_rseq and not debug; and, for
+	 * frees, while arena_small is 0), else 0, so that one compare decides */
 	vmem_size_t qc_alloc_max, qc_free_max;
 	ptrdiff_t rseq_off; /* __rseq_offset, read through vm rather than the GOT */
 	struct qcache *qc_tab[VMEM_QCACHE_MAX]; /* by (size - 1) >> qshift */
