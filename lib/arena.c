@@ -194,12 +194,6 @@ static inline vmem_size_t round_q(const vmem_t *vm, vmem_size_t size)
 	return (size + q1) & ~q1;
 }
 
-/* round_q for a size known to be at most qcache_max: cannot wrap */
-static inline vmem_size_t round_q_small(const vmem_t *vm, vmem_size_t size)
-{
-	return (size + vm->quantum - 1) & ~(vm->quantum - 1);
-}
-
 void arena_wakeup(vmem_t *vm)
 {
 	if (vm->nwaiters != 0)
@@ -508,9 +502,8 @@ static HOT_INLINE int arena_alloc_take(vmem_t *vm, bt_idx fi, vmem_size_t size, 
 }
 
 /* vmem_alloc past the caches: the common instant-fit and next-fit cases
- * inline, the rest by arena_alloc.  Kept out of line so that the cached
- * path needs no stack frame. */
-static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+ * inline, the rest by arena_alloc. */
+static HOT_INLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
 	if (likely(policy == 0 || policy == VM_INSTANTFIT)) {
@@ -538,7 +531,8 @@ static NOINLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vme
 	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
 }
 
-/* vmem_alloc (in qcache.c) past the caches' common path. */
+/* vmem_alloc (in qcache.c) past the caches' common path: out of line, so
+ * that the cached path needs no stack frame. */
 NOINLINE int arena_vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
@@ -546,7 +540,7 @@ NOINLINE int arena_vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr
 		return EINVAL;
 	/* first and next fit bypass the caches (they promise an address) */
 	if (size - 1 < vm->qcache_max && (flags & (VM_FIRSTFIT | VM_NEXTFIT)) == 0)
-		return qcache_alloc(vm, round_q_small(vm, size), flags, addrp);
+		return qcache_alloc(vm, round_q(vm, size), flags, addrp);
 	size = round_q(vm, size);
 	if (unlikely(size == 0))
 		return EINVAL;
@@ -628,8 +622,8 @@ static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_
 	return 0;
 }
 
-/* vmem_free past the caches' common case; out of line, as arena_alloc_any. */
-static NOINLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize)
+/* vmem_free past the caches. */
+static HOT_INLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize)
 {
 	if (rsize != 0 && rsize <= vm->qcache_max) {
 		/* a cached size while the arena also holds segments of cached
@@ -648,14 +642,15 @@ static NOINLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsi
 	return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
 }
 
-/* vmem_free (in qcache.c) past the caches' common path. */
+/* vmem_free (in qcache.c) past the caches' common path; out of line, as
+ * arena_vmem_alloc. */
 NOINLINE int arena_vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
 	if (unlikely(vm == NULL || size == 0))
 		return EINVAL;
 	/* a cached size, and the arena holds none of its own: the caches' */
 	if (size - 1 < vm->qcache_max && __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0)
-		return qcache_free(vm, addr, round_q_small(vm, size));
+		return qcache_free(vm, addr, round_q(vm, size));
 	return arena_free_any(vm, addr, round_q(vm, size));
 }
 
