@@ -587,17 +587,28 @@ hit:
 	return 0;
 }
 
+#if OS_RSEQ
+/* The sequence, else the slow path: vmem_alloc's cached case, and
+ * qcache_alloc's where the sequence may run. */
+static HOT_INLINE int qc_alloc_rseq(vmem_t *vm, struct qcache *c, int flags, vmem_addr_t *addrp)
+{
+	vmem_addr_t a;
+	if (likely(qc_pop_rseq(vm, c, &a))) {
+		*addrp = a;
+		return 0;
+	}
+	return qc_alloc_slow(vm, c, flags, addrp);
+}
+#endif
+
 /* The caches from arena_vmem_alloc: best fit, and arenas where vmem_alloc's
  * common path may not run (VMC_DEBUG, no rseq). */
 int qcache_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
-	vmem_addr_t a;
-	if (likely(qc_fast(vm)) && likely(qc_pop_rseq(vm, c, &a))) {
-		*addrp = a;
-		return 0;
-	}
+	if (likely(qc_fast(vm)))
+		return qc_alloc_rseq(vm, c, flags, addrp);
 #endif
 	return qc_alloc_slow(vm, c, flags, addrp);
 }
@@ -671,16 +682,27 @@ static NOINLINE int qc_free_slow(vmem_t *vm, struct qcache *c, vmem_addr_t addr,
 	return 0;
 }
 
-int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
-{
-	struct qcache *c = qc_of(vm, size);
 #if OS_RSEQ
-	if (likely(qc_fast(vm)) && likely(qc_push_rseq(vm, c, addr))) {
+/* The sequence, else the slow path: vmem_free's cached case, and
+ * qcache_free's where the sequence may run. */
+static HOT_INLINE int qc_free_rseq(vmem_t *vm, struct qcache *c, vmem_addr_t addr)
+{
+	if (likely(qc_push_rseq(vm, c, addr))) {
 		/* a waiter may want what this free made available */
 		if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
 			return qc_wake(vm);
 		return 0;
 	}
+	return qc_free_slow(vm, c, addr, c->objsize);
+}
+#endif
+
+int qcache_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	struct qcache *c = qc_of(vm, size);
+#if OS_RSEQ
+	if (likely(qc_fast(vm)))
+		return qc_free_rseq(vm, c, addr);
 #endif
 	return qc_free_slow(vm, c, addr, size);
 }
@@ -699,15 +721,8 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	 * VM_NOSLEEP or neither, and no policy but instant fit (best fit
 	 * takes the longer way to the same caches) */
 	if (likely(vm != NULL && addrp != NULL && size - 1 < vm->qc_alloc_max &&
-		   (f & ~(unsigned int)VM_INSTANTFIT) < VM_SLEEPFLAGS)) {
-		struct qcache *c = qc_of(vm, size);
-		vmem_addr_t a;
-		if (likely(qc_pop_rseq(vm, c, &a))) {
-			*addrp = a;
-			return 0;
-		}
-		return qc_alloc_slow(vm, c, flags, addrp);
-	}
+		   (f & ~(unsigned int)VM_INSTANTFIT) < VM_SLEEPFLAGS))
+		return qc_alloc_rseq(vm, qc_of(vm, size), flags, addrp);
 #endif
 	return arena_vmem_alloc(vm, size, flags, addrp);
 }
@@ -716,16 +731,8 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
 #if OS_RSEQ
 	if (likely(vm != NULL &&
-		   size - 1 < __atomic_load_n(&vm->qc_free_max, __ATOMIC_RELAXED))) {
-		struct qcache *c = qc_of(vm, size);
-		if (likely(qc_push_rseq(vm, c, addr))) {
-			/* a waiter may want what this free made available */
-			if (unlikely(__atomic_load_n(&vm->nwaiters, __ATOMIC_RELAXED) != 0))
-				return qc_wake(vm);
-			return 0;
-		}
-		return qc_free_slow(vm, c, addr, c->objsize);
-	}
+		   size - 1 < __atomic_load_n(&vm->qc_free_max, __ATOMIC_RELAXED)))
+		return qc_free_rseq(vm, qc_of(vm, size), addr);
 #endif
 	return arena_vmem_free(vm, addr, size);
 }
