@@ -302,3 +302,19 @@ int vmem_check(vmem_t *vm, char *buf, size_t len)
 	pthread_mutex_unlock(&vm->lock);
 	return c.broken;
 }
+
+bool vmem_seam_lock_free(vmem_t *vm)
+{
+	if (pthread_mutex_trylock(&vm->lock) != 0)
+		return false;
+	pthread_mutex_unlock(&vm->lock);
+	return true;
+}
+
+unsigned int vmem_seam_nwaiters(vmem_t *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	unsigned int n = vm->nwaiters;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "vmem.h"
+#include "seams.h"
 
 #define VMEM_API __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -180,12 +181,7 @@ size_t os_pagesize(void);
 size_t os_round_page(size_t bytes);
 void os_lock_init(pthread_mutex_t *m, pthread_cond_t *cv);
 void os_cond_init(pthread_cond_t *cv); /* on CLOCK_MONOTONIC */
-/* Test seams: every map/remap counts; the nth from now (1-based) fails, 0 disarms. */
-void os_fault_after(uint64_t n);
-uint64_t os_map_calls(void);
-/* Bytes the library has mapped and not yet unmapped, all arenas together. */
-size_t os_mapped_bytes(void);
-bool os_debug_env(void);
+/* os_fault_after, os_map_calls, os_mapped_bytes, os_debug_env: seams.h */
 
 /* The CPU layer of the quantum caches runs as rseq critical sections on
  * x86-64 with glibc 2.35 or later; elsewhere, and under ThreadSanitizer
@@ -352,9 +348,7 @@ void import_release(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
 
 /* ---- check.c: the invariant checker ------------------------------------- */
 
-/* 0 if every invariant holds; else the number of the first broken
- * invariant, with a description in buf.  Takes the lock. */
-int vmem_check(vmem_t *vm, char *buf, size_t len);
+/* vmem_check and the other test seams: seams.h */
 
 /* ---- qcache.c: quantum caches ------------------------------------------- */
 
