@@ -1,5 +1,8 @@
 /*
- * arena.c - arenas: creation, destruction, allocation and freeing.
+ * arena.c - the arena layer's entry points: set-up and tear-down,
+ * allocation and freeing, slabs for the quantum caches, sleeping and
+ * waking, fork.  The public functions are in vmem.c, the front door, which
+ * also states how the layers fit together; this statement is the arena's.
  *
  * ==== Big Theory Statement ==================================================
  *
@@ -57,30 +60,30 @@
  *
  * Locking.  One pthread mutex per arena guards everything in it; VM_SLEEP
  * waiters sleep on the arena's condition variable, and every free, add and
- * release wakes them.  A global list of arenas, under its own lock, lets
- * pthread_atfork handlers take every arena lock before fork and reset them
- * in the child, which can go on using every arena.
+ * release wakes them.  The front door's pthread_atfork handlers take every
+ * arena's lock before fork (arena_fork_prepare) and reset it in the child
+ * (arena_fork_child), which can go on using every arena.  A function named
+ * _locked is entered and left with the lock held; one named _then_unlock
+ * is entered with it and leaves without it; one named _relocking is
+ * entered and left with it but drops it in between, so its caller must
+ * look again at what it read before.
  *
- * Quantum caches.  Sizes up to qcache_max go through per-CPU magazines, a
- * depot and slabs of 64 objects imported from the arena (qcache.c, which
- * explains the layers).  Their common path takes no lock at all: it is a
- * restartable sequence (rseq) on the CPU's magazine, and whatever touches
- * a CPU's magazines from elsewhere takes that slot's spinlock and fences
- * the CPU with membarrier (os.c); without rseq the slot's spinlock is
- * taken every time.  That sequence is inlined into vmem_alloc and
- * vmem_free, which therefore live in qcache.c; what is not a cache hit
- * continues in arena_vmem_alloc/arena_vmem_free here.  Lock order: slot
- * spinlock, cache mutex, arena mutex.  Objects held by caches count as
- * allocated until a reap; an allocation that is about to fail or sleep
- * reaps first.  First-fit, next-fit and constrained requests go to the
- * arena, since their addresses are the point.
+ * Quantum caches.  Sizes up to qcache_max are served by the caches above
+ * the arena (qcache.c), which take their slabs from it as segments of type
+ * BT_BUSY_QC and keep a cookie (their record) in each slab's tag.  The
+ * arena knows nothing else of them.  It counts its own segments of those
+ * sizes and keeps the free gate from that count (vmem.c explains it), and
+ * before an allocation sleeps or fails it calls the reap hook that the
+ * front door installed (arena_set_caches), so that objects idle in the
+ * caches can meet it.  First-fit, next-fit and constrained requests come
+ * straight to the arena, since their addresses are the point.
  *
  * Failure.  Every operation reserves the tags it may need before it
  * changes anything, so running out of memory for tags gives ENOMEM and an
  * untouched arena, never half a split.  Hash resizing is best effort and
  * never fails an operation.
  *
- * ==== Invariants (checked by check.c, cited as I1..I12) ====================
+ * ==== Invariants (I1..I11 checked by check.c, I12 by the tests) ============
  *
  * I1  The address list is a circular doubly linked list through BT_HEAD;
  *     prev and next agree, and starts never decrease along it.
@@ -98,7 +101,7 @@
  * I7  Every tag is either a sentinel, in the address list, or on the unused
  *     chain; in use plus unused equals tags mapped.  The treap fields of a
  *     busy or unused tag are clear, but for a quantum-cache slab's left and
- *     right, which hold its record (qcache.c) until the slab is freed.
+ *     right, which hold its cookie (arena_slab_set_cookie) until it is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary
  *     and has a size that is a multiple of the quantum; no span wraps.
  * I9  span_total, free_total, alloc_total, import_total, nspans, nfree and
@@ -108,7 +111,10 @@
  *     calls.
  * I11 The hash load stays within [1/8, 1] (or the table is at its minimum
  *     or maximum size, or a resize could not be mapped).
- * I12 An operation that fails changes nothing but the fails counter.
+ * I12 An operation that fails changes nothing but the fails counter (and
+ *     spans that an import brought in on the way).  It is a property of
+ *     calls, not of a state: the tests compare a snapshot of the arena
+ *     before and after every failing call.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -116,249 +122,163 @@
 #include <string.h>
 #include <time.h>
 
-#include "vmem_impl.h"
-
-#ifndef VMEM_VERSION_STRING
-#define VMEM_VERSION_STRING "1.0.0"
-#endif
-
-/* ---- the global list, for fork ------------------------------------------ */
-
-static pthread_mutex_t arenas_lock = PTHREAD_MUTEX_INITIALIZER;
-static vmem_t *arenas;
-
-static void arena_atfork_prepare(void)
-{
-	pthread_mutex_lock(&arenas_lock);
-	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
-		qcache_lock_all(vm);
-		pthread_mutex_lock(&vm->lock);
-	}
-}
-
-static void arena_atfork_parent(void)
-{
-	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
-		pthread_mutex_unlock(&vm->lock);
-		qcache_unlock_all(vm);
-	}
-	pthread_mutex_unlock(&arenas_lock);
-}
-
-static void arena_atfork_child(void)
-{
-	/* Only this thread survives, and it holds every lock (prepare took
-	 * them): release them.  Waiters are gone, so the condition variables
-	 * start afresh. */
-	os_rseq_child();
-	for (vmem_t *vm = arenas; vm != NULL; vm = vm->gnext) {
-		pthread_cond_destroy(&vm->cv);
-		os_cond_init(&vm->cv);
-		vm->nwaiters = 0;
-		pthread_mutex_unlock(&vm->lock);
-		qcache_child(vm);
-	}
-	pthread_mutex_unlock(&arenas_lock);
-}
-
-__attribute__((constructor)) static void arena_library_init(void)
-{
-	pthread_atfork(arena_atfork_prepare, arena_atfork_parent, arena_atfork_child);
-}
+#include "arena_impl.h"
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static inline bool is_pow2(uint64_t x)
+static inline vmem_size_t round_q(const struct arena *ar, vmem_size_t size)
 {
-	return x != 0 && (x & (x - 1)) == 0;
-}
-
-/* 0 when the flags are well formed, else EINVAL. */
-static int flags_check(int flags, int allowed)
-{
-	if ((flags & ~allowed) != 0)
-		return EINVAL;
-	if ((flags & VM_SLEEPFLAGS) == VM_SLEEPFLAGS)
-		return EINVAL;
-	int p = flags & VM_POLICIES;
-	if ((p & (p - 1)) != 0)
-		return EINVAL;
-	return 0;
-}
-
-static inline vmem_size_t round_q(const vmem_t *vm, vmem_size_t size)
-{
-	vmem_size_t q1 = vm->quantum - 1;
+	vmem_size_t q1 = ar->quantum - 1;
 	if (size > VMEM_ADDR_MAX - q1)
 		return 0;
 	return (size + q1) & ~q1;
 }
 
-void arena_wakeup(vmem_t *vm)
+void arena_wakeup_locked(struct arena *ar)
 {
-	if (vm->nwaiters != 0)
-		pthread_cond_broadcast(&vm->cv);
+	if (ar->nwaiters != 0)
+		pthread_cond_broadcast(&ar->cv);
 }
 
-static void arena_wait(vmem_t *vm)
+/* Lock held; waits on the condition variable, which drops it meanwhile. */
+static void arena_wait_locked(struct arena *ar, unsigned int poll_ms)
 {
-	vm->waits++;
-	__atomic_fetch_add(&vm->nwaiters, 1, __ATOMIC_RELAXED);
-	if (vm->source != NULL || vm->importfn != NULL || vm->qc != NULL) {
-		/* a source's frees, and a cache free that races with our wait,
-		 * may not signal us: look again now and then */
+	ar->waits++;
+	__atomic_fetch_add(&ar->nwaiters, 1, __ATOMIC_RELAXED);
+	if (poll_ms != 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 20 * 1000 * 1000;
+		ts.tv_nsec += (long)poll_ms * 1000 * 1000;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&vm->cv, &vm->lock, &ts);
+		pthread_cond_timedwait(&ar->cv, &ar->lock, &ts);
 	} else {
-		pthread_cond_wait(&vm->cv, &vm->lock);
+		pthread_cond_wait(&ar->cv, &ar->lock);
 	}
-	__atomic_fetch_sub(&vm->nwaiters, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&ar->nwaiters, 1, __ATOMIC_RELAXED);
 }
 
-/* Take an imported span out again if it is still wholly free; lock held,
- * dropped around the release. */
-static void arena_unimport(vmem_t *vm, bt_idx si, vmem_addr_t addr, vmem_size_t size)
+/* Take an imported span out again if it is still wholly free.  Lock held
+ * on entry and on return, DROPPED around the release. */
+static void arena_unimport_relocking(struct arena *ar, bt_idx si, vmem_addr_t addr,
+				     vmem_size_t size)
 {
-	const struct bt *s = BT(vm, si);
-	QUIET_BEGIN(vm); /* the span may be gone, its tag unused */
+	const struct bt *s = BT(ar, si);
+	QUIET_BEGIN(ar); /* the span may be gone, its tag unused */
 	bool same = s->type == BT_SPAN_IMPORT && s->start == addr && s->size == size;
-	QUIET_END(vm);
+	QUIET_END(ar);
 	if (!same)
 		return;
-	if (!seg_span_free(vm, si))
+	if (!seg_span_free(ar, si))
 		return;
-	vm->releases++;
-	pthread_mutex_unlock(&vm->lock);
-	import_release(vm, addr, size);
-	pthread_mutex_lock(&vm->lock);
+	ar->releases++;
+	pthread_mutex_unlock(&ar->lock);
+	import_release(ar, addr, size);
+	pthread_mutex_lock(&ar->lock);
 }
 
-/* ---- arenas -------------------------------------------------------------- */
-
-VMEM_API vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t size,
-			     vmem_size_t quantum, vmem_size_t qcache_max, int flags)
+/* The small-size count moved by delta (+1 or -1), lock held: the gate
+ * closes as the first segment of a cached size appears in the arena and
+ * opens when the last one goes. */
+static inline void arena_small_count_locked(struct arena *ar, int delta)
 {
-	if (!is_pow2(quantum) || (base & (quantum - 1)) != 0 || (size & (quantum - 1)) != 0 ||
-	    (size != 0 && size - 1 > VMEM_ADDR_MAX - base) ||
-	    flags_check(flags & ~VMC_DEBUG, VM_SLEEPFLAGS) != 0) {
-		errno = EINVAL;
-		return NULL;
-	}
-
-	size_t bytes = os_round_page(sizeof(struct vmem));
-	vmem_t *vm = os_map(bytes);
-	if (vm == NULL) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	memset(vm, 0, sizeof(*vm));
-	vm->self_bytes = bytes;
-	if (tagslab_init(vm) != 0 || hash_init(vm) != 0)
-		goto fail;
-	os_lock_init(&vm->lock, &vm->cv);
-	vm->quantum = quantum;
-	vm->qshift = (unsigned int)__builtin_ctzll(quantum);
-	vm->tree_seed = (uint64_t)(uintptr_t)vm * 0x9e3779b97f4a7c15ull;
-	vm->debug = (flags & VMC_DEBUG) != 0 || os_debug_env();
-	if (qcache_max != 0) {
-		vmem_size_t cap = quantum > VMEM_ADDR_MAX / VMEM_QCACHE_MAX
-					  ? VMEM_ADDR_MAX & ~(quantum - 1)
-					  : (vmem_size_t)VMEM_QCACHE_MAX * quantum;
-		vm->qcache_max = qcache_max >= cap ? cap : round_q(vm, qcache_max);
-	}
-	if (name != NULL) {
-		strncpy(vm->name, name, VMEM_NAMELEN - 1);
-		vm->name[VMEM_NAMELEN - 1] = '\0';
-	}
-	if (size != 0 && seg_add_span(vm, base, size, false, NULL) != 0)
-		goto fail;
-	if (vm->qcache_max != 0 && qcache_init(vm) != 0)
-		goto fail;
-
-	pthread_mutex_lock(&arenas_lock);
-	vm->gnext = arenas;
-	if (arenas != NULL)
-		arenas->gprev = vm;
-	arenas = vm;
-	pthread_mutex_unlock(&arenas_lock);
-	return vm;
-
-fail:
-	qcache_fini(vm);
-	hash_fini(vm);
-	tagslab_fini(vm);
-	os_unmap(vm, bytes);
-	errno = ENOMEM;
-	return NULL;
+	uint64_t n = ar->arena_small, now = n + (uint64_t)(int64_t)delta;
+	__atomic_store_n(&ar->arena_small, now, __ATOMIC_RELAXED); /* arena_holds_small */
+	if (n == 0 || now == 0)
+		__atomic_store_n(&ar->free_gate, now == 0 ? ar->gate_open : 0, __ATOMIC_RELAXED);
 }
 
-static void arena_report_leaks(vmem_t *vm)
+bool arena_holds_small(const struct arena *ar)
+{
+	return __atomic_load_n(&ar->arena_small, __ATOMIC_RELAXED) != 0;
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+int arena_init(struct arena *ar, vmem_t *self, const char *name, vmem_addr_t base,
+	       vmem_size_t size, vmem_size_t quantum, bool debug)
+{
+	ar->self = self;
+	if (tagslab_init(ar) != 0 || hash_init(ar) != 0)
+		return ENOMEM;
+	os_lock_init(&ar->lock, &ar->cv);
+	ar->quantum = quantum;
+	ar->qshift = (unsigned int)__builtin_ctzll(quantum);
+	ar->tree_seed = (uint64_t)(uintptr_t)ar * 0x9e3779b97f4a7c15ull;
+	ar->debug = debug;
+	if (name != NULL) {
+		strncpy(ar->name, name, VMEM_NAMELEN - 1);
+		ar->name[VMEM_NAMELEN - 1] = '\0';
+	}
+	if (size != 0 && seg_add_span(ar, base, size, false, NULL) != 0)
+		return ENOMEM;
+	return 0;
+}
+
+void arena_set_caches(struct arena *ar, vmem_size_t small_max, vmem_size_t gate_open,
+		      arena_reap_fn *reap, void *reap_arg)
+{
+	pthread_mutex_lock(&ar->lock);
+	ar->small_max = small_max;
+	ar->gate_open = gate_open;
+	ar->reap = reap;
+	ar->reap_arg = reap_arg;
+	__atomic_store_n(&ar->free_gate, ar->arena_small == 0 ? gate_open : 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&ar->lock);
+}
+
+static void arena_report_leaks(struct arena *ar)
 {
 	unsigned long n = 0;
-	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next) {
-		const struct bt *b = BT(vm, i);
+	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next) {
+		const struct bt *b = BT(ar, i);
 		if (!bt_is_busy(b))
 			continue;
 		if (n++ < 16)
 			fprintf(stderr, "vmem: arena \"%s\": leaked [%#llx, %#llx] (%llu units)\n",
-				vm->name, (unsigned long long)b->start,
+				ar->name, (unsigned long long)b->start,
 				(unsigned long long)bt_last(b), (unsigned long long)b->size);
 	}
 	if (n != 0)
 		fprintf(stderr, "vmem: arena \"%s\": %lu allocations, %llu units outstanding at destroy\n",
-			vm->name, n, (unsigned long long)vm->alloc_total);
+			ar->name, n, (unsigned long long)ar->alloc_total);
 }
 
-VMEM_API void vmem_destroy(vmem_t *vm)
+void arena_fini(struct arena *ar)
 {
-	if (vm == NULL)
-		return;
-	pthread_mutex_lock(&arenas_lock);
-	if (vm->gprev != NULL)
-		vm->gprev->gnext = vm->gnext;
-	else
-		arenas = vm->gnext;
-	if (vm->gnext != NULL)
-		vm->gnext->gprev = vm->gprev;
-	pthread_mutex_unlock(&arenas_lock);
-
-	if (vm->debug)
-		arena_report_leaks(vm);
-	/* nobody else may use the arena now: release without the lock */
-	for (bt_idx si = BT(vm, BT_HEAD)->lnext; si != BT_HEAD; si = BT(vm, si)->lnext) {
-		const struct bt *s = BT(vm, si);
-		if (s->type == BT_SPAN_IMPORT)
-			import_release(vm, s->start, s->size);
+	if (ar->bt != NULL) {
+		if (ar->debug)
+			arena_report_leaks(ar);
+		/* nobody else may use the arena now: release without the lock */
+		for (bt_idx si = BT(ar, BT_HEAD)->lnext; si != BT_HEAD; si = BT(ar, si)->lnext) {
+			const struct bt *s = BT(ar, si);
+			if (s->type == BT_SPAN_IMPORT)
+				import_release(ar, s->start, s->size);
+		}
 	}
-	pthread_cond_destroy(&vm->cv);
-	pthread_mutex_destroy(&vm->lock);
-	qcache_fini(vm);
-	hash_fini(vm);
-	tagslab_fini(vm);
-	os_unmap(vm, vm->self_bytes);
+	if (ar->hash != NULL) {
+		pthread_cond_destroy(&ar->cv);
+		pthread_mutex_destroy(&ar->lock);
+	}
+	hash_fini(ar);
+	tagslab_fini(ar);
 }
 
-VMEM_API const char *vmem_name(const vmem_t *vm)
+const char *arena_name(const struct arena *ar)
 {
-	return vm != NULL ? vm->name : "";
+	return ar->name;
 }
 
-VMEM_API const char *vmem_version(void)
+vmem_size_t arena_quantum(const struct arena *ar)
 {
-	return VMEM_VERSION_STRING;
+	return ar->quantum;
 }
 
-VMEM_API vmem_size_t vmem_roundup_size(const vmem_t *vm, vmem_size_t size)
+vmem_size_t arena_round(const struct arena *ar, vmem_size_t size)
 {
-	if (vm == NULL)
-		return 0;
-	return round_q(vm, size);
+	return round_q(ar, size);
 }
 
 /* ---- allocation ------------------------------------------------------------ */
@@ -376,30 +296,36 @@ static inline struct fitreq fitreq_any(vmem_size_t size, vmem_size_t align)
 	};
 }
 
+/* Who an allocation is for: a caller (counted, and its failure too), a
+ * cache's slab (the cache counts its callers' calls), or one object for a
+ * cache (counted, but its failure is counted by the cache's caller). */
+enum alloc_kind { ALLOC_CALLER, ALLOC_SLAB, ALLOC_SMALL };
+
 /* Bookkeeping of a successful allocation, lock held. */
-static inline void arena_allocated(vmem_t *vm, vmem_size_t size, unsigned int type)
+static inline void arena_allocated_locked(struct arena *ar, vmem_size_t size, enum alloc_kind kind)
 {
-	vm->ever_allocated = true;
-	if (type == BT_BUSY_QC)
-		return; /* a slab: the cache counts its callers' calls */
-	vm->allocs++;
-	if (size <= vm->qcache_max &&
-	    __atomic_fetch_add(&vm->arena_small, 1, __ATOMIC_RELAXED) == 0)
-		qcache_gate_free(vm, false);
+	ar->ever_allocated = true;
+	if (kind == ALLOC_SLAB)
+		return;
+	ar->allocs++;
+	if (size <= ar->small_max)
+		arena_small_count_locked(ar, +1);
 }
 
 /* A next-fit allocation [a, a + size) succeeded in busy tag bi: the rotor
  * moves to its end (and only on success). */
-static inline void arena_rotor_move(vmem_t *vm, vmem_addr_t a, vmem_size_t size, bt_idx bi)
+static inline void arena_rotor_move_locked(struct arena *ar, vmem_addr_t a, vmem_size_t size,
+					   bt_idx bi)
 {
-	vm->rotor = a + size;
-	vm->rotor_hint = BT(vm, bi)->next;
-	vm->rotor_last = a;
+	ar->rotor = a + size;
+	ar->rotor_hint = BT(ar, bi)->next;
+	ar->rotor_last = a;
 }
 
-/* Lock held on entry, dropped on return. */
-static int arena_alloc_locked(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
-			      vmem_addr_t *addrp)
+/* The allocation loop: search, import, reap the caches, reclaim, sleep.
+ * Lock held on entry, RELEASED on return. */
+static int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flags,
+				   unsigned int type, enum alloc_kind kind, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
 	bool imported = false, reclaimed = false, reaped = false;
@@ -409,304 +335,340 @@ static int arena_alloc_locked(vmem_t *vm, const struct fitreq *req, int flags, u
 
 	for (;;) {
 		vmem_addr_t a;
-		bt_idx fi = seg_find(vm, req, policy, &a);
+		bt_idx fi = seg_find(ar, req, policy, &a);
 		if (fi != BT_NIL) {
 			bt_idx bi;
-			if (seg_carve(vm, fi, a, req->size, type, &bi) != 0)
+			if (seg_carve(ar, fi, a, req->size, type, &bi) != 0)
 				break; /* no memory for tags: fail, however we sleep */
 			if (policy == VM_NEXTFIT)
-				arena_rotor_move(vm, a, req->size, bi);
-			arena_allocated(vm, req->size, type);
+				arena_rotor_move_locked(ar, a, req->size, bi);
+			arena_allocated_locked(ar, req->size, kind);
 			/* the search may have found room elsewhere, freed while the
 			 * lock was dropped for the import: keep I10 */
 			if (newspan != BT_NIL)
-				arena_unimport(vm, newspan, ns_addr, ns_size);
-			pthread_mutex_unlock(&vm->lock);
+				arena_unimport_relocking(ar, newspan, ns_addr, ns_size);
+			pthread_mutex_unlock(&ar->lock);
 			*addrp = a;
 			return 0;
 		}
 		if (newspan != BT_NIL) {
 			/* the import did not help (a callback ignored the
 			 * constraints, or others took it): give it back */
-			arena_unimport(vm, newspan, ns_addr, ns_size);
+			arena_unimport_relocking(ar, newspan, ns_addr, ns_size);
 			newspan = BT_NIL;
 		}
-		if (!imported && (vm->source != NULL || vm->importfn != NULL)) {
+		if (!imported && (ar->source != NULL || ar->importfn != NULL)) {
 			imported = true;
-			if (import_span(vm, req, flags, &newspan) == 0) {
-				ns_addr = BT(vm, newspan)->start;
-				ns_size = BT(vm, newspan)->size;
+			if (import_span_relocking(ar, req, flags, &newspan) == 0) {
+				ns_addr = BT(ar, newspan)->start;
+				ns_size = BT(ar, newspan)->size;
+				arena_wakeup_locked(ar); /* others may want the rest */
 				continue;
 			}
 			newspan = BT_NIL;
 		}
-		if (!reaped && vm->qc != NULL) {
-			/* objects idle in the caches may be what is missing */
+		if (!reaped && ar->reap != NULL) {
+			/* objects idle in the caches may be what is missing: the
+			 * front door's hook, called without the lock */
 			reaped = true;
-			pthread_mutex_unlock(&vm->lock);
-			bool freed = qcache_reap(vm);
-			pthread_mutex_lock(&vm->lock);
+			pthread_mutex_unlock(&ar->lock);
+			bool freed = ar->reap(ar->reap_arg);
+			pthread_mutex_lock(&ar->lock);
 			if (freed)
 				imported = false; /* released spans make room under the limit */
 			continue;
 		}
-		if (!reclaimed && vm->reclaimfn != NULL) {
-			vmem_reclaim_fn *fn = vm->reclaimfn;
-			void *arg = vm->reclaim_arg;
+		if (!reclaimed && ar->reclaimfn != NULL) {
+			vmem_reclaim_fn *fn = ar->reclaimfn;
+			void *arg = ar->reclaim_arg;
 			reclaimed = true;
-			pthread_mutex_unlock(&vm->lock);
-			fn(vm, arg, flags);
-			pthread_mutex_lock(&vm->lock);
+			pthread_mutex_unlock(&ar->lock);
+			fn(ar->self, arg, flags);
+			pthread_mutex_lock(&ar->lock);
 			continue;
 		}
 		if (!(flags & VM_SLEEP))
 			break;
-		arena_wait(vm);
+		/* a source's frees, and a cache free that races with the wait,
+		 * may not signal this arena: look again now and then */
+		bool poll = ar->source != NULL || ar->importfn != NULL || ar->reap != NULL;
+		arena_wait_locked(ar, poll ? 20 : 0);
 		imported = reclaimed = reaped = false;
 	}
 	if (newspan != BT_NIL)
-		arena_unimport(vm, newspan, ns_addr, ns_size);
-	if (type != BT_BUSY_QC && !(flags & VM_NOFAILCOUNT))
-		vm->fails++;
-	pthread_mutex_unlock(&vm->lock);
+		arena_unimport_relocking(ar, newspan, ns_addr, ns_size);
+	if (kind == ALLOC_CALLER)
+		ar->fails++;
+	pthread_mutex_unlock(&ar->lock);
 	return ENOMEM;
 }
 
-static int arena_alloc(vmem_t *vm, const struct fitreq *req, int flags, unsigned int type,
-		       vmem_addr_t *addrp)
+/* The end of arena_alloc's fast paths: [start of fi, + size), which a
+ * search of the policy would have found too.  Lock held on entry,
+ * RELEASED on return. */
+static HOT_INLINE int arena_take_then_unlock(struct arena *ar, bt_idx fi, vmem_size_t size,
+					     bool nextfit, vmem_addr_t *addrp)
 {
-	pthread_mutex_lock(&vm->lock);
-	return arena_alloc_locked(vm, req, flags, type, addrp);
-}
-
-/* The end of arena_alloc_any's fast paths, lock held, dropped on return:
- * vmem_alloc's [start of fi, + size), which a search of the policy would
- * have found too. */
-static HOT_INLINE int arena_alloc_take(vmem_t *vm, bt_idx fi, vmem_size_t size, bool nextfit,
-				       vmem_addr_t *addrp)
-{
-	vmem_addr_t a = BT(vm, fi)->start;
+	vmem_addr_t a = BT(ar, fi)->start;
 	bt_idx bi;
-	int err = seg_carve(vm, fi, a, size, BT_BUSY, &bi);
+	int err = seg_carve(ar, fi, a, size, BT_BUSY, &bi);
 	if (likely(err == 0)) {
 		if (nextfit)
-			arena_rotor_move(vm, a, size, bi);
-		arena_allocated(vm, size, BT_BUSY);
+			arena_rotor_move_locked(ar, a, size, bi);
+		arena_allocated_locked(ar, size, ALLOC_CALLER);
 	} else {
-		vm->fails++; /* no memory for tags, as in arena_alloc */
+		ar->fails++; /* no memory for tags, as in arena_alloc_then_unlock */
 	}
-	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&ar->lock);
 	if (likely(err == 0))
 		*addrp = a;
 	return err;
 }
 
 /* vmem_alloc past the caches: the common instant-fit and next-fit cases
- * inline, the rest by arena_alloc. */
-static HOT_INLINE int arena_alloc_any(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+ * inline, the rest by the allocation loop.  Inlined into its one caller,
+ * the front door's slow path, so that the arena path pays one call. */
+HOT_INLINE int arena_alloc(struct arena *ar, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;
+	pthread_mutex_lock(&ar->lock);
 	if (likely(policy == 0 || policy == VM_INSTANTFIT)) {
 		/* the common case in one breath: a list that surely fits */
-		unsigned int k = freelist_class(size) + ((size & (size - 1)) != 0);
-		pthread_mutex_lock(&vm->lock);
-		uint64_t m = k < 64 ? vm->fl_bitmap >> k : 0;
-		if (likely(m != 0))
-			return arena_alloc_take(vm, vm->fl_head[k + (unsigned int)__builtin_ctzll(m)],
-						size, false, addrp);
-		pthread_mutex_unlock(&vm->lock);
+		bt_idx fi = freelist_surely_fits(ar, size);
+		if (likely(fi != BT_NIL))
+			return arena_take_then_unlock(ar, fi, size, false, addrp);
 	} else if (policy == VM_NEXTFIT) {
 		/* PID-style: the previous allocation mostly left a free
 		 * segment at the rotor, and its start is the answer.  The
 		 * general path (a request, the policy switch, the import
 		 * loop) costs more than this allocation itself. */
-		pthread_mutex_lock(&vm->lock);
-		bt_idx fi = seg_nextfit_hint(vm, size);
+		bt_idx fi = seg_nextfit_hint(ar, size);
 		if (likely(fi != BT_NIL))
-			return arena_alloc_take(vm, fi, size, true, addrp);
-		struct fitreq req = fitreq_any(size, vm->quantum);
-		return arena_alloc_locked(vm, &req, flags, BT_BUSY, addrp);
+			return arena_take_then_unlock(ar, fi, size, true, addrp);
 	}
-	struct fitreq req = fitreq_any(size, vm->quantum);
-	return arena_alloc(vm, &req, flags, BT_BUSY, addrp);
+	struct fitreq req = fitreq_any(size, ar->quantum);
+	return arena_alloc_then_unlock(ar, &req, flags, BT_BUSY, ALLOC_CALLER, addrp);
 }
 
-/* vmem_alloc (in qcache.c) past the caches' common path: out of line, so
- * that the cached path needs no stack frame. */
-NOINLINE int arena_vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
+int arena_xalloc(struct arena *ar, vmem_size_t size, vmem_size_t align, vmem_size_t phase,
+		 vmem_size_t nocross, vmem_addr_t minaddr, vmem_addr_t maxaddr, int flags,
+		 vmem_addr_t *addrp)
 {
-	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
-		     flags_check(flags, VM_ALLOCFLAGS) != 0))
+	if (addrp == NULL || size == 0 || arena_flags_check(flags, VM_ALLOCFLAGS) != 0)
 		return EINVAL;
-	/* first and next fit bypass the caches (they promise an address) */
-	if (size - 1 < vm->qcache_max && (flags & (VM_FIRSTFIT | VM_NEXTFIT)) == 0)
-		return qcache_alloc(vm, round_q(vm, size), flags, addrp);
-	size = round_q(vm, size);
-	if (unlikely(size == 0))
-		return EINVAL;
-	return arena_alloc_any(vm, size, flags, addrp);
-}
-
-VMEM_API int vmem_xalloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, vmem_size_t phase,
-			 vmem_size_t nocross, vmem_addr_t minaddr, vmem_addr_t maxaddr, int flags,
-			 vmem_addr_t *addrp)
-{
-	if (vm == NULL || addrp == NULL || size == 0 || flags_check(flags, VM_ALLOCFLAGS) != 0)
-		return EINVAL;
-	vmem_size_t q1 = vm->quantum - 1;
+	vmem_size_t q1 = ar->quantum - 1;
 	struct fitreq req = {
-		.size = round_q(vm, size),
-		.align = align == 0 ? vm->quantum : align,
+		.size = round_q(ar, size),
+		.align = align == 0 ? ar->quantum : align,
 		.phase = phase,
 		.nocross = nocross,
 		.minaddr = minaddr,
 		.maxaddr = maxaddr,
 	};
-	if (req.size == 0 || !is_pow2(req.align) || (req.align & q1) != 0 || (phase & q1) != 0 ||
+	if (req.size == 0 || !vmem_is_pow2(req.align) || (req.align & q1) != 0 || (phase & q1) != 0 ||
 	    phase >= req.align || minaddr > maxaddr)
 		return EINVAL;
-	if (nocross != 0 && (!is_pow2(nocross) || (nocross & q1) != 0 || nocross < req.size))
+	if (nocross != 0 && (!vmem_is_pow2(nocross) || (nocross & q1) != 0 || nocross < req.size))
 		return EINVAL;
-	return arena_alloc(vm, &req, flags, BT_BUSY_X, addrp);
+	pthread_mutex_lock(&ar->lock);
+	return arena_alloc_then_unlock(ar, &req, flags, BT_BUSY_X, ALLOC_CALLER, addrp);
 }
 
-static void arena_bad_free(vmem_t *vm, const char *fn, vmem_addr_t addr, vmem_size_t size)
+/* ---- free ------------------------------------------------------------------- */
+
+static void arena_bad_free(struct arena *ar, const char *fn, vmem_addr_t addr, vmem_size_t size)
 {
-	if (vm->debug)
+	if (ar->debug)
 		fprintf(stderr, "vmem: arena \"%s\": %s(%#llx, %llu): not an outstanding allocation\n",
-			vm->name, fn, (unsigned long long)addr, (unsigned long long)size);
+			ar->name, fn, (unsigned long long)addr, (unsigned long long)size);
 }
 
-enum free_kind { FREE_ALLOC, FREE_XALLOC, FREE_SLAB };
+/* What a free gives back: vmem_free's segment (of a size the caches serve
+ * or not), vmem_xfree's, or a cache's slab. */
+enum free_kind { FREE_ALLOC, FREE_ALLOC_CACHED, FREE_XALLOC, FREE_SLAB };
 
-/* Free [addr, addr + size), lock held on entry, dropped on return. */
-static HOT_INLINE int arena_free_locked(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize,
-					enum free_kind kind)
+/* Free [addr, addr + rsize).  Lock held on entry, RELEASED on return. */
+static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr, vmem_size_t rsize,
+					     enum free_kind kind)
 {
 	bt_idx *link;
-	bt_idx bi = hash_find(vm, addr, &link);
-	struct bt *b = BT(vm, bi);
+	bt_idx bi = hash_find(ar, addr, &link);
+	struct bt *b = BT(ar, bi);
 	bool ok = bi != BT_NIL && b->size == rsize &&
 		  (kind == FREE_SLAB ? b->type == BT_BUSY_QC : b->type != BT_BUSY_QC);
 	/* under VMC_DEBUG, vmem_free of a cached size must be a cached object */
-	if (kind == FREE_ALLOC && vm->debug && b->type == BT_BUSY_X && rsize <= vm->qcache_max)
+	if (kind == FREE_ALLOC_CACHED && ar->debug && b->type == BT_BUSY_X)
 		ok = false;
 	if (unlikely(!ok)) {
-		pthread_mutex_unlock(&vm->lock);
-		arena_bad_free(vm, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
+		pthread_mutex_unlock(&ar->lock);
+		arena_bad_free(ar, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
 		return EINVAL;
 	}
 	if (kind == FREE_SLAB)
-		b->left = b->right = BT_NIL; /* the slab's record, kept there by qcache.c (I7) */
-	hash_unlink(vm, link, bi);
-	bt_idx fi = seg_release(vm, bi);
+		b->left = b->right = BT_NIL; /* the slab's cookie (I7) */
+	hash_unlink(ar, link, bi);
+	bt_idx fi = seg_release(ar, bi);
 	if (kind != FREE_SLAB) {
-		vm->frees++;
-		if (rsize <= vm->qcache_max &&
-		    __atomic_sub_fetch(&vm->arena_small, 1, __ATOMIC_RELAXED) == 0)
-			qcache_gate_free(vm, true);
+		ar->frees++;
+		if (rsize <= ar->small_max)
+			arena_small_count_locked(ar, -1);
 	}
-	bt_idx si = (vm->source != NULL || vm->releasefn != NULL) ? seg_whole_span(vm, fi) : BT_NIL;
+	bt_idx si = (ar->source != NULL || ar->releasefn != NULL) ? seg_whole_span(ar, fi) : BT_NIL;
 	if (si != BT_NIL) {
-		vmem_addr_t saddr = BT(vm, si)->start;
-		vmem_size_t ssize = BT(vm, si)->size;
-		seg_span_free(vm, si);
-		vm->releases++;
-		arena_wakeup(vm);
-		pthread_mutex_unlock(&vm->lock);
-		import_release(vm, saddr, ssize);
+		vmem_addr_t saddr = BT(ar, si)->start;
+		vmem_size_t ssize = BT(ar, si)->size;
+		seg_span_free(ar, si);
+		ar->releases++;
+		arena_wakeup_locked(ar);
+		pthread_mutex_unlock(&ar->lock);
+		import_release(ar, saddr, ssize);
 		return 0;
 	}
-	arena_wakeup(vm);
-	pthread_mutex_unlock(&vm->lock);
+	arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
 	return 0;
 }
 
-/* vmem_free past the caches. */
-static HOT_INLINE int arena_free_any(vmem_t *vm, vmem_addr_t addr, vmem_size_t rsize)
+/* Inlined into the front door's slow path, as arena_alloc. */
+HOT_INLINE int arena_free(struct arena *ar, vmem_addr_t addr, vmem_size_t size, bool cached)
 {
-	if (rsize != 0 && rsize <= vm->qcache_max) {
-		/* a cached size while the arena also holds segments of cached
-		 * sizes (first fit, next fit, xalloc): ask the hash who owns it */
-		pthread_mutex_lock(&vm->lock);
-		bt_idx i = hash_lookup(vm, addr);
-		if ((i == BT_NIL || BT(vm, i)->type == BT_BUSY_QC || BT(vm, i)->size != rsize) &&
-		    qcache_owns(vm, addr, rsize)) {
-			pthread_mutex_unlock(&vm->lock);
-			return qcache_free(vm, addr, rsize);
-		}
-		/* the arena's own segment, or nobody's: the arena path decides */
-		return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
+	pthread_mutex_lock(&ar->lock);
+	return arena_free_then_unlock(ar, addr, size, cached ? FREE_ALLOC_CACHED : FREE_ALLOC);
+}
+
+int arena_xfree(struct arena *ar, vmem_addr_t addr, vmem_size_t size)
+{
+	pthread_mutex_lock(&ar->lock);
+	return arena_free_then_unlock(ar, addr, round_q(ar, size), FREE_XALLOC);
+}
+
+/* The slab of slabsize whose objects addr may be one of, lock held. */
+static const struct bt *arena_slab_at_locked(const struct arena *ar, vmem_addr_t addr,
+					     vmem_size_t slabsize, vmem_size_t slabalign)
+{
+	bt_idx i = hash_lookup(ar, addr & ~(slabalign - 1));
+	const struct bt *b = BT(ar, i);
+	return i != BT_NIL && b->type == BT_BUSY_QC && b->size == slabsize ? b : NULL;
+}
+
+int arena_free_small(struct arena *ar, vmem_addr_t addr, vmem_size_t size,
+		     vmem_size_t slabsize, vmem_size_t slabalign)
+{
+	pthread_mutex_lock(&ar->lock);
+	bt_idx i = hash_lookup(ar, addr);
+	bool own = i != BT_NIL && BT(ar, i)->type != BT_BUSY_QC && BT(ar, i)->size == size;
+	if (!own && arena_slab_at_locked(ar, addr, slabsize, slabalign) != NULL) {
+		pthread_mutex_unlock(&ar->lock);
+		return ARENA_SLAB_OBJECT;
 	}
-	pthread_mutex_lock(&vm->lock);
-	return arena_free_locked(vm, addr, rsize, FREE_ALLOC);
+	/* the arena's own segment, or nobody's: the arena path decides */
+	return arena_free_then_unlock(ar, addr, size, FREE_ALLOC_CACHED);
 }
 
-/* vmem_free (in qcache.c) past the caches' common path; out of line, as
- * arena_vmem_alloc. */
-NOINLINE int arena_vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
-{
-	if (unlikely(vm == NULL || size == 0))
-		return EINVAL;
-	/* a cached size, and the arena holds none of its own: the caches' */
-	if (size - 1 < vm->qcache_max && __atomic_load_n(&vm->arena_small, __ATOMIC_RELAXED) == 0)
-		return qcache_free(vm, addr, round_q(vm, size));
-	return arena_free_any(vm, addr, round_q(vm, size));
-}
+/* ---- slabs and single objects for the caches ---------------------------------- */
 
-VMEM_API int vmem_xfree(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
-{
-	if (vm == NULL || size == 0)
-		return EINVAL;
-	pthread_mutex_lock(&vm->lock);
-	return arena_free_locked(vm, addr, round_q(vm, size), FREE_XALLOC);
-}
-
-int arena_slab_alloc(vmem_t *vm, vmem_size_t size, vmem_size_t align, int flags,
-		     vmem_addr_t *addrp)
+int arena_slab_alloc(struct arena *ar, vmem_size_t size, vmem_size_t align, vmem_addr_t *addrp)
 {
 	struct fitreq req = fitreq_any(size, align);
-	(void)flags; /* the cache sleeps itself, so that its own frees wake it */
-	return arena_alloc(vm, &req, VM_NOSLEEP, BT_BUSY_QC, addrp);
+	/* never sleeps: the cache sleeps itself, so that its own frees wake it */
+	pthread_mutex_lock(&ar->lock);
+	return arena_alloc_then_unlock(ar, &req, VM_NOSLEEP, BT_BUSY_QC, ALLOC_SLAB, addrp);
 }
 
-int arena_small_alloc(vmem_t *vm, vmem_size_t size, vmem_addr_t *addrp)
+void arena_slab_set_cookie(struct arena *ar, vmem_addr_t base, uintptr_t cookie)
 {
-	struct fitreq req = fitreq_any(size, vm->quantum);
-	/* the caller counts the failure: this is the last try of one call */
-	return arena_alloc(vm, &req, VM_NOSLEEP | VM_NOFAILCOUNT, BT_BUSY, addrp);
+	pthread_mutex_lock(&ar->lock);
+	/* kept in the treap fields, which a busy tag does not use; the
+	 * slab's free clears them (I7) */
+	struct bt *b = BT(ar, hash_lookup(ar, base));
+	b->left = (bt_idx)cookie;
+	b->right = (bt_idx)((uint64_t)cookie >> 32);
+	pthread_mutex_unlock(&ar->lock);
 }
 
-void arena_slab_free(vmem_t *vm, vmem_addr_t addr)
+void arena_slab_free(struct arena *ar, vmem_addr_t addr)
 {
-	pthread_mutex_lock(&vm->lock);
-	bt_idx i = hash_lookup(vm, addr);
-	vmem_size_t size = i != BT_NIL ? BT(vm, i)->size : 0;
-	arena_free_locked(vm, addr, size, FREE_SLAB);
+	pthread_mutex_lock(&ar->lock);
+	bt_idx i = hash_lookup(ar, addr);
+	vmem_size_t size = i != BT_NIL ? BT(ar, i)->size : 0;
+	arena_free_then_unlock(ar, addr, size, FREE_SLAB);
+}
+
+void arena_slab_cookies(struct arena *ar, vmem_size_t slabsize, vmem_size_t slabalign,
+			const vmem_addr_t *obj, uint32_t n, uintptr_t *cookies)
+{
+	pthread_mutex_lock(&ar->lock);
+	for (uint32_t k = 0; k < n; k++) {
+		const struct bt *b = arena_slab_at_locked(ar, obj[k], slabsize, slabalign);
+		cookies[k] = b != NULL ? ((uintptr_t)b->right << 32) | b->left : 0;
+	}
+	pthread_mutex_unlock(&ar->lock);
+}
+
+int arena_small_alloc(struct arena *ar, vmem_size_t size, vmem_addr_t *addrp)
+{
+	struct fitreq req = fitreq_any(size, ar->quantum);
+	pthread_mutex_lock(&ar->lock);
+	return arena_alloc_then_unlock(ar, &req, VM_NOSLEEP, BT_BUSY, ALLOC_SMALL, addrp);
+}
+
+void arena_count_fail(struct arena *ar)
+{
+	pthread_mutex_lock(&ar->lock);
+	ar->fails++;
+	pthread_mutex_unlock(&ar->lock);
+}
+
+void arena_sleep(struct arena *ar, unsigned int ms)
+{
+	pthread_mutex_lock(&ar->lock);
+	arena_wait_locked(ar, ms);
+	pthread_mutex_unlock(&ar->lock);
+}
+
+void arena_wake(struct arena *ar)
+{
+	if (__atomic_load_n(&ar->nwaiters, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&ar->lock);
+	arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
 }
 
 /* ---- spans ------------------------------------------------------------------ */
 
-VMEM_API int vmem_add(vmem_t *vm, vmem_addr_t addr, vmem_size_t size, int flags)
+int arena_add(struct arena *ar, vmem_addr_t addr, vmem_size_t size, int flags)
 {
-	if (vm == NULL || flags_check(flags, VM_ALLOCFLAGS) != 0 || size == 0 ||
-	    ((addr | size) & (vm->quantum - 1)) != 0 || size - 1 > VMEM_ADDR_MAX - addr)
+	if (arena_flags_check(flags, VM_ALLOCFLAGS) != 0 || size == 0 ||
+	    ((addr | size) & (ar->quantum - 1)) != 0 || size - 1 > VMEM_ADDR_MAX - addr)
 		return EINVAL;
-	pthread_mutex_lock(&vm->lock);
-	int err = seg_add_span(vm, addr, size, false, NULL);
+	pthread_mutex_lock(&ar->lock);
+	int err = seg_add_span(ar, addr, size, false, NULL);
 	if (err == 0)
-		arena_wakeup(vm);
-	pthread_mutex_unlock(&vm->lock);
+		arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
 	return err;
 }
 
-VMEM_API void vmem_reap(vmem_t *vm)
+/* ---- fork ------------------------------------------------------------------- */
+
+void arena_fork_prepare(struct arena *ar)
 {
-	if (vm == NULL)
-		return;
-	if (vm->qc != NULL)
-		qcache_reap(vm);
-	pthread_mutex_lock(&vm->lock);
-	arena_wakeup(vm);
-	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&ar->lock);
+}
+
+void arena_fork_parent(struct arena *ar)
+{
+	pthread_mutex_unlock(&ar->lock);
+}
+
+void arena_fork_child(struct arena *ar)
+{
+	/* Only this thread survives, and it holds the lock (prepare took
+	 * it): release it.  Waiters are gone, so the condition variable
+	 * starts afresh. */
+	pthread_cond_destroy(&ar->cv);
+	os_cond_init(&ar->cv);
+	ar->nwaiters = 0;
+	pthread_mutex_unlock(&ar->lock);
 }

@@ -5,25 +5,25 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "vmem_impl.h"
+#include "arena_impl.h"
 
-HOT_INLINE void bt_insert_after(vmem_t *vm, bt_idx at, bt_idx n)
+HOT_INLINE void bt_insert_after(struct arena *ar, bt_idx at, bt_idx n)
 {
-	struct bt *a = BT(vm, at), *b = BT(vm, n);
+	struct bt *a = BT(ar, at), *b = BT(ar, n);
 	b->prev = at;
 	b->next = a->next;
-	BT(vm, a->next)->prev = n;
+	BT(ar, a->next)->prev = n;
 	a->next = n;
 }
 
-HOT_INLINE void bt_insert_before(vmem_t *vm, bt_idx at, bt_idx n)
+HOT_INLINE void bt_insert_before(struct arena *ar, bt_idx at, bt_idx n)
 {
-	bt_insert_after(vm, BT(vm, at)->prev, n);
+	bt_insert_after(ar, BT(ar, at)->prev, n);
 }
 
-HOT_INLINE void bt_unlink(vmem_t *vm, bt_idx n)
+HOT_INLINE void bt_unlink(struct arena *ar, bt_idx n)
 {
-	struct bt *b = BT(vm, n);
-	BT(vm, b->prev)->next = b->next;
-	BT(vm, b->next)->prev = b->prev;
+	struct bt *b = BT(ar, n);
+	BT(ar, b->prev)->next = b->next;
+	BT(ar, b->next)->prev = b->prev;
 }

@@ -5,7 +5,7 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "vmem_impl.h"
+#include "arena_impl.h"
 
 /* Smallest a >= lo with a % align == phase; false if it would pass 2^64. */
 static inline bool fit_phase(vmem_addr_t lo, const struct fitreq *r, vmem_addr_t *ap)

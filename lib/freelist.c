@@ -12,73 +12,73 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "vmem_impl.h"
+#include "arena_impl.h"
 
 /* Put free segment i at the head of list k. */
-static HOT_INLINE void freelist_link_to(vmem_t *vm, bt_idx i, unsigned int k)
+static HOT_INLINE void freelist_link_to(struct arena *ar, bt_idx i, unsigned int k)
 {
-	struct bt *b = BT(vm, i);
-	bt_idx h = vm->fl_head[k];
+	struct bt *b = BT(ar, i);
+	bt_idx h = ar->fl_head[k];
 	b->lnext = h;
 	b->lprev = BT_NIL;
 	if (h != BT_NIL)
-		BT(vm, h)->lprev = i;
-	vm->fl_head[k] = i;
-	vm->fl_bitmap |= 1ull << k;
+		BT(ar, h)->lprev = i;
+	ar->fl_head[k] = i;
+	ar->fl_bitmap |= 1ull << k;
 }
 
-static HOT_INLINE void freelist_link(vmem_t *vm, bt_idx i)
+static HOT_INLINE void freelist_link(struct arena *ar, bt_idx i)
 {
-	freelist_link_to(vm, i, freelist_class(BT(vm, i)->size));
+	freelist_link_to(ar, i, freelist_class(BT(ar, i)->size));
 }
 
 /* Take free segment i off list k. */
-static HOT_INLINE void freelist_unlink(vmem_t *vm, bt_idx i, unsigned int k)
+static HOT_INLINE void freelist_unlink(struct arena *ar, bt_idx i, unsigned int k)
 {
-	struct bt *b = BT(vm, i);
+	struct bt *b = BT(ar, i);
 	bt_idx n = b->lnext, p = b->lprev;
 	if (n != BT_NIL)
-		BT(vm, n)->lprev = p;
+		BT(ar, n)->lprev = p;
 	if (p != BT_NIL) {
-		BT(vm, p)->lnext = n;
+		BT(ar, p)->lnext = n;
 	} else {
-		vm->fl_head[k] = n;
+		ar->fl_head[k] = n;
 		if (n == BT_NIL)
-			vm->fl_bitmap &= ~(1ull << k);
+			ar->fl_bitmap &= ~(1ull << k);
 	}
 }
 
-HOT_INLINE void freelist_insert(vmem_t *vm, bt_idx i)
+HOT_INLINE void freelist_insert(struct arena *ar, bt_idx i)
 {
-	vm->nfree++;
-	if (vm->fl_on)
-		freelist_link(vm, i);
+	ar->nfree++;
+	if (ar->fl_on)
+		freelist_link(ar, i);
 }
 
-HOT_INLINE void freelist_remove(vmem_t *vm, bt_idx i)
+HOT_INLINE void freelist_remove(struct arena *ar, bt_idx i)
 {
-	vm->nfree--;
-	if (vm->fl_on)
-		freelist_unlink(vm, i, freelist_class(BT(vm, i)->size));
+	ar->nfree--;
+	if (ar->fl_on)
+		freelist_unlink(ar, i, freelist_class(BT(ar, i)->size));
 }
 
-HOT_INLINE void freelist_resize(vmem_t *vm, bt_idx i, vmem_size_t size)
+HOT_INLINE void freelist_resize(struct arena *ar, bt_idx i, vmem_size_t size)
 {
-	if (!vm->fl_on)
+	if (!ar->fl_on)
 		return;
-	unsigned int from = freelist_class(BT(vm, i)->size), to = freelist_class(size);
+	unsigned int from = freelist_class(BT(ar, i)->size), to = freelist_class(size);
 	if (from != to) {
-		freelist_unlink(vm, i, from);
-		freelist_link_to(vm, i, to);
+		freelist_unlink(ar, i, from);
+		freelist_link_to(ar, i, to);
 	}
 }
 
-void freelist_need(vmem_t *vm)
+void freelist_need(struct arena *ar)
 {
-	if (likely(vm->fl_on))
+	if (likely(ar->fl_on))
 		return;
-	vm->fl_on = true;
-	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next)
-		if (BT(vm, i)->type == BT_FREE)
-			freelist_link(vm, i);
+	ar->fl_on = true;
+	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next)
+		if (BT(ar, i)->type == BT_FREE)
+			freelist_link(ar, i);
 }

@@ -16,8 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "vmem_impl.h"
-#if OS_RSEQ /* set by vmem_impl.h */
+#include "os.h"
+#include "seams.h"
+#if OS_RSEQ /* set by os.h */
 #include <linux/membarrier.h>
 #endif
 
@@ -105,6 +106,17 @@ void os_unmap(void *p, size_t bytes)
 		return;
 	munmap(p, bytes);
 	atomic_fetch_sub(&mapped_bytes, bytes);
+}
+
+void *os_scratch_map(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void os_scratch_unmap(void *p, size_t bytes)
+{
+	munmap(p, bytes);
 }
 
 void os_lock_init(pthread_mutex_t *m, pthread_cond_t *cv)

@@ -18,7 +18,7 @@
 #include "vmem.h"
 
 /* The invariant checker (check.c): 0 if every invariant holds, else the
- * number of the first broken one (I1..I12 as 1..12, Q1.. as 101..), with a
+ * number of the first broken one (I1..I11 as 1..11, Q1..Q7 as 101..107), with a
  * description in buf.  Takes the arena's locks; call with none held. */
 int vmem_check(vmem_t *vm, char *buf, size_t len);
 

@@ -9,7 +9,7 @@
  * The treap fields (left, right, parent, max: the last 16 bytes) of a tag
  * outside the treaps are clear (I7): new tags are zeroed, a tag leaves a
  * treap only through tree_remove, which clears them, and the free of a
- * quantum-cache slab clears the record qcache.c keeps in them.  So neither
+ * quantum-cache slab clears the cookie the caches keep in them.  So neither
  * tagslab_put nor tagslab_get writes them, which spares touching a second
  * cache line for the quarter of tags whose last 16 bytes lie on one.
  *
@@ -19,141 +19,146 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "vmem_impl.h"
+#include "arena_impl.h"
 
 _Static_assert(sizeof(struct bt) == 48, "a tag is 48 bytes");
 _Static_assert(offsetof(struct bt, left) == 32 && offsetof(struct bt, max) == 44,
 	       "the treap fields are a tag's last 16 bytes");
 
-static void tagslab_chain(vmem_t *vm, uint32_t from, uint32_t to)
+static void tagslab_chain(struct arena *ar, uint32_t from, uint32_t to)
 {
 	/* push [from, to) so that lower indices come out first */
 	for (uint32_t i = to; i-- > from;) {
-		struct bt *b = BT(vm, i);
+		struct bt *b = BT(ar, i);
 		memset(b, 0, sizeof(*b));
 		b->type = BT_UNUSED;
-		b->lnext = vm->bt_unused;
-		vm->bt_unused = i;
+		b->lnext = ar->bt_unused;
+		ar->bt_unused = i;
 	}
-	vm->bt_nunused += to - from;
-	TAG_NOACCESS(vm, BT(vm, from), (size_t)(to - from) * sizeof(struct bt));
+	ar->bt_nunused += to - from;
+	TAG_NOACCESS(ar, BT(ar, from), (size_t)(to - from) * sizeof(struct bt));
 }
 
 /* valgrind knows tags by address: tell it when they all move or go */
-static void tagslab_forget(vmem_t *vm)
+static void tagslab_forget(struct arena *ar)
 {
-	QUIET_BEGIN(vm);
-	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++)
-		if (BT(vm, i)->type != BT_UNUSED)
-			TAG_DEAD(vm, BT(vm, i));
-	QUIET_END(vm);
+	QUIET_BEGIN(ar);
+	for (uint32_t i = BT_FIRST; i < ar->bt_cap; i++)
+		if (BT(ar, i)->type != BT_UNUSED)
+			TAG_DEAD(ar, BT(ar, i));
+	QUIET_END(ar);
 }
 
-static void tagslab_remember(vmem_t *vm)
+static void tagslab_remember(struct arena *ar)
 {
-	QUIET_BEGIN(vm);
-	for (uint32_t i = BT_FIRST; i < vm->bt_cap; i++) {
-		struct bt *b = BT(vm, i);
+	QUIET_BEGIN(ar);
+	for (uint32_t i = BT_FIRST; i < ar->bt_cap; i++) {
+		struct bt *b = BT(ar, i);
 		if (b->type != BT_UNUSED) {
 			struct bt copy = *b;
-			TAG_ALIVE(vm, b);
+			TAG_ALIVE(ar, b);
 			*b = copy;
 		} else {
-			TAG_NOACCESS(vm, b, sizeof(*b));
+			TAG_NOACCESS(ar, b, sizeof(*b));
 		}
 	}
-	QUIET_END(vm);
+	QUIET_END(ar);
 }
 
-int tagslab_init(vmem_t *vm)
+int tagslab_init(struct arena *ar)
 {
-	vm->valgrind = ON_VALGRIND();
+	ar->valgrind = ON_VALGRIND();
 	size_t bytes = os_pagesize();
-	vm->bt = os_map(bytes);
-	if (vm->bt == NULL)
+	ar->bt = os_map(bytes);
+	if (ar->bt == NULL)
 		return ENOMEM;
-	vm->bt_bytes = bytes;
-	vm->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
-	vm->bt_unused = BT_NIL;
-	vm->bt_nunused = 0;
-	memset(vm->bt, 0, bytes);
-	BT(vm, BT_NIL)->type = BT_SENTINEL;
-	struct bt *h = BT(vm, BT_HEAD);
+	ar->bt_bytes = bytes;
+	ar->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
+	ar->bt_unused = BT_NIL;
+	ar->bt_nunused = 0;
+	memset(ar->bt, 0, bytes);
+	BT(ar, BT_NIL)->type = BT_SENTINEL;
+	struct bt *h = BT(ar, BT_HEAD);
 	h->type = BT_SENTINEL;
 	h->prev = h->next = BT_HEAD;
 	h->lnext = BT_HEAD;
 	h->lprev = BT_HEAD;
-	tagslab_chain(vm, BT_FIRST, vm->bt_cap);
+	tagslab_chain(ar, BT_FIRST, ar->bt_cap);
 	return 0;
 }
 
-void tagslab_fini(vmem_t *vm)
+void tagslab_fini(struct arena *ar)
 {
-	if (vm->valgrind)
-		tagslab_forget(vm);
-	os_unmap(vm->bt, vm->bt_bytes);
-	vm->bt = NULL;
-	vm->bt_bytes = 0;
-	vm->bt_cap = 0;
-	vm->bt_nunused = 0;
+	if (ar->valgrind)
+		tagslab_forget(ar);
+	os_unmap(ar->bt, ar->bt_bytes);
+	ar->bt = NULL;
+	ar->bt_bytes = 0;
+	ar->bt_cap = 0;
+	ar->bt_nunused = 0;
 }
 
-int tagslab_grow(vmem_t *vm, uint32_t n)
+int tagslab_grow(struct arena *ar, uint32_t n)
 {
 	/* grow by an eighth: the slack bounds memory per segment (W8) */
-	size_t want = (size_t)vm->bt_cap + n - vm->bt_nunused;
-	size_t grow = vm->bt_cap / 8;
-	size_t cap = vm->bt_cap + (grow > want - vm->bt_cap ? grow : want - vm->bt_cap);
+	size_t want = (size_t)ar->bt_cap + n - ar->bt_nunused;
+	size_t grow = ar->bt_cap / 8;
+	size_t cap = ar->bt_cap + (grow > want - ar->bt_cap ? grow : want - ar->bt_cap);
 	if (cap > BT_IDX_MAX)
 		cap = BT_IDX_MAX;
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
-	bool vg = vm->valgrind;
+	bool vg = ar->valgrind;
 	if (vg)
-		tagslab_forget(vm);
-	struct bt *p = os_remap(vm->bt, vm->bt_bytes, bytes);
+		tagslab_forget(ar);
+	struct bt *p = os_remap(ar->bt, ar->bt_bytes, bytes);
 	if (p == NULL) {
 		if (vg)
-			tagslab_remember(vm);
+			tagslab_remember(ar);
 		return ENOMEM;
 	}
-	uint32_t old = vm->bt_cap;
-	vm->bt = p;
-	vm->bt_bytes = bytes;
-	vm->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
-	if (vm->bt_cap > BT_IDX_MAX)
-		vm->bt_cap = BT_IDX_MAX;
+	uint32_t old = ar->bt_cap;
+	ar->bt = p;
+	ar->bt_bytes = bytes;
+	ar->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
+	if (ar->bt_cap > BT_IDX_MAX)
+		ar->bt_cap = BT_IDX_MAX;
 	if (vg) {
-		uint32_t cap_now = vm->bt_cap;
-		vm->bt_cap = old;
-		tagslab_remember(vm);
-		vm->bt_cap = cap_now;
+		uint32_t cap_now = ar->bt_cap;
+		ar->bt_cap = old;
+		tagslab_remember(ar);
+		ar->bt_cap = cap_now;
 	}
-	tagslab_chain(vm, old, vm->bt_cap);
+	tagslab_chain(ar, old, ar->bt_cap);
 	return 0;
 }
 
-HOT_INLINE bt_idx tagslab_get(vmem_t *vm)
+HOT_INLINE int tagslab_reserve(struct arena *ar, uint32_t n)
 {
-	bt_idx i = vm->bt_unused;
-	struct bt *b = BT(vm, i);
-	QUIET_BEGIN(vm);
-	vm->bt_unused = b->lnext;
-	QUIET_END(vm);
-	vm->bt_nunused--;
-	TAG_ALIVE(vm, b);
+	return likely(ar->bt_nunused >= n) ? 0 : tagslab_grow(ar, n);
+}
+
+HOT_INLINE bt_idx tagslab_get(struct arena *ar)
+{
+	bt_idx i = ar->bt_unused;
+	struct bt *b = BT(ar, i);
+	QUIET_BEGIN(ar);
+	ar->bt_unused = b->lnext;
+	QUIET_END(ar);
+	ar->bt_nunused--;
+	TAG_ALIVE(ar, b);
 	/* every field starts known: BT_NIL links; the treap fields are clear */
 	memset(b, 0, offsetof(struct bt, left));
 	return i;
 }
 
-HOT_INLINE void tagslab_put(vmem_t *vm, bt_idx i)
+HOT_INLINE void tagslab_put(struct arena *ar, bt_idx i)
 {
-	struct bt *b = BT(vm, i);
+	struct bt *b = BT(ar, i);
 	b->type = BT_UNUSED;
-	b->lnext = vm->bt_unused;
-	vm->bt_unused = i;
-	vm->bt_nunused++;
-	TAG_DEAD(vm, b);
+	b->lnext = ar->bt_unused;
+	ar->bt_unused = i;
+	ar->bt_nunused++;
+	TAG_DEAD(ar, b);
 }

@@ -22,29 +22,29 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "vmem_impl.h"
+#include "arena_impl.h"
 
-uint32_t tree_prio(const vmem_t *vm, bt_idx i)
+uint32_t tree_prio(const struct arena *ar, bt_idx i)
 {
-	uint64_t x = (uint64_t)i ^ vm->tree_seed;
+	uint64_t x = (uint64_t)i ^ ar->tree_seed;
 	x ^= x >> 33;
 	x *= 0xff51afd7ed558ccdull;
 	x ^= x >> 33;
 	return (uint32_t)x;
 }
 
-uint32_t tree_units(const vmem_t *vm, vmem_size_t size)
+uint32_t tree_units(const struct arena *ar, vmem_size_t size)
 {
-	vmem_size_t u = size >> vm->qshift;
+	vmem_size_t u = size >> ar->qshift;
 	return u > UINT32_MAX ? UINT32_MAX : (uint32_t)u;
 }
 
 /* Recompute i's max from its children; true if it changed. */
-static inline bool tree_pull(vmem_t *vm, bt_idx i)
+static inline bool tree_pull(struct arena *ar, bt_idx i)
 {
-	struct bt *b = BT(vm, i);
-	uint32_t m = tree_units(vm, b->size);
-	uint32_t l = BT(vm, b->left)->max, r = BT(vm, b->right)->max;
+	struct bt *b = BT(ar, i);
+	uint32_t m = tree_units(ar, b->size);
+	uint32_t l = BT(ar, b->left)->max, r = BT(ar, b->right)->max;
 	m = l > m ? l : m;
 	m = r > m ? r : m;
 	bool changed = b->max != m;
@@ -53,60 +53,60 @@ static inline bool tree_pull(vmem_t *vm, bt_idx i)
 }
 
 /* Climb from i while maxes change. */
-static void tree_fix_up(vmem_t *vm, bt_idx i)
+static void tree_fix_up(struct arena *ar, bt_idx i)
 {
-	while (i != BT_NIL && tree_pull(vm, i))
-		i = BT(vm, i)->parent;
+	while (i != BT_NIL && tree_pull(ar, i))
+		i = BT(ar, i)->parent;
 }
 
 /* Put c where p was under p's parent (or at the root). */
-static inline void tree_replace(vmem_t *vm, bt_idx *rootp, bt_idx p, bt_idx c)
+static inline void tree_replace(struct arena *ar, bt_idx *rootp, bt_idx p, bt_idx c)
 {
-	bt_idx g = BT(vm, p)->parent;
+	bt_idx g = BT(ar, p)->parent;
 	if (c != BT_NIL)
-		BT(vm, c)->parent = g;
+		BT(ar, c)->parent = g;
 	if (g == BT_NIL)
 		*rootp = c;
-	else if (BT(vm, g)->left == p)
-		BT(vm, g)->left = c;
+	else if (BT(ar, g)->left == p)
+		BT(ar, g)->left = c;
 	else
-		BT(vm, g)->right = c;
+		BT(ar, g)->right = c;
 }
 
 /* Rotate x above its parent; the subtree's max is unchanged. */
-static void tree_rotate_up(vmem_t *vm, bt_idx *rootp, bt_idx x)
+static void tree_rotate_up(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(vm, x);
+	struct bt *n = BT(ar, x);
 	bt_idx p = n->parent;
-	struct bt *pb = BT(vm, p);
-	tree_replace(vm, rootp, p, x);
+	struct bt *pb = BT(ar, p);
+	tree_replace(ar, rootp, p, x);
 	if (pb->left == x) {
 		pb->left = n->right;
 		if (n->right != BT_NIL)
-			BT(vm, n->right)->parent = p;
+			BT(ar, n->right)->parent = p;
 		n->right = p;
 	} else {
 		pb->right = n->left;
 		if (n->left != BT_NIL)
-			BT(vm, n->left)->parent = p;
+			BT(ar, n->left)->parent = p;
 		n->left = p;
 	}
 	pb->parent = x;
 	/* x now tops the same set of nodes that p did */
 	uint32_t top = pb->max;
-	tree_pull(vm, p);
+	tree_pull(ar, p);
 	n->max = top;
 }
 
-static void tree_insert_into(vmem_t *vm, bt_idx *rootp, bt_idx x)
+static void tree_insert_into(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(vm, x);
+	struct bt *n = BT(ar, x);
 	n->left = n->right = BT_NIL;
-	n->max = tree_units(vm, n->size);
+	n->max = tree_units(ar, n->size);
 	bt_idx t = *rootp, p = BT_NIL;
 	bt_idx *link = rootp;
 	while (t != BT_NIL) {
-		struct bt *b = BT(vm, t);
+		struct bt *b = BT(ar, t);
 		p = t;
 		if (b->max < n->max)
 			b->max = n->max; /* x will be below */
@@ -115,55 +115,55 @@ static void tree_insert_into(vmem_t *vm, bt_idx *rootp, bt_idx x)
 	}
 	*link = x;
 	n->parent = p;
-	uint32_t px = tree_prio(vm, x);
-	while (n->parent != BT_NIL && px > tree_prio(vm, n->parent))
-		tree_rotate_up(vm, rootp, x);
+	uint32_t px = tree_prio(ar, x);
+	while (n->parent != BT_NIL && px > tree_prio(ar, n->parent))
+		tree_rotate_up(ar, rootp, x);
 }
 
-static void tree_remove_from(vmem_t *vm, bt_idx *rootp, bt_idx x)
+static void tree_remove_from(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(vm, x);
+	struct bt *n = BT(ar, x);
 	/* rotate x down below its higher-priority child until it has one child */
 	while (n->left != BT_NIL && n->right != BT_NIL) {
-		bt_idx c = tree_prio(vm, n->left) > tree_prio(vm, n->right) ? n->left : n->right;
-		tree_rotate_up(vm, rootp, c);
+		bt_idx c = tree_prio(ar, n->left) > tree_prio(ar, n->right) ? n->left : n->right;
+		tree_rotate_up(ar, rootp, c);
 	}
 	bt_idx p = n->parent;
-	tree_replace(vm, rootp, x, n->left != BT_NIL ? n->left : n->right);
+	tree_replace(ar, rootp, x, n->left != BT_NIL ? n->left : n->right);
 	n->left = n->right = n->parent = BT_NIL;
 	n->max = 0;
-	tree_fix_up(vm, p);
+	tree_fix_up(ar, p);
 }
 
-void tree_insert(vmem_t *vm, bt_idx i)
+void tree_insert(struct arena *ar, bt_idx i)
 {
-	if (vm->tree_on)
-		tree_insert_into(vm, &vm->tree_root, i);
+	if (ar->tree_on)
+		tree_insert_into(ar, &ar->tree_root, i);
 }
 
-void tree_remove(vmem_t *vm, bt_idx i)
+void tree_remove(struct arena *ar, bt_idx i)
 {
-	if (vm->tree_on)
-		tree_remove_from(vm, &vm->tree_root, i);
+	if (ar->tree_on)
+		tree_remove_from(ar, &ar->tree_root, i);
 }
 
-void tree_update(vmem_t *vm, bt_idx i)
+void tree_update(struct arena *ar, bt_idx i)
 {
-	if (vm->tree_on)
-		tree_fix_up(vm, i);
+	if (ar->tree_on)
+		tree_fix_up(ar, i);
 }
 
-static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req, uint32_t units,
+static bt_idx tree_fit_from(const struct arena *ar, bt_idx t, const struct fitreq *req, uint32_t units,
 			    vmem_addr_t *addrp)
 {
 	/* in-order descent; the right spine is a loop, the left a recursion */
 	while (t != BT_NIL) {
-		const struct bt *b = BT(vm, t);
+		const struct bt *b = BT(ar, t);
 		if (b->max < units)
 			return BT_NIL;
 		/* everything left of t ends before t->start */
 		if (b->start > req->minaddr) {
-			bt_idx r = tree_fit_from(vm, b->left, req, units, addrp);
+			bt_idx r = tree_fit_from(ar, b->left, req, units, addrp);
 			if (r != BT_NIL)
 				return r;
 		}
@@ -176,13 +176,13 @@ static bt_idx tree_fit_from(const vmem_t *vm, bt_idx t, const struct fitreq *req
 	return BT_NIL;
 }
 
-static void tree_build(vmem_t *vm)
+static void tree_build(struct arena *ar)
 {
-	vm->tree_on = true;
+	ar->tree_on = true;
 	/* in address order each insert walks the hot right spine */
-	for (bt_idx i = BT(vm, BT_HEAD)->next; i != BT_HEAD; i = BT(vm, i)->next)
-		if (BT(vm, i)->type == BT_FREE)
-			tree_insert(vm, i);
+	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next)
+		if (BT(ar, i)->type == BT_FREE)
+			tree_insert(ar, i);
 }
 
 /* A plain request (no constraint) fits any free segment at least its size,
@@ -190,15 +190,15 @@ static void tree_build(vmem_t *vm)
  * backtracking: left while the left subtree has room, else this node if it
  * is big enough, else right.  Only valid while units < UINT32_MAX: then a
  * subtree max >= units (saturated or not) proves a segment of that size. */
-static bt_idx tree_fit_plain(const vmem_t *vm, vmem_size_t size, uint32_t units,
+static bt_idx tree_fit_plain(const struct arena *ar, vmem_size_t size, uint32_t units,
 			     vmem_addr_t *addrp)
 {
-	bt_idx t = vm->tree_root;
-	if (BT(vm, t)->max < units)
+	bt_idx t = ar->tree_root;
+	if (BT(ar, t)->max < units)
 		return BT_NIL; /* also an empty treap: BT_NIL's max is 0 */
 	while (t != BT_NIL) { /* only a broken I5 could reach BT_NIL */
-		const struct bt *b = BT(vm, t);
-		if (BT(vm, b->left)->max >= units) {
+		const struct bt *b = BT(ar, t);
+		if (BT(ar, b->left)->max >= units) {
 			t = b->left;
 		} else if (b->size >= size) {
 			*addrp = b->start;
@@ -210,14 +210,14 @@ static bt_idx tree_fit_plain(const vmem_t *vm, vmem_size_t size, uint32_t units,
 	return BT_NIL;
 }
 
-bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
+bt_idx tree_first_fit(struct arena *ar, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	if (unlikely(!vm->tree_on))
-		tree_build(vm);
-	uint32_t units = tree_units(vm, req->size);
-	if (fitreq_plain(req, vm->quantum) && units < UINT32_MAX)
-		return tree_fit_plain(vm, req->size, units, addrp);
-	return tree_fit_from(vm, vm->tree_root, req, units, addrp);
+	if (unlikely(!ar->tree_on))
+		tree_build(ar);
+	uint32_t units = tree_units(ar, req->size);
+	if (fitreq_plain(req, ar->quantum) && units < UINT32_MAX)
+		return tree_fit_plain(ar, req->size, units, addrp);
+	return tree_fit_from(ar, ar->tree_root, req, units, addrp);
 }
 
 /* ---- the span treap ----------------------------------------------------
@@ -225,21 +225,21 @@ bt_idx tree_first_fit(vmem_t *vm, const struct fitreq *req, vmem_addr_t *addrp)
  * so adding a span and vmem_contains find their neighbours in O(log n)
  * even for an arena that has imported many spans. */
 
-void tree_span_insert(vmem_t *vm, bt_idx si)
+void tree_span_insert(struct arena *ar, bt_idx si)
 {
-	tree_insert_into(vm, &vm->span_root, si);
+	tree_insert_into(ar, &ar->span_root, si);
 }
 
-void tree_span_remove(vmem_t *vm, bt_idx si)
+void tree_span_remove(struct arena *ar, bt_idx si)
 {
-	tree_remove_from(vm, &vm->span_root, si);
+	tree_remove_from(ar, &ar->span_root, si);
 }
 
-bt_idx tree_span_floor(const vmem_t *vm, vmem_addr_t addr)
+bt_idx tree_span_floor(const struct arena *ar, vmem_addr_t addr)
 {
-	bt_idx t = vm->span_root, best = BT_NIL;
+	bt_idx t = ar->span_root, best = BT_NIL;
 	while (t != BT_NIL) {
-		const struct bt *b = BT(vm, t);
+		const struct bt *b = BT(ar, t);
 		if (b->start <= addr) {
 			best = t;
 			t = b->right;

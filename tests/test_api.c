@@ -714,10 +714,7 @@ struct imp {
 
 static int lock_is_free(vmem_t *vm)
 {
-	if (pthread_mutex_trylock(&vm->lock) != 0)
-		return 0;
-	pthread_mutex_unlock(&vm->lock);
-	return 1;
+	return vmem_seam_lock_free(vm);
 }
 
 static int imp_fn(void *arg, vmem_size_t n, int flags, vmem_addr_t *addrp)

@@ -34,10 +34,7 @@ static void get_stats(vmem_t *vm, vmem_stats_t *st)
 
 static unsigned int nwaiters(vmem_t *vm)
 {
-	pthread_mutex_lock(&vm->lock);
-	unsigned int n = vm->nwaiters;
-	pthread_mutex_unlock(&vm->lock);
-	return n;
+	return vmem_seam_nwaiters(vm);
 }
 
 static uint64_t waits(vmem_t *vm)

@@ -49,7 +49,7 @@ static int pin_setup(void **state)
 static struct qcache_info info(vmem_t *vm, vmem_size_t size)
 {
 	struct qcache_info qi;
-	assert_int_equal(qcache_info(vm, size, &qi), 0);
+	assert_int_equal(qcache_info(&vm->qc, size, &qi), 0);
 	return qi;
 }
 
@@ -71,8 +71,8 @@ static void test_slab_layout(void **state)
 	(void)state;
 	vmem_t *vm = vmem_create("slabs", 0, 1 << 20, 1, 5, 0);
 	assert_non_null(vm);
-	assert_int_equal(qcache_info(vm, 6, &(struct qcache_info){0}), EINVAL);
-	assert_int_equal(qcache_info(vm, 0, &(struct qcache_info){0}), EINVAL);
+	assert_int_equal(qcache_info(&vm->qc, 6, &(struct qcache_info){0}), EINVAL);
+	assert_int_equal(qcache_info(&vm->qc, 0, &(struct qcache_info){0}), EINVAL);
 	for (vmem_size_t size = 1; size <= 5; size++) {
 		vmem_addr_t a;
 		assert_int_equal(vmem_alloc(vm, size, VM_NOSLEEP, &a), 0);
@@ -144,11 +144,11 @@ static void test_record_memory(void **state)
 	vmem_t *vm = vmem_create("records", 0, 1 << 24, 1, 1, 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
-	size_t before = qcache_bytes(vm);
+	size_t before = qcache_bytes(&vm->qc);
 	for (int i = 0; i < 64 * 200; i++) /* 200 more slabs */
 		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	assert_int_equal(info(vm, 1).nslabs, 201);
-	size_t grew = qcache_bytes(vm) - before;
+	size_t grew = qcache_bytes(&vm->qc) - before;
 	if (grew > 200 * 64)
 		fail_msg("200 slabs took %zu bytes of records (%zu a slab)", grew, grew / 200);
 	vmem_destroy(vm);
@@ -197,15 +197,15 @@ static void test_entry_routing(void **state)
 	vmem_addr_t a, b, c, d;
 	bool fast = os_rseq_enabled() && !os_debug_env();
 
-	assert_int_equal(vm->qc_alloc_max, fast ? 64u : 0u);
-	assert_int_equal(vm->qc_free_max, vm->qc_alloc_max);
+	assert_int_equal(vm->qc.alloc_max, fast ? 64u : 0u);
+	assert_int_equal(vm->arena.free_gate, vm->qc.alloc_max);
 	assert_int_equal(vmem_alloc(vm, 17, VM_SLEEP, &a), 0); /* the 32 cache */
 	assert_int_equal(info(vm, 32).misses, 1);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP | VM_BESTFIT, &b), 0);
 	assert_int_equal(info(vm, 16).misses, 1);
 	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP | VM_FIRSTFIT, &c), 0);
 	assert_int_equal(info(vm, 32).misses, 1); /* the arena's own */
-	assert_int_equal(vm->qc_free_max, 0u);
+	assert_int_equal(vm->arena.free_gate, 0u);
 	assert_int_equal(vmem_alloc(vm, 48, VM_NOSLEEP | VM_NEXTFIT, &d), 0);
 	assert_int_equal(info(vm, 48).misses, 0);
 	/* bad flags on a cached size: EINVAL, nothing taken */
@@ -218,9 +218,9 @@ static void test_entry_routing(void **state)
 	assert_int_equal(vmem_free(vm, a, 17), 0);
 	assert_int_equal(info(vm, 32).cpu_rounds, 1);
 	assert_int_equal(vmem_free(vm, c, 32), 0);
-	assert_int_equal(vm->qc_free_max, 0u); /* d is still out */
+	assert_int_equal(vm->arena.free_gate, 0u); /* d is still out */
 	assert_int_equal(vmem_free(vm, d, 48), 0);
-	assert_int_equal(vm->qc_free_max, vm->qc_alloc_max);
+	assert_int_equal(vm->arena.free_gate, vm->qc.alloc_max);
 	assert_int_equal(vmem_free(vm, b, 16), 0);
 	assert_int_equal(info(vm, 16).cpu_rounds, 1);
 	CHECK_ARENA(vm);
@@ -277,10 +277,10 @@ static void *hold_depot(void *p)
 {
 	struct holder *h = p;
 	while (!atomic_load(&h->stop)) {
-		qcache_depot_hold(h->vm, 1, true);
+		qcache_depot_hold(&h->vm->qc, 1, true);
 		struct timespec ts = {0, 200 * 1000};
 		nanosleep(&ts, NULL);
-		qcache_depot_hold(h->vm, 1, false);
+		qcache_depot_hold(&h->vm->qc, 1, false);
 		sched_yield();
 	}
 	return NULL;

@@ -12,25 +12,25 @@ static void test_tagslab_grow_keeps_tags(void **state)
 {
 	(void)state;
 	vmem_t *vm = vmem_create("slab", 0, 0, 1, 0, 0);
-	pthread_mutex_lock(&vm->lock);
-	uint32_t cap0 = vm->bt_cap, n = cap0 * 5;
+	pthread_mutex_lock(&vm->arena.lock);
+	uint32_t cap0 = vm->arena.bt_cap, n = cap0 * 5;
 	static bt_idx got[100000];
 	assert_true(n < 100000);
 	for (uint32_t i = 0; i < n; i++) {
-		assert_int_equal(tagslab_reserve(vm, 1), 0);
-		got[i] = tagslab_get(vm);
-		BT(vm, got[i])->start = 0x5eed0000u + i;
-		BT(vm, got[i])->type = BT_BUSY;
+		assert_int_equal(tagslab_reserve(&vm->arena, 1), 0);
+		got[i] = tagslab_get(&vm->arena);
+		BT(&vm->arena, got[i])->start = 0x5eed0000u + i;
+		BT(&vm->arena, got[i])->type = BT_BUSY;
 	}
-	assert_true(vm->bt_cap > cap0);
+	assert_true(vm->arena.bt_cap > cap0);
 	for (uint32_t i = 0; i < n; i++) {
-		assert_true(got[i] >= BT_FIRST && got[i] < vm->bt_cap);
-		assert_int_equal(BT(vm, got[i])->start, 0x5eed0000u + i);
+		assert_true(got[i] >= BT_FIRST && got[i] < vm->arena.bt_cap);
+		assert_int_equal(BT(&vm->arena, got[i])->start, 0x5eed0000u + i);
 	}
 	for (uint32_t i = 0; i < n; i++)
-		tagslab_put(vm, got[i]);
-	assert_int_equal(vm->bt_nunused, vm->bt_cap - BT_FIRST);
-	pthread_mutex_unlock(&vm->lock);
+		tagslab_put(&vm->arena, got[i]);
+	assert_int_equal(vm->arena.bt_nunused, vm->arena.bt_cap - BT_FIRST);
+	pthread_mutex_unlock(&vm->arena.lock);
 	CHECK_ARENA(vm);
 	vmem_destroy(vm);
 }
@@ -39,16 +39,16 @@ static void test_tagslab_reserve_fails(void **state)
 {
 	(void)state;
 	vmem_t *vm = vmem_create("slabfail", 0, 0, 1, 0, 0);
-	pthread_mutex_lock(&vm->lock);
-	uint32_t cap = vm->bt_cap, unused = vm->bt_nunused;
+	pthread_mutex_lock(&vm->arena.lock);
+	uint32_t cap = vm->arena.bt_cap, unused = vm->arena.bt_nunused;
 	os_fault_after(1);
-	assert_int_equal(tagslab_reserve(vm, unused + 1), ENOMEM);
+	assert_int_equal(tagslab_reserve(&vm->arena, unused + 1), ENOMEM);
 	os_fault_after(0);
-	assert_int_equal(vm->bt_cap, cap);
-	assert_int_equal(vm->bt_nunused, unused);
-	assert_int_equal(tagslab_reserve(vm, unused + 1), 0);
-	assert_true(vm->bt_cap > cap);
-	pthread_mutex_unlock(&vm->lock);
+	assert_int_equal(vm->arena.bt_cap, cap);
+	assert_int_equal(vm->arena.bt_nunused, unused);
+	assert_int_equal(tagslab_reserve(&vm->arena, unused + 1), 0);
+	assert_true(vm->arena.bt_cap > cap);
+	pthread_mutex_unlock(&vm->arena.lock);
 	CHECK_ARENA(vm);
 	vmem_destroy(vm);
 }
@@ -88,7 +88,7 @@ static void test_no_half_split(void **state)
 	vmem_t *vm = vmem_create("split", 0x1000, 1 << 20, 16, 0, 0);
 	vmem_addr_t a;
 	/* use up every spare tag */
-	while (vm->bt_nunused > 0)
+	while (vm->arena.bt_nunused > 0)
 		assert_int_equal(vmem_alloc(vm, 16, VM_NOSLEEP, &a), 0);
 	CHECK_ARENA(vm);
 	for (int kind = 0; kind < 4; kind++) {

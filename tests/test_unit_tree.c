@@ -21,7 +21,7 @@ static void tree_verify(vmem_t *vm, bt_idx t, vmem_addr_t *last, bool *first, un
 		*maxp = 0;
 		return;
 	}
-	const struct bt *b = BT(vm, t);
+	const struct bt *b = BT(&vm->arena, t);
 	vmem_size_t lm, rm;
 	tree_verify(vm, b->left, last, first, n, &lm);
 	assert_true(*first || b->start > *last);
@@ -44,7 +44,7 @@ static void check_against(vmem_t *vm, const struct ref *r)
 	vmem_addr_t last = 0;
 	bool first = true;
 	vmem_size_t m;
-	tree_verify(vm, vm->tree_root, &last, &first, &got, &m);
+	tree_verify(vm, vm->arena.tree_root, &last, &first, &got, &m);
 	assert_int_equal(got, want);
 }
 
@@ -54,7 +54,7 @@ static bt_idx brute_fit(vmem_t *vm, const struct ref *r, const struct fitreq *q,
 	for (int k = 0; k < NSLOT; k++) {
 		if (r->tag[k] == BT_NIL)
 			continue;
-		const struct bt *b = BT(vm, r->tag[k]);
+		const struct bt *b = BT(&vm->arena, r->tag[k]);
 		if (fit(b->start, b->size, q, ap))
 			return r->tag[k];
 	}
@@ -69,31 +69,31 @@ static void test_tree_random(void **state)
 	assert_non_null(vm);
 	struct ref r;
 	memset(&r, 0, sizeof(r));
-	pthread_mutex_lock(&vm->lock);
-	vm->tree_on = true;
+	pthread_mutex_lock(&vm->arena.lock);
+	vm->arena.tree_on = true;
 	uint64_t rounds = tu_scale(20000);
 	for (uint64_t i = 0; i < rounds; i++) {
 		int k = (int)(tu_rand(&seed) % NSLOT);
 		unsigned op = (unsigned)(tu_rand(&seed) % 4);
 		if (r.tag[k] == BT_NIL && op < 2) {
-			assert_int_equal(tagslab_reserve(vm, 1), 0);
-			bt_idx t = tagslab_get(vm);
-			struct bt *b = BT(vm, t);
+			assert_int_equal(tagslab_reserve(&vm->arena, 1), 0);
+			bt_idx t = tagslab_get(&vm->arena);
+			struct bt *b = BT(&vm->arena, t);
 			b->type = BT_FREE;
 			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
 			b->size = 1 + tu_rand(&seed) % 512;
-			tree_insert(vm, t);
+			tree_insert(&vm->arena, t);
 			r.tag[k] = t;
 		} else if (r.tag[k] != BT_NIL && op == 2) {
-			tree_remove(vm, r.tag[k]);
-			tagslab_put(vm, r.tag[k]);
+			tree_remove(&vm->arena, r.tag[k]);
+			tagslab_put(&vm->arena, r.tag[k]);
 			r.tag[k] = BT_NIL;
 		} else if (r.tag[k] != BT_NIL) {
 			/* reshape within the slot: order is kept, max must follow */
-			struct bt *b = BT(vm, r.tag[k]);
+			struct bt *b = BT(&vm->arena, r.tag[k]);
 			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
 			b->size = 1 + tu_rand(&seed) % 512;
-			tree_update(vm, r.tag[k]);
+			tree_update(&vm->arena, r.tag[k]);
 		}
 		if (i % 16 == 0)
 			check_against(vm, &r);
@@ -111,7 +111,7 @@ static void test_tree_random(void **state)
 			q.minaddr = 0;
 		vmem_addr_t a1 = 0, a2 = 0;
 		bt_idx want = brute_fit(vm, &r, &q, &a1);
-		bt_idx got = tree_first_fit(vm, &q, &a2);
+		bt_idx got = tree_first_fit(&vm->arena, &q, &a2);
 		assert_int_equal(got, want);
 		if (got != BT_NIL)
 			assert_int_equal(a1, a2);
@@ -119,14 +119,14 @@ static void test_tree_random(void **state)
 	check_against(vm, &r);
 	for (int k = 0; k < NSLOT; k++) {
 		if (r.tag[k] != BT_NIL) {
-			tree_remove(vm, r.tag[k]);
-			tagslab_put(vm, r.tag[k]);
+			tree_remove(&vm->arena, r.tag[k]);
+			tagslab_put(&vm->arena, r.tag[k]);
 			r.tag[k] = BT_NIL;
 		}
 	}
-	assert_int_equal(vm->tree_root, BT_NIL);
-	assert_int_equal(BT(vm, BT_NIL)->max, 0);
-	pthread_mutex_unlock(&vm->lock);
+	assert_int_equal(vm->arena.tree_root, BT_NIL);
+	assert_int_equal(BT(&vm->arena, BT_NIL)->max, 0);
+	pthread_mutex_unlock(&vm->arena.lock);
 	CHECK_ARENA(vm);
 	vmem_destroy(vm);
 }
@@ -142,11 +142,11 @@ static void test_tree_lazy(void **state)
 		assert_int_equal(vmem_alloc(vm, 8, VM_INSTANTFIT, &a[i]), 0);
 	for (int i = 0; i < 64; i += 2)
 		assert_int_equal(vmem_free(vm, a[i], 8), 0);
-	assert_false(vm->tree_on);
+	assert_false(vm->arena.tree_on);
 	CHECK_ARENA(vm);
 	vmem_addr_t f;
 	assert_int_equal(vmem_alloc(vm, 8, VM_FIRSTFIT, &f), 0);
-	assert_true(vm->tree_on);
+	assert_true(vm->arena.tree_on);
 	assert_int_equal(a[0], 0); /* instant fit carves from the front */
 	assert_int_equal(f, 0);
 	CHECK_ARENA(vm);
@@ -166,14 +166,14 @@ static void test_freelist_lazy(void **state)
 			assert_int_equal(vmem_alloc(vm, 1 + (i % 5), VM_NEXTFIT, &a[i]), 0);
 		for (int i = 0; i < 64; i += 3)
 			assert_int_equal(vmem_free(vm, a[i], 1 + (i % 5)), 0);
-		assert_false(vm->fl_on);
-		assert_int_equal(vm->fl_bitmap, 0);
+		assert_false(vm->arena.fl_on);
+		assert_int_equal(vm->arena.fl_bitmap, 0);
 		CHECK_ARENA(vm);
-		uint64_t nfree = vm->nfree;
+		uint64_t nfree = vm->arena.nfree;
 		vmem_addr_t f;
 		assert_int_equal(vmem_alloc(vm, 1, pol == 0 ? VM_INSTANTFIT : VM_BESTFIT, &f), 0);
-		assert_true(vm->fl_on);
-		assert_true(vm->nfree == nfree || vm->nfree == nfree - 1);
+		assert_true(vm->arena.fl_on);
+		assert_true(vm->arena.nfree == nfree || vm->arena.nfree == nfree - 1);
 		CHECK_ARENA(vm);
 		/* kept exact from now on, next fit included */
 		for (int i = 1; i < 64; i += 3)
@@ -206,7 +206,7 @@ static void test_nextfit_hint_merged(void **state)
 	vmem_addr_t f;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &f), 0);
 	assert_int_equal(f, 100); /* the rotor stays at the end of a[99] */
-	assert_false(vm->tree_on);
+	assert_false(vm->arena.tree_on);
 	/* again and again: the free run before the latest allocation grows,
 	 * and IDs still move on */
 	for (vmem_addr_t k = 100; k < 1000; k++) {
@@ -216,7 +216,7 @@ static void test_nextfit_hint_merged(void **state)
 		assert_int_equal(g, k);
 		assert_int_equal(vmem_free(vm, g, 1), 0);
 	}
-	assert_false(vm->tree_on);
+	assert_false(vm->arena.tree_on);
 	CHECK_ARENA(vm);
 	vmem_destroy(vm);
 }
