@@ -1,0 +1,179 @@
+/*
+ * test_unit_check.c - the invariant checker finds what it claims to find.
+ * Each case breaks one of the caches' invariants Q1..Q7 by hand in a quiet
+ * arena, expects vmem_check to name exactly that invariant, puts the
+ * damage back and expects a clean check again.  A checker that missed a
+ * kind of damage would let the tests that call it after every step pass
+ * over that bug.
+ */
+#include "testutil.h"
+
+#include <string.h>
+
+#define Q(n) (100 + (n))
+
+/* vmem_check names invariant want, then (after undo) nothing. */
+static void expect_broken(vmem_t *vm, int want)
+{
+	char why[512];
+	int got = vmem_check(vm, why, sizeof(why));
+	if (got != want)
+		fail_msg("vmem_check gave %d (%s), want %d", got, why, want);
+}
+
+/* A cached arena with objects in use, in magazines, in the depot and free
+ * in slabs: every structure the Q invariants speak of is populated. */
+static vmem_t *populated(int flags, vmem_addr_t *held, int nheld)
+{
+	vmem_t *vm = vmem_create("check", 0x10000, 1 << 20, 1, 2, flags);
+	assert_non_null(vm);
+	vmem_addr_t a[200];
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
+	for (int i = nheld; i < 200; i++)
+		assert_int_equal(vmem_free(vm, a[i], 1), 0);
+	memcpy(held, a, (size_t)nheld * sizeof(*held));
+	CHECK_ARENA(vm);
+	return vm;
+}
+
+static struct qcache *cache1(vmem_t *vm)
+{
+	return qcache_of(&vm->qc, 1);
+}
+
+/* The CPU slot with at least two rounds in its loaded magazine. */
+static struct qc_cpu *busy_slot(vmem_t *vm)
+{
+	struct qcache *c = cache1(vm);
+	for (unsigned int i = 0; i < vm->qc.ncpu; i++) {
+		struct qc_cpu *cc = &c->cpu[i];
+		if (cc->bias + cc->pushes - cc->pops >= 2)
+			return cc;
+	}
+	fail_msg("no CPU slot holds two rounds");
+	return NULL;
+}
+
+static void test_q1_conservation(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	cache1(vm)->allocs++; /* one more object with callers than there is */
+	expect_broken(vm, Q(1));
+	cache1(vm)->allocs--;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q2_gate(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	vm->arena.arena_small++; /* the arena claims a segment it does not have */
+	expect_broken(vm, Q(2));
+	vm->arena.arena_small--;
+	vmem_size_t gate = vm->arena.free_gate;
+	vm->arena.free_gate = gate == 0 ? 1 : 0; /* open when it must be shut, or the reverse */
+	expect_broken(vm, Q(2));
+	vm->arena.free_gate = gate;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q3_slabs(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	cache1(vm)->nslabs++;
+	expect_broken(vm, Q(3));
+	cache1(vm)->nslabs--;
+	struct qc_slab *s = cache1(vm)->partial;
+	assert_non_null(s);
+	s->base += 64; /* the record no longer names its segment */
+	expect_broken(vm, Q(3));
+	s->base -= 64;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q4_slab_records(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	struct qc_slab *s = cache1(vm)->partial;
+	assert_non_null(s);
+	s->nfree++;
+	expect_broken(vm, Q(4));
+	s->nfree--;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q5_magazines(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	struct qcache *c = cache1(vm);
+	c->nempty++;
+	expect_broken(vm, Q(5));
+	c->nempty--;
+	struct qc_cpu *cc = busy_slot(vm);
+	uint32_t cap = cc->cap;
+	cc->cap = 1; /* fewer than the loaded magazine holds */
+	expect_broken(vm, Q(5));
+	cc->cap = cap;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q6_twins(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(0, held, 10);
+	struct qc_cpu *cc = busy_slot(vm);
+	vmem_addr_t keep = cc->loaded->obj[1];
+	cc->loaded->obj[1] = cc->loaded->obj[0]; /* one object, two rounds */
+	expect_broken(vm, Q(6));
+	struct qc_slab *s = cache1(vm)->partial;
+	assert_non_null(s);
+	cc->loaded->obj[1] = s->base + (vmem_addr_t)__builtin_ctzll(s->freemap); /* free in its slab */
+	expect_broken(vm, Q(6));
+	cc->loaded->obj[1] = 3; /* no object of any slab */
+	expect_broken(vm, Q(6));
+	cc->loaded->obj[1] = keep;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+static void test_q7_debug_marks(void **state)
+{
+	(void)state;
+	vmem_addr_t held[10];
+	vmem_t *vm = populated(VMC_DEBUG, held, 10);
+	struct qc_slab *s = cache1(vm)->partial;
+	assert_non_null(s);
+	uint64_t bit = s->freemap & -s->freemap;
+	s->usermap |= bit; /* free in its slab, yet with a caller */
+	expect_broken(vm, Q(7));
+	s->usermap &= ~bit;
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_q1_conservation), cmocka_unit_test(test_q2_gate),
+		cmocka_unit_test(test_q3_slabs),        cmocka_unit_test(test_q4_slab_records),
+		cmocka_unit_test(test_q5_magazines),    cmocka_unit_test(test_q6_twins),
+		cmocka_unit_test(test_q7_debug_marks),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
