@@ -53,7 +53,8 @@ typedef uint64_t vmem_size_t; /* a count of resource units */
 #define VM_NEXTFIT 0x00000800    /* first fit after the previous allocation, wrapping (PID-style) */
 
 /* Arena creation flags (vmem_create only). */
-#define VMC_DEBUG 0x00010000 /* check every free, cached sizes included; report leaks at destroy */
+#define VMC_DEBUG 0x00010000     /* report misuse and leaks on stderr */
+#define VMC_UNCHECKED 0x00020000 /* skip the bad-free check on cached sizes (faster, at the caller's risk) */
 
 /* Segment types (vmem_size, vmem_walk). */
 #define VMEM_ALLOC 0x01

@@ -119,6 +119,7 @@
  * SPDX-License-Identifier: BSD-2-Clause
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -198,7 +199,7 @@ bool arena_holds_small(const struct arena *ar)
 /* ---- life cycle ---------------------------------------------------------------- */
 
 int arena_init(struct arena *ar, vmem_t *self, const char *name, vmem_addr_t base,
-	       vmem_size_t size, vmem_size_t quantum, bool debug)
+	       vmem_size_t size, vmem_size_t quantum, int debug)
 {
 	ar->self = self;
 	if (tagslab_init(ar) != 0 || hash_init(ar) != 0)
@@ -229,28 +230,9 @@ void arena_set_caches(struct arena *ar, vmem_size_t small_max, vmem_size_t gate_
 	pthread_mutex_unlock(&ar->lock);
 }
 
-static void arena_report_leaks(struct arena *ar)
-{
-	unsigned long n = 0;
-	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next) {
-		const struct bt *b = BT(ar, i);
-		if (!bt_is_busy(b))
-			continue;
-		if (n++ < 16)
-			fprintf(stderr, "vmem: arena \"%s\": leaked [%#llx, %#llx] (%llu units)\n",
-				ar->name, (unsigned long long)b->start,
-				(unsigned long long)bt_last(b), (unsigned long long)b->size);
-	}
-	if (n != 0)
-		fprintf(stderr, "vmem: arena \"%s\": %lu allocations, %llu units outstanding at destroy\n",
-			ar->name, n, (unsigned long long)ar->alloc_total);
-}
-
 void arena_fini(struct arena *ar)
 {
 	if (ar->bt != NULL) {
-		if (ar->debug)
-			arena_report_leaks(ar);
 		/* nobody else may use the arena now: release without the lock */
 		for (bt_idx si = BT(ar, BT_HEAD)->lnext; si != BT_HEAD; si = BT(ar, si)->lnext) {
 			const struct bt *s = BT(ar, si);
@@ -476,16 +458,92 @@ int arena_xalloc(struct arena *ar, vmem_size_t size, vmem_size_t align, vmem_siz
 
 /* ---- free ------------------------------------------------------------------- */
 
-static void arena_bad_free(struct arena *ar, const char *fn, vmem_addr_t addr, vmem_size_t size)
-{
-	if (ar->debug)
-		fprintf(stderr, "vmem: arena \"%s\": %s(%#llx, %llu): not an outstanding allocation\n",
-			ar->name, fn, (unsigned long long)addr, (unsigned long long)size);
-}
+/* ---- debug reports ------------------------------------------------------------ */
 
 /* What a free gives back: vmem_free's segment (of a size the caches serve
  * or not), vmem_xfree's, or a cache's slab. */
 enum free_kind { FREE_ALLOC, FREE_ALLOC_CACHED, FREE_XALLOC, FREE_SLAB };
+
+
+void arena_misuse(const struct arena *ar, const char *fn, vmem_addr_t addr, vmem_size_t size,
+		  const char *why)
+{
+	if (ar->debug == OS_DEBUG_OFF)
+		return;
+	fprintf(stderr, "vmem: arena \"%s\": %s(%#llx, %llu): %s\n", ar->name, fn,
+		(unsigned long long)addr, (unsigned long long)size, why);
+	if (ar->debug == OS_DEBUG_ABORT)
+		abort(); /* the caller asked for it: VMEM_DEBUG=abort */
+}
+
+/* Lock held: what lies at addr (arena_whereis). */
+static enum arena_where arena_whereis_locked(const struct arena *ar, vmem_addr_t addr,
+					     vmem_addr_t *startp, vmem_size_t *sizep)
+{
+	bt_idx si = tree_span_floor(ar, addr);
+	if (si == BT_NIL || bt_last(BT(ar, si)) < addr)
+		return ARENA_OUTSIDE;
+	/* a walk of the span's segments: reports only, never a hot path */
+	for (bt_idx i = BT(ar, si)->next; i != BT_HEAD && !bt_is_span(BT(ar, i)); i = BT(ar, i)->next) {
+		const struct bt *b = BT(ar, i);
+		if (bt_last(b) < addr)
+			continue;
+		*startp = b->start;
+		*sizep = b->size;
+		if (b->type == BT_FREE)
+			return ARENA_IN_FREE;
+		return b->type == BT_BUSY_QC ? ARENA_IN_SLAB : ARENA_IN_ALLOC;
+	}
+	return ARENA_OUTSIDE; /* not reached: segments tile their span (I2) */
+}
+
+enum arena_where arena_whereis(struct arena *ar, vmem_addr_t addr, vmem_addr_t *startp,
+			       vmem_size_t *sizep)
+{
+	pthread_mutex_lock(&ar->lock);
+	enum arena_where w = arena_whereis_locked(ar, addr, startp, sizep);
+	pthread_mutex_unlock(&ar->lock);
+	return w;
+}
+
+/* A free found no allocation of this size at addr; lock held.  Under
+ * debug, say which mistake it is. */
+static void arena_bad_free_locked(const struct arena *ar, enum free_kind kind, vmem_addr_t addr,
+				  vmem_size_t size, const struct bt *b)
+{
+	if (ar->debug == OS_DEBUG_OFF)
+		return;
+	const char *fn = kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free";
+	char why[160];
+	vmem_addr_t start = 0;
+	vmem_size_t len = 0;
+	if (b != NULL && b->type == BT_BUSY_QC) {
+		snprintf(why, sizeof(why), "a quantum cache's slab, not an allocation");
+	} else if (b != NULL && b->size == size) {
+		snprintf(why, sizeof(why), "allocated by vmem_xalloc: free it with vmem_xfree");
+	} else if (b != NULL) {
+		snprintf(why, sizeof(why), "wrong size: allocated with size %llu",
+			 (unsigned long long)b->size);
+	} else {
+		switch (arena_whereis_locked(ar, addr, &start, &len)) {
+		case ARENA_OUTSIDE:
+			snprintf(why, sizeof(why), "outside every span");
+			break;
+		case ARENA_IN_ALLOC:
+		case ARENA_IN_SLAB:
+			snprintf(why, sizeof(why), "inside another allocation [%#llx, +%llu)",
+				 (unsigned long long)start, (unsigned long long)len);
+			break;
+		case ARENA_IN_FREE:
+			snprintf(why, sizeof(why), "never allocated");
+			for (unsigned int k = 0; k < ARENA_RECENT_FREES; k++)
+				if (ar->recent[k].addr == addr && ar->recent[k].size != 0)
+					snprintf(why, sizeof(why), "double free");
+			break;
+		}
+	}
+	arena_misuse(ar, fn, addr, size, why);
+}
 
 /* Free [addr, addr + rsize).  Lock held on entry, RELEASED on return. */
 static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr, vmem_size_t rsize,
@@ -496,13 +554,20 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 	struct bt *b = BT(ar, bi);
 	bool ok = bi != BT_NIL && b->size == rsize &&
 		  (kind == FREE_SLAB ? b->type == BT_BUSY_QC : b->type != BT_BUSY_QC);
-	/* under VMC_DEBUG, vmem_free of a cached size must be a cached object */
-	if (kind == FREE_ALLOC_CACHED && ar->debug && b->type == BT_BUSY_X)
+	/* vmem_free of a cached size never frees a vmem_xalloc segment: the
+	 * contract sends those to vmem_xfree */
+	if (kind == FREE_ALLOC_CACHED && b->type == BT_BUSY_X)
 		ok = false;
 	if (unlikely(!ok)) {
+		if (kind != FREE_SLAB)
+			arena_bad_free_locked(ar, kind, addr, rsize, bi != BT_NIL ? b : NULL);
 		pthread_mutex_unlock(&ar->lock);
-		arena_bad_free(ar, kind == FREE_XALLOC ? "vmem_xfree" : "vmem_free", addr, rsize);
 		return EINVAL;
+	}
+	if (unlikely(ar->debug != OS_DEBUG_OFF) && kind != FREE_SLAB) {
+		ar->recent[ar->recent_next].addr = addr;
+		ar->recent[ar->recent_next].size = rsize;
+		ar->recent_next = (ar->recent_next + 1) % ARENA_RECENT_FREES;
 	}
 	if (kind == FREE_SLAB)
 		b->left = b->right = BT_NIL; /* the slab's cookie (I7) */
@@ -632,6 +697,23 @@ void arena_wake(struct arena *ar)
 		return;
 	pthread_mutex_lock(&ar->lock);
 	arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
+}
+
+void arena_report_leaks(struct arena *ar, unsigned int *shown, uint64_t *n, vmem_size_t *units)
+{
+	pthread_mutex_lock(&ar->lock);
+	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next) {
+		const struct bt *b = BT(ar, i);
+		if (!bt_is_busy(b) || b->type == BT_BUSY_QC)
+			continue; /* a slab's objects are the caches' to report */
+		if ((*shown)++ < VMEM_LEAKS_SHOWN)
+			fprintf(stderr, "vmem: arena \"%s\": leaked [%#llx, %#llx] (%llu units)\n",
+				ar->name, (unsigned long long)b->start, (unsigned long long)bt_last(b),
+				(unsigned long long)b->size);
+		(*n)++;
+		*units += b->size;
+	}
 	pthread_mutex_unlock(&ar->lock);
 }
 

@@ -46,11 +46,11 @@ static inline int arena_flags_check(int flags, int allowed)
 /* ---- life cycle ---------------------------------------------------------- */
 
 /* Set up ar (zeroed memory) for vmem_create's arguments, already checked;
- * self is the handle passed to reclaim callbacks.  0 or ENOMEM (then
- * arena_fini undoes what was done). */
+ * self is the handle passed to reclaim callbacks, debug an OS_DEBUG_*
+ * mode.  0 or ENOMEM (then arena_fini undoes what was done). */
 int arena_init(struct arena *ar, vmem_t *self, const char *name, vmem_addr_t base,
-	       vmem_size_t size, vmem_size_t quantum, bool debug);
-/* Report leaks under debug, give imported spans back, unmap everything. */
+	       vmem_size_t size, vmem_size_t quantum, int debug);
+/* Give imported spans back, unmap everything. */
 void arena_fini(struct arena *ar);
 const char *arena_name(const struct arena *ar);
 vmem_size_t arena_quantum(const struct arena *ar);
@@ -116,6 +116,23 @@ int arena_small_alloc(struct arena *ar, vmem_size_t size, vmem_addr_t *addrp);
 void arena_count_fail(struct arena *ar);
 /* A cached VM_SLEEP allocation waits: until a wake-up or ms milliseconds. */
 void arena_sleep(struct arena *ar, unsigned int ms);
+
+/* ---- debug reports --------------------------------------------------------- */
+
+/* Under debug, report on stderr that fn(addr, size) was a misuse, and why;
+ * with VMEM_DEBUG=abort, then abort.  Quiet otherwise. */
+void arena_misuse(const struct arena *ar, const char *fn, vmem_addr_t addr, vmem_size_t size,
+		  const char *why);
+/* What lies at addr, for a report: outside every span, in a free segment,
+ * in an allocated segment or in a cache's slab ([*startp, + *sizep)). */
+enum arena_where { ARENA_OUTSIDE, ARENA_IN_FREE, ARENA_IN_ALLOC, ARENA_IN_SLAB };
+enum arena_where arena_whereis(struct arena *ar, vmem_addr_t addr, vmem_addr_t *startp,
+			       vmem_size_t *sizep);
+/* At destroy, under debug: name each outstanding allocation that is not a
+ * slab on stderr, up to *shown < VMEM_LEAKS_SHOWN lines in all; add them
+ * to *n and their units to *units. */
+#define VMEM_LEAKS_SHOWN 16
+void arena_report_leaks(struct arena *ar, unsigned int *shown, uint64_t *n, vmem_size_t *units);
 
 /* ---- sources --------------------------------------------------------------- */
 

@@ -71,6 +71,7 @@ static inline vmem_addr_t bt_last(const struct bt *b)
 /* ---- the arena ------------------------------------------------------- */
 
 #define VMEM_NCLASS 64
+#define ARENA_RECENT_FREES 64
 
 struct arena {
 	/* Read without the lock by the front door on every cached free: the
@@ -108,7 +109,7 @@ struct arena {
 
 	vmem_size_t quantum;
 	unsigned int qshift;
-	bool debug;
+	int debug; /* OS_DEBUG_* */
 	bool valgrind; /* running under valgrind: describe tags to memcheck */
 	bool ever_allocated;
 
@@ -145,6 +146,11 @@ struct arena {
 	vmem_size_t span_total, alloc_total, import_total;
 	uint64_t nspans, nalloc, nfree;
 	uint64_t allocs, frees, fails, imports, releases, waits;
+
+	/* under debug, the last frees, so that a report can tell a double
+	 * free from a free of something never allocated */
+	struct { vmem_addr_t addr; vmem_size_t size; } recent[ARENA_RECENT_FREES];
+	unsigned int recent_next;
 
 	char name[VMEM_NAMELEN];
 };

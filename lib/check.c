@@ -28,6 +28,7 @@ struct checker {
 	char *buf;
 	size_t len;
 	int broken;
+	uint64_t marked[VMEM_QCACHE_MAX]; /* Q7: objects marked as with a caller, per cache */
 };
 
 __attribute__((format(printf, 3, 4))) static bool ck_fail(struct checker *c, int inv,
@@ -430,10 +431,8 @@ static bool ck_slabs(struct checker *c)
 }
 
 /* Q4 for every slab of c (reached through the arena's cookies), and the
- * partial list; returns the free objects in slabs and, under debug, the
- * objects marked as with a caller. */
-static bool ck_slab_records(struct checker *c, const struct qcache *qc, uint64_t *slab_free,
-			    uint64_t *marked)
+ * partial list; returns the free objects in slabs. */
+static bool ck_slab_records(struct checker *c, const struct qcache *qc, uint64_t *slab_free)
 {
 	const struct arena *ar = c->ar;
 	uint64_t npartial = 0;
@@ -450,11 +449,7 @@ static bool ck_slab_records(struct checker *c, const struct qcache *qc, uint64_t
 			(unsigned long long)s->base, s->nfree, __builtin_popcountll(s->freemap),
 			linked ? "on" : "off"))
 			return false;
-		if (!CK(c, QINV(7), (s->usermap & s->freemap) == 0,
-			"slab %#llx: objects both free and with a caller", (unsigned long long)s->base))
-			return false;
 		*slab_free += s->nfree;
-		*marked += (uint64_t)__builtin_popcountll(s->usermap);
 		npartial += s->nfree != 0;
 	}
 	uint64_t onlist = 0;
@@ -471,7 +466,8 @@ static bool ck_slab_records(struct checker *c, const struct qcache *qc, uint64_t
 }
 
 /* Q6 for one magazine's rounds: objects of the cache's slabs, neither free
- * nor with a caller; each is added to seen, to look for twins after. */
+ * in them nor marked as with a caller; each is added to seen, to look for
+ * twins after. */
 struct seen {
 	vmem_addr_t *obj;
 	uint64_t n, cap;
@@ -481,9 +477,11 @@ static bool ck_rounds_of(struct checker *c, const struct qcache *qc, const vmem_
 			 uint64_t n, struct seen *seen)
 {
 	for (uint64_t k = 0; k < n; k++) {
-		unsigned int bit;
+		unsigned int bit = 0;
 		const struct qc_slab *s = ck_slab_of(c->ar, qc, obj[k], &bit);
-		if (!CK(c, QINV(6), s != NULL && !(s->freemap >> bit & 1) && !(s->usermap >> bit & 1),
+		const uint8_t *st = c->qs->checked ? qstate_byte(&c->qs->state, obj[k] >> c->qs->qshift) : NULL;
+		bool marked = st != NULL && *st == (uint8_t)(qc->objsize >> c->qs->qshift);
+		if (!CK(c, QINV(6), s != NULL && !(s->freemap >> bit & 1) && !marked,
 			"cache %llu: round %#llx is no object, or is free or with a caller",
 			(unsigned long long)qc->objsize, (unsigned long long)obj[k]))
 			return false;
@@ -558,9 +556,9 @@ static bool ck_cache(struct checker *c, const struct qcache *qc)
 		(unsigned long long)qc->nfull, (unsigned long long)qc->nempty))
 		return false;
 
-	/* Q4, Q7: the slabs */
-	uint64_t slab_free = 0, marked = 0;
-	if (!ck_slab_records(c, qc, &slab_free, &marked))
+	/* Q4: the slabs */
+	uint64_t slab_free = 0;
+	if (!ck_slab_records(c, qc, &slab_free))
 		return false;
 
 	/* Q6: every round an object, none twice; the rounds are sorted in a
@@ -599,11 +597,40 @@ static bool ck_cache(struct checker *c, const struct qcache *qc)
 		(unsigned long long)qc->objsize, (unsigned long long)qc->nslabs, QCACHE_SLAB_OBJS,
 		(unsigned long long)slab_free, (unsigned long long)rounds, (unsigned long long)held))
 		return false;
-	/* Q7: marks happen after a pop and before a push, so a caller may
-	 * hold an object not marked yet, never the other way round */
-	return CK(c, QINV(7), !qs->debug || marked <= held,
+	/* Q7: an object is marked after its pop and unmarked before its push,
+	 * so a caller may hold one not marked yet, never the other way round */
+	unsigned int k = (unsigned int)(qc->objsize >> qs->qshift);
+	return CK(c, QINV(7), c->marked[k - 1] <= held,
 		  "cache %llu: %llu objects marked as with a caller, %llu held",
-		  (unsigned long long)qc->objsize, (unsigned long long)marked, (unsigned long long)held);
+		  (unsigned long long)qc->objsize, (unsigned long long)c->marked[k - 1],
+		  (unsigned long long)held);
+}
+
+/* Q7 for one leaf of the state map: every unit marked as the start of an
+ * object with a caller is one, of the cache its mark names, and not free
+ * in its slab; counts the marks per cache. */
+static void ck_state_leaf(void *arg, uint64_t u0, const uint8_t *b)
+{
+	struct checker *c = arg;
+	const struct qcaches *qs = c->qs;
+	for (uint64_t i = 0; i < QSTATE_LEAF_UNITS && c->broken == 0; i++) {
+		unsigned int k = b[i] & ~QSTATE_FREED;
+		if (b[i] == 0)
+			continue;
+		if (!CK(c, QINV(7), k >= 1 && k <= qs->n, "unit %#llx has state %#x",
+			(unsigned long long)(u0 + i), b[i]))
+			return;
+		if (b[i] & QSTATE_FREED)
+			continue;
+		vmem_addr_t obj = (u0 + i) << qs->qshift;
+		unsigned int bit = 0;
+		const struct qc_slab *s = ck_slab_of(c->ar, qs->tab[k - 1], obj, &bit);
+		if (!CK(c, QINV(7), s != NULL && !(s->freemap >> bit & 1),
+			"%#llx is marked as a caller's object of %u quanta, but is none or is free",
+			(unsigned long long)obj, k))
+			return;
+		c->marked[k - 1]++;
+	}
 }
 
 static void ck_run(struct checker *c)
@@ -616,6 +643,10 @@ static void ck_run(struct checker *c)
 		return;
 	if (!ck_gate(c, &t) || !ck_slabs(c))
 		return;
+	if (c->qs->checked)
+		qstate_each_leaf(&c->qs->state, ck_state_leaf, c);
+	if (c->broken != 0)
+		return;
 	for (unsigned int k = 0; k < c->qs->n; k++)
 		if (!ck_cache(c, c->qs->tab[k]))
 			return;
@@ -623,7 +654,7 @@ static void ck_run(struct checker *c)
 
 int vmem_check(vmem_t *vm, char *buf, size_t len)
 {
-	struct checker c = { &vm->arena, &vm->qc, buf, len, 0 };
+	struct checker c = { .ar = &vm->arena, .qs = &vm->qc, .buf = buf, .len = len };
 	if (buf != NULL && len != 0)
 		buf[0] = '\0';
 	/* in the lock order: every cache's locks, then the arena's */

@@ -134,10 +134,21 @@ void os_cond_init(pthread_cond_t *cv)
 	pthread_condattr_destroy(&ca);
 }
 
-bool os_debug_env(void)
+int os_debug_mode(void)
 {
 	const char *e = getenv("VMEM_DEBUG");
-	return e != NULL && strcmp(e, "1") == 0;
+	if (e == NULL)
+		return OS_DEBUG_OFF;
+	if (strcmp(e, "1") == 0)
+		return OS_DEBUG_REPORT;
+	if (strcmp(e, "abort") == 0)
+		return OS_DEBUG_ABORT;
+	return OS_DEBUG_OFF;
+}
+
+bool os_debug_env(void)
+{
+	return os_debug_mode() != OS_DEBUG_OFF;
 }
 
 /* ---- CPUs ------------------------------------------------------------------

@@ -34,6 +34,12 @@ void os_cond_init(pthread_cond_t *cv); /* on CLOCK_MONOTONIC */
  * test measures.  NULL on failure. */
 void *os_scratch_map(size_t bytes);
 void os_scratch_unmap(void *p, size_t bytes);
+/* VMEM_DEBUG in the environment: unset (or anything else) is off, "1"
+ * reports misuse and leaks on stderr, "abort" reports the first misuse and
+ * aborts, so that a core dump shows the caller.  Only the caller's own
+ * setting may make the library abort. */
+enum { OS_DEBUG_OFF = 0, OS_DEBUG_REPORT = 1, OS_DEBUG_ABORT = 2 };
+int os_debug_mode(void);
 /* os_fault_after, os_map_calls, os_mapped_bytes and os_debug_env are
  * declared in seams.h: tests call them too. */
 
@@ -60,6 +66,24 @@ static inline struct rseq *os_rseq_area(void)
 	return (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 }
 #endif
+/* The process has one thread, and only the caller could start another:
+ * glibc's own flag (2.32 and later), which it clears for good when a
+ * second thread starts and sets again in the child of a fork.  A check
+ * that needs an atomic instruction only against other threads may do
+ * without it while this holds. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#include <sys/single_threaded.h>
+static inline bool os_single_threaded(void)
+{
+	return __libc_single_threaded != 0;
+}
+#else
+static inline bool os_single_threaded(void)
+{
+	return false;
+}
+#endif
+
 bool os_rseq_enabled(void);  /* rseq and its fence both work here */
 void os_rseq_child(void);    /* after fork, in the child */
 void os_rseq_fence(int cpu); /* restart sequences on cpu; < 0: on every CPU */

@@ -59,10 +59,13 @@
  *    slot's cap; the depot's full magazines are not empty and its empty
  *    ones are, and nfull and nempty count them.
  * Q6 No object is in two places: every round of every magazine is an
- *    object of one of its cache's slabs, not free in that slab, and no
- *    object is a round twice.
- * Q7 Under VMC_DEBUG, the objects marked as with a caller are exactly as
- *    many as callers hold, and none of them is free in its slab.
+ *    object of one of its cache's slabs, neither free in that slab nor
+ *    marked as with a caller, and no object is a round twice.
+ * Q7 Where frees are checked (not VMC_UNCHECKED), a unit's state byte
+ *    (qstate.h) says k, "with a caller", only at the start of an object
+ *    of k quanta of a slab that is not free in it (nor a round, Q6); a
+ *    cache has no more such objects than callers hold (a mark follows its
+ *    pop, so for a moment there may be fewer).
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -310,6 +313,13 @@ static int qc_grow(struct qcaches *qs, struct qcache *c)
 		arena_slab_free(qs->ar, base);
 		return ENOMEM;
 	}
+	/* every unit of the slab gets its state byte, 0: no history here */
+	if (qs->checked && qstate_cover(&qs->state, base >> qs->qshift, c->slabsize >> qs->qshift) != 0) {
+		qc_rec_put((void **)&c->slabpool, s);
+		pthread_mutex_unlock(&c->lock);
+		arena_slab_free(qs->ar, base);
+		return ENOMEM;
+	}
 	s->base = base;
 	s->nfree = QCACHE_SLAB_OBJS;
 	s->freemap = ~0ull;
@@ -320,24 +330,55 @@ static int qc_grow(struct qcaches *qs, struct qcache *c)
 	return 0;
 }
 
-/* ---- VMC_DEBUG: every cached object's owner is known -------------------- */
+/* ---- checked frees ---------------------------------------------------------- */
 
-static int qc_debug_mark(struct qcaches *qs, struct qcache *c, vmem_addr_t addr, bool alloc)
+/* The state byte's k: the object size in quanta, 1..VMEM_QCACHE_MAX. */
+static inline uint8_t qc_k(const struct qcaches *qs, const struct qcache *c)
 {
-	int err = 0;
-	uintptr_t cookie;
-	pthread_mutex_lock(&c->lock);
-	arena_slab_cookies(qs->ar, c->slabsize, c->slabalign, &addr, 1, &cookie);
-	struct qc_slab *s = qc_slab_of(c, cookie, addr);
-	uint64_t bit = s ? 1ull << ((addr - s->base) / c->objsize) : 0;
-	if (s == NULL || ((s->usermap & bit) != 0) == alloc)
-		err = EINVAL;
-	else if (alloc)
-		s->usermap |= bit;
-	else
-		s->usermap &= ~bit;
-	pthread_mutex_unlock(&c->lock);
-	return err;
+	return (uint8_t)(c->objsize >> qs->qshift);
+}
+
+/* A cached-size free that is no outstanding allocation: EINVAL, and under
+ * debug a report that names the mistake. */
+static NOINLINE int qc_bad_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size)
+{
+	if (qs->debug == OS_DEBUG_OFF)
+		return EINVAL;
+	char why[160];
+	uint64_t u = addr >> qs->qshift;
+	const uint8_t *p = qstate_byte(&qs->state, u);
+	unsigned int b = p != NULL ? __atomic_load_n(p, __ATOMIC_RELAXED) : 0;
+	vmem_addr_t start;
+	vmem_size_t len;
+	if (b != 0 && b < QSTATE_FREED) {
+		snprintf(why, sizeof(why), "wrong size: allocated with size %llu",
+			 (unsigned long long)b << qs->qshift);
+	} else if (b != 0) {
+		snprintf(why, sizeof(why), "double free");
+	} else {
+		/* no cached object starts here: inside one, or the arena's */
+		unsigned int d = 1;
+		const uint8_t *q = NULL;
+		for (; d < VMEM_QCACHE_MAX && d <= u; d++) {
+			q = qstate_byte(&qs->state, u - d);
+			if (q != NULL && *q != 0 && *q < QSTATE_FREED && *q > d)
+				break;
+		}
+		enum arena_where w = arena_whereis(qs->ar, addr, &start, &len);
+		if (d < VMEM_QCACHE_MAX && d <= u)
+			snprintf(why, sizeof(why), "inside another allocation [%#llx, +%llu)",
+				 (unsigned long long)(u - d) << qs->qshift,
+				 (unsigned long long)*q << qs->qshift);
+		else if (w == ARENA_OUTSIDE)
+			snprintf(why, sizeof(why), "outside every span");
+		else if (w == ARENA_IN_ALLOC && start != addr)
+			snprintf(why, sizeof(why), "inside another allocation [%#llx, +%llu)",
+				 (unsigned long long)start, (unsigned long long)len);
+		else
+			snprintf(why, sizeof(why), "never allocated");
+	}
+	arena_misuse(qs->ar, "vmem_free", addr, size, why);
+	return EINVAL;
 }
 
 /* ---- allocation and free --------------------------------------------------- */
@@ -356,6 +397,7 @@ NOINLINE int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags,
 			       vmem_addr_t *addrp)
 {
 	vmem_addr_t a;
+	uint8_t *st;
 	for (;;) {
 		struct qc_cpu *cc = qc_cpu_lock(qs, c);
 		if (qc_rounds(cc) != 0)
@@ -384,6 +426,7 @@ NOINLINE int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags,
 			c->allocs++;
 			c->misses++;
 			pthread_mutex_unlock(&c->lock);
+			st = qs->checked ? qstate_byte(&qs->state, a >> qs->qshift) : NULL;
 			break;
 		}
 		pthread_mutex_unlock(&c->lock);
@@ -409,12 +452,13 @@ NOINLINE int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags,
 		continue;
 hit:
 		a = cc->loaded->obj[qc_rounds(cc) - 1];
+		st = cc->loaded->state[qc_rounds(cc) - 1];
 		cc->pops++;
 		qc_spin_unlock(&cc->lock);
 		break;
 	}
-	if (unlikely(qs->debug))
-		qc_debug_mark(qs, c, a, true);
+	if (qs->checked)
+		qstate_alloc(st, qc_k(qs, c));
 	*addrp = a;
 	return 0;
 }
@@ -423,7 +467,10 @@ int qcache_alloc(struct qcaches *qs, vmem_size_t size, int flags, vmem_addr_t *a
 {
 	struct qcache *c = qcache_of(qs, size);
 	vmem_addr_t a;
-	if (qs->alloc_max != 0 && qc_pop_rseq(qs, c, &a)) {
+	uint8_t *st;
+	if (qs->alloc_max != 0 && qc_pop_rseq(qs, c, &a, &st)) {
+		if (qs->checked)
+			qstate_alloc(st, qc_k(qs, c));
 		*addrp = a;
 		return 0;
 	}
@@ -433,7 +480,7 @@ int qcache_alloc(struct qcaches *qs, vmem_size_t size, int flags, vmem_addr_t *a
 /* A free the CPU layer could not take at once (the loaded magazine full,
  * or no rseq): the slot locked, magazines exchanged with the depot, or
  * straight back to the slab when there is no memory for a magazine. */
-static void qc_free_to_cpu(struct qcaches *qs, struct qcache *c, vmem_addr_t addr)
+static void qc_free_to_cpu(struct qcaches *qs, struct qcache *c, vmem_addr_t addr, uint8_t *st)
 {
 	struct qc_cpu *cc = qc_cpu_lock(qs, c);
 	/* read without the mutex: a stale value is harmless */
@@ -473,18 +520,14 @@ static void qc_free_to_cpu(struct qcaches *qs, struct qcache *c, vmem_addr_t add
 	return;
 push:
 	cc->loaded->obj[qc_rounds(cc)] = addr;
+	cc->loaded->state[qc_rounds(cc)] = st;
 	cc->pushes++;
 	qc_spin_unlock(&cc->lock);
 }
 
-NOINLINE int qcache_free_miss(struct qcaches *qs, struct qcache *c, vmem_addr_t addr)
+NOINLINE int qcache_push_miss(struct qcaches *qs, struct qcache *c, vmem_addr_t addr, uint8_t *st)
 {
-	if (unlikely(qs->debug) && qc_debug_mark(qs, c, addr, false) != 0) {
-		fprintf(stderr, "vmem: arena \"%s\": vmem_free(%#llx, %llu): not an outstanding allocation\n",
-			arena_name(qs->ar), (unsigned long long)addr, (unsigned long long)c->objsize);
-		return EINVAL;
-	}
-	qc_free_to_cpu(qs, c, addr);
+	qc_free_to_cpu(qs, c, addr, st);
 	arena_wake(qs->ar); /* a waiter may want what this free made available */
 	return 0;
 }
@@ -492,11 +535,14 @@ NOINLINE int qcache_free_miss(struct qcaches *qs, struct qcache *c, vmem_addr_t 
 int qcache_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size)
 {
 	struct qcache *c = qcache_of(qs, size);
-	if (qs->alloc_max != 0 && qc_push_rseq(qs, c, addr)) {
+	uint8_t *st = NULL;
+	if (qs->checked && (st = qstate_free(&qs->state, addr >> qs->qshift, qc_k(qs, c))) == NULL)
+		return qc_bad_free(qs, addr, size);
+	if (qs->alloc_max != 0 && qc_push_rseq(qs, c, addr, st)) {
 		arena_wake(qs->ar);
 		return 0;
 	}
-	return qcache_free_miss(qs, c, addr);
+	return qcache_push_miss(qs, c, addr, st);
 }
 
 int qcache_free_shared(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size)
@@ -567,17 +613,28 @@ bool qcache_reap(void *arg)
 /* Where the common path may run (create, fork), while no other thread runs. */
 static void qc_set_fast(struct qcaches *qs)
 {
-	qs->alloc_max = qs->rseq && !qs->debug ? qs->max : 0;
+	qs->alloc_max = qs->rseq && qs->debug == OS_DEBUG_OFF ? qs->max : 0;
 	qs->rseq_off = qc_rseq_offset();
 }
 
+vmem_size_t qcache_fit_max(vmem_size_t max, vmem_size_t quantum)
+{
+	/* a slab of 64 objects, aligned to the power of two at or above its
+	 * size: both must stay at or below 2^63 */
+	const vmem_size_t most = ((vmem_size_t)1 << 63) / QCACHE_SLAB_OBJS;
+	if (max > most)
+		max = most & ~(quantum - 1);
+	return max;
+}
+
 int qcache_init(struct qcaches *qs, struct arena *ar, vmem_size_t max, vmem_size_t quantum,
-		bool debug)
+		int debug, bool checked)
 {
 	long n = sysconf(_SC_NPROCESSORS_CONF);
 	qs->ar = ar;
 	qs->max = max;
 	qs->debug = debug;
+	qs->checked = checked || debug != OS_DEBUG_OFF;
 	qs->qshift = (unsigned int)__builtin_ctzll(quantum);
 	qs->ncpu = n < 1 ? 1 : n > (long)QC_MAX_CPUS ? QC_MAX_CPUS : (unsigned int)n;
 	qs->n = (unsigned int)(max >> qs->qshift);
@@ -586,14 +643,15 @@ int qcache_init(struct qcaches *qs, struct arena *ar, vmem_size_t max, vmem_size
 	qs->map = os_map(qs->bytes);
 	if (qs->map == NULL)
 		return ENOMEM;
+	if (qs->checked && qstate_init(&qs->state) != 0)
+		return ENOMEM;
 	for (unsigned int k = 0; k < qs->n; k++) {
 		struct qcache *c = qc_get(qs, k);
 		pthread_mutex_init(&c->lock, NULL);
 		c->objsize = (vmem_size_t)(k + 1) << qs->qshift;
-		c->slabsize = c->objsize * QCACHE_SLAB_OBJS;
-		c->slabalign = 1;
-		while (c->slabalign < c->slabsize)
-			c->slabalign <<= 1;
+		c->slabsize = c->objsize * QCACHE_SLAB_OBJS; /* at most 2^63: qcache_fit_max */
+		unsigned int lg = 63u - (unsigned int)__builtin_clzll(c->slabsize);
+		c->slabalign = (vmem_size_t)1 << (lg + ((c->slabsize & (c->slabsize - 1)) != 0));
 		c->magsize = QC_MAG_MIN;
 		for (unsigned int i = 0; i < qs->ncpu; i++) {
 			struct qc_cpu *cc = &c->cpu[i];
@@ -626,6 +684,7 @@ void qcache_fini(struct qcaches *qs)
 	}
 	os_unmap(qs->map, qs->bytes);
 	qs->map = NULL;
+	qstate_fini(&qs->state);
 }
 
 /* fork: take every cache lock, in the lock order, before the arena's */
@@ -654,6 +713,37 @@ void qcache_child(struct qcaches *qs)
 	qcache_unlock_all(qs);
 	qs->rseq = qs->map != NULL && os_rseq_enabled(); /* os_rseq_child decided */
 	qc_set_fast(qs);
+}
+
+struct leak_walk {
+	const struct qcaches *qs;
+	unsigned int *shown;
+	uint64_t *n;
+	vmem_size_t *units;
+};
+
+static void qc_leaks_in_leaf(void *arg, uint64_t u0, const uint8_t *b)
+{
+	struct leak_walk *w = arg;
+	for (uint64_t i = 0; i < QSTATE_LEAF_UNITS; i++) {
+		if (b[i] == 0 || b[i] >= QSTATE_FREED)
+			continue;
+		vmem_addr_t a = (u0 + i) << w->qs->qshift;
+		vmem_size_t size = (vmem_size_t)b[i] << w->qs->qshift;
+		if ((*w->shown)++ < VMEM_LEAKS_SHOWN)
+			fprintf(stderr, "vmem: arena \"%s\": leaked [%#llx, %#llx] (%llu units)\n",
+				arena_name(w->qs->ar), (unsigned long long)a,
+				(unsigned long long)(a + (size - 1)), (unsigned long long)size);
+		(*w->n)++;
+		*w->units += size;
+	}
+}
+
+void qcache_report_leaks(struct qcaches *qs, unsigned int *shown, uint64_t *n, vmem_size_t *units)
+{
+	struct leak_walk w = { qs, shown, n, units };
+	if (qs->map != NULL && qs->checked)
+		qstate_each_leaf(&qs->state, qc_leaks_in_leaf, &w);
 }
 
 /* ---- looking inside: callers hold no lock -------------------------------- */
@@ -740,7 +830,7 @@ void qcache_dump(struct qcaches *qs, FILE *fp)
 
 size_t qcache_bytes(const struct qcaches *qs)
 {
-	size_t n = qs->bytes;
+	size_t n = qs->bytes + __atomic_load_n(&qs->state.bytes, __ATOMIC_RELAXED);
 	for (unsigned int k = 0; k < qs->n; k++)
 		n += __atomic_load_n(&qc_get(qs, k)->chunk_bytes, __ATOMIC_RELAXED);
 	return n;

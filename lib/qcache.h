@@ -19,17 +19,21 @@
 
 #include "arena.h"
 #include "os.h"
+#include "qstate.h"
 
 #define QCACHE_SLAB_OBJS 64u /* a slab's free map is one word */
 #define QC_MAG_MIN 8u
 #define QC_MAG_MAX 64u
 #define QC_MAX_CPUS 64u
 
-/* A magazine: a stack of free objects. */
+/* A magazine: a stack of free objects, and beside each (where frees are
+ * checked) where its state byte is, which the free that pushed it found,
+ * so that the allocation that pops it need not look for it again. */
 struct qc_mag {
 	struct qc_mag *next;
 	uint32_t rounds;
 	vmem_addr_t obj[QC_MAG_MAX];
+	uint8_t *state[QC_MAG_MAX];
 };
 
 /* A slab's record: which of its objects are free in it.  The arena keeps
@@ -37,7 +41,6 @@ struct qc_mag {
 struct qc_slab {
 	vmem_addr_t base;
 	uint64_t freemap; /* bit i: object i is in the slab, free */
-	uint64_t usermap; /* bit i: object i is with a caller (kept under VMC_DEBUG) */
 	struct qc_slab *next, *prev; /* partial list: slabs with free objects */
 	uint32_t nfree;
 };
@@ -75,15 +78,17 @@ struct qcaches {
 				  where it may not run (no rseq, VMC_DEBUG) */
 	ptrdiff_t rseq_off;    /* __rseq_offset, read here rather than through the GOT */
 	unsigned int ncpu, qshift;
+	bool checked; /* frees of cached sizes are checked (not VMC_UNCHECKED) */
 	struct qcache *tab[VMEM_QCACHE_MAX]; /* by (size - 1) >> qshift */
+	struct qstate state; /* with checked: every object's state (qstate.h) */
 
 	struct arena *ar;
 	vmem_size_t max; /* qcache_max, rounded and clamped */
 	void *map;       /* the caches, stride bytes apart */
 	size_t stride, bytes;
 	unsigned int n;
-	bool rseq;  /* the CPU layer runs as rseq sequences (os.c) */
-	bool debug; /* VMC_DEBUG: every object's owner is known */
+	bool rseq; /* the CPU layer runs as rseq sequences (os.c) */
+	int debug; /* OS_DEBUG_*: the common path does not run; misuse is reported */
 };
 
 static inline struct qcache *qcache_of(const struct qcaches *qs, vmem_size_t size)
@@ -91,9 +96,13 @@ static inline struct qcache *qcache_of(const struct qcaches *qs, vmem_size_t siz
 	return qs->tab[(size - 1) >> qs->qshift]; /* size need not be rounded */
 }
 
-/* Set up qs for arena ar (0 or ENOMEM; qcache_fini undoes). */
+/* The largest cached size, at most max (a multiple of quantum), whose
+ * slab's size and alignment fit in 64 bits; 0: none. */
+vmem_size_t qcache_fit_max(vmem_size_t max, vmem_size_t quantum);
+/* Set up qs for arena ar, max from qcache_fit_max, debug an OS_DEBUG_*
+ * mode (0 or ENOMEM; qcache_fini undoes). */
 int qcache_init(struct qcaches *qs, struct arena *ar, vmem_size_t max, vmem_size_t quantum,
-		bool debug);
+		int debug, bool checked);
 void qcache_fini(struct qcaches *qs);
 /* A cached size, rounded, any flags: the caches' every path. */
 int qcache_alloc(struct qcaches *qs, vmem_size_t size, int flags, vmem_addr_t *addrp);
@@ -101,10 +110,17 @@ int qcache_alloc(struct qcaches *qs, vmem_size_t size, int flags, vmem_addr_t *a
  * the arena. */
 int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags, vmem_addr_t *addrp);
 /* A free of a cached size that can only be a cache object (the gate is
- * open), or, with qcache_free_shared, that may be the arena's own segment. */
+ * open), or, with qcache_free_shared, that may be the arena's own segment:
+ * checked (unless VMC_UNCHECKED), then into a magazine.  0 or EINVAL. */
 int qcache_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size);
 int qcache_free_shared(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size);
-int qcache_free_miss(struct qcaches *qs, struct qcache *c, vmem_addr_t addr);
+/* The inline free checked the object (its state byte at st) but could not
+ * push it: the slot locked, magazines exchanged with the depot.  Returns 0. */
+int qcache_push_miss(struct qcaches *qs, struct qcache *c, vmem_addr_t addr, uint8_t *st);
+/* At destroy, after a reap, under debug: name the objects callers still
+ * hold, as arena_report_leaks does for the arena's segments. */
+void qcache_report_leaks(struct qcaches *qs, unsigned int *shown, uint64_t *n,
+			 vmem_size_t *units);
 /* Everything cached goes back to the arena; true if a slab was freed.
  * Takes every lock of the caches: call with none held.  Its argument is
  * the struct qcaches, so that the arena can call it as its reap hook. */

@@ -1,8 +1,9 @@
 /*
  * rseq.h - the quantum caches' common paths as restartable sequences, for
  * x86-64 with glibc 2.35 or later (os.h decides OS_RSEQ).  qc_pop_rseq
- * takes an object from the loaded magazine of this CPU's slot, and
- * qc_push_rseq puts one there; each returns false, having changed nothing,
+ * takes an object (and where its state byte is, qcache.h) from the loaded
+ * magazine of this CPU's slot, and qc_push_rseq puts one there; each
+ * returns false, having changed nothing,
  * when the slot is locked, the magazine is empty (pop) or full (push), or
  * the CPU is past the caches' slots: the caller then takes the slow path.
  * Without rseq both always return false, and the slow path does the work
@@ -14,10 +15,10 @@
  * one plain store commits.  The kernel restarts a sequence that is
  * preempted, migrated or signalled before that store, at label 4 (after
  * the signature glibc registered), which starts over from label 0.  A push
- * writes its object above the top first: harmless if the commit never
- * comes.  rseq_cs is cleared on the way out (by qc_rseq_done on the slow
- * path): the kernel reads the descriptor it points to at every
- * preemption, and after a dlclose that would fault.
+ * writes its object and its state pointer above the top first: harmless
+ * if the commit never comes.  rseq_cs is cleared on the way out (by
+ * qc_rseq_done on the slow path): the kernel reads the descriptor it
+ * points to at every preemption, and after a dlclose that would fault.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -80,7 +81,8 @@
 		[o_bias] "i"(offsetof(struct qc_cpu, bias)),                          \
 		[o_pops] "i"(offsetof(struct qc_cpu, pops)),                          \
 		[o_pushes] "i"(offsetof(struct qc_cpu, pushes)),                      \
-		[o_obj] "i"(offsetof(struct qc_mag, obj))
+		[o_obj] "i"(offsetof(struct qc_mag, obj)),                            \
+		[o_state] "i"(offsetof(struct qc_mag, state))
 
 /* A sequence left for the slow path still names its descriptor. */
 static inline void qc_rseq_done(void)
@@ -91,32 +93,37 @@ static inline void qc_rseq_done(void)
 /* Scratch registers: %rax and %r8 to %r10, none of which holds an argument of
  * vmem_alloc or vmem_free, so the compiler need not save those for the
  * slow path. */
-static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp)
+static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp,
+			       uint8_t **statep)
 {
 	vmem_addr_t obj;
+	uint8_t *st;
 	__asm__ volatile goto(QC_RSEQ_HEAD
 		     "movq " QC_SLOT(o_bias) ", %%r8\n\t"
 		     "addq " QC_SLOT(o_pushes) ", %%r8\n\t"
 		     "movq " QC_SLOT(o_pops) ", %%r9\n\t"
 		     "subq %%r9, %%r8\n\t" /* rounds */
 		     "jz %l[slow]\n\t"
-		     "movq " QC_SLOT(o_loaded) ", %[obj]\n\t"
-		     "movq %c[o_obj]-8(%[obj], %%r8, 8), %[obj]\n\t"
+		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
+		     "movq %c[o_obj]-8(%%r10, %%r8, 8), %[obj]\n\t"
+		     "movq %c[o_state]-8(%%r10, %%r8, 8), %[st]\n\t"
 		     "incq %%r9\n\t"
 		     "movq %%r9, " QC_SLOT(o_pops) "\n" /* commit */
 		     QC_RSEQ_TAIL
-		     : [obj] "=&r"(obj)
+		     : [obj] "=&r"(obj), [st] "=&r"(st)
 		     : QC_RSEQ_OPERANDS(qs, c)
-		     : "rax", "r8", "r9", "memory", "cc"
+		     : "rax", "r8", "r9", "r10", "memory", "cc"
 		     : slow);
 	*objp = obj;
+	*statep = st;
 	return true;
 slow:
 	qc_rseq_done();
 	return false;
 }
 
-static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t obj)
+static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t obj,
+				uint8_t *st)
 {
 	__asm__ volatile goto(QC_RSEQ_HEAD
 		     "movq " QC_SLOT(o_pushes) ", %%r9\n\t"
@@ -127,11 +134,12 @@ static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem
 		     "jae %l[slow]\n\t"
 		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
 		     "movq %[obj], %c[o_obj](%%r10, %%r8, 8)\n\t"
+		     "movq %[st], %c[o_state](%%r10, %%r8, 8)\n\t"
 		     "incq %%r9\n\t"
 		     "movq %%r9, " QC_SLOT(o_pushes) "\n" /* commit */
 		     QC_RSEQ_TAIL
 		     :
-		     : [obj] "r"(obj), QC_RSEQ_OPERANDS(qs, c)
+		     : [obj] "r"(obj), [st] "r"(st), QC_RSEQ_OPERANDS(qs, c)
 		     : "rax", "r8", "r9", "r10", "memory", "cc"
 		     : slow);
 	return true;
@@ -145,14 +153,16 @@ static inline ptrdiff_t qc_rseq_offset(void)
 	return __rseq_offset;
 }
 #else
-static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp)
+static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp,
+			       uint8_t **statep)
 {
-	(void)qs, (void)c, (void)objp;
+	(void)qs, (void)c, (void)objp, (void)statep;
 	return false;
 }
-static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t obj)
+static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t obj,
+				uint8_t *st)
 {
-	(void)qs, (void)c, (void)obj;
+	(void)qs, (void)c, (void)obj, (void)st;
 	return false;
 }
 static inline ptrdiff_t qc_rseq_offset(void)

@@ -28,7 +28,7 @@ void os_fault_after(uint64_t n);
 uint64_t os_map_calls(void);
 /* Bytes the library has mapped and not yet unmapped, all arenas together. */
 size_t os_mapped_bytes(void);
-/* VMEM_DEBUG asks for debug reports in every arena. */
+/* VMEM_DEBUG asks for debug reports in every arena ("1" or "abort"). */
 bool os_debug_env(void);
 
 /* The arena's mutex is free at this moment (it is taken and released): a

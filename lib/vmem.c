@@ -123,7 +123,7 @@ VMEM_API vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t siz
 {
 	if (!vmem_is_pow2(quantum) || (base & (quantum - 1)) != 0 || (size & (quantum - 1)) != 0 ||
 	    (size != 0 && size - 1 > VMEM_ADDR_MAX - base) ||
-	    arena_flags_check(flags & ~VMC_DEBUG, VM_SLEEPFLAGS) != 0) {
+	    arena_flags_check(flags & ~(VMC_DEBUG | VMC_UNCHECKED), VM_SLEEPFLAGS) != 0) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -136,12 +136,15 @@ VMEM_API vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t siz
 	}
 	memset(vm, 0, sizeof(*vm));
 	vm->self_bytes = bytes;
-	vm->debug = (flags & VMC_DEBUG) != 0 || os_debug_env();
+	vm->debug = os_debug_mode();
+	if ((flags & VMC_DEBUG) != 0 && vm->debug == OS_DEBUG_OFF)
+		vm->debug = OS_DEBUG_REPORT;
 	if (arena_init(&vm->arena, vm, name, base, size, quantum, vm->debug) != 0)
 		goto fail;
-	vmem_size_t qmax = vmem_qcache_max(qcache_max, quantum);
+	vmem_size_t qmax = qcache_fit_max(vmem_qcache_max(qcache_max, quantum), quantum);
 	if (qmax != 0) {
-		if (qcache_init(&vm->qc, &vm->arena, qmax, quantum, vm->debug) != 0)
+		if (qcache_init(&vm->qc, &vm->arena, qmax, quantum, vm->debug,
+				(flags & VMC_UNCHECKED) == 0) != 0)
 			goto fail;
 		arena_set_caches(&vm->arena, qmax, vm->qc.alloc_max, qcache_reap, &vm->qc);
 	}
@@ -162,6 +165,27 @@ fail:
 	return NULL;
 }
 
+/* Name every allocation still outstanding.  The caches give back what
+ * they hold first, so that their slabs, which are nobody's allocation, do
+ * not show as leaks; the objects callers still hold in them do. */
+static void vmem_report_leaks(vmem_t *vm)
+{
+	unsigned int shown = 0;
+	uint64_t n = 0;
+	vmem_size_t units = 0;
+	if (vm->qc.map != NULL) {
+		qcache_reap(&vm->qc);
+		qcache_report_leaks(&vm->qc, &shown, &n, &units);
+	}
+	arena_report_leaks(&vm->arena, &shown, &n, &units);
+	if (n > shown || (n != 0 && shown > VMEM_LEAKS_SHOWN))
+		fprintf(stderr, "vmem: arena \"%s\": ... and %llu more\n", arena_name(&vm->arena),
+			(unsigned long long)(n - VMEM_LEAKS_SHOWN));
+	if (n != 0)
+		fprintf(stderr, "vmem: arena \"%s\": %llu allocations, %llu units outstanding at destroy\n",
+			arena_name(&vm->arena), (unsigned long long)n, (unsigned long long)units);
+}
+
 VMEM_API void vmem_destroy(vmem_t *vm)
 {
 	if (vm == NULL)
@@ -175,6 +199,8 @@ VMEM_API void vmem_destroy(vmem_t *vm)
 		vm->gnext->gprev = vm->gprev;
 	pthread_mutex_unlock(&arenas_lock);
 
+	if (vm->debug != OS_DEBUG_OFF)
+		vmem_report_leaks(vm);
 	arena_fini(&vm->arena);
 	qcache_fini(&vm->qc);
 	os_unmap(vm, vm->self_bytes);
@@ -223,7 +249,11 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 		   (f & ~(unsigned int)VM_INSTANTFIT) < VM_SLEEPFLAGS)) {
 		struct qcache *c = qcache_of(&vm->qc, size);
 		vmem_addr_t a;
-		if (likely(qc_pop_rseq(&vm->qc, c, &a))) {
+		uint8_t *st;
+		if (likely(qc_pop_rseq(&vm->qc, c, &a, &st))) {
+			/* the object is the caller's now: say so (qstate.h) */
+			if (likely(vm->qc.checked))
+				qstate_alloc(st, (uint8_t)(((size - 1) >> vm->qc.qshift) + 1));
 			*addrp = a;
 			return 0;
 		}
@@ -257,14 +287,21 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
 	if (likely(vm != NULL &&
 		   size - 1 < __atomic_load_n(&vm->arena.free_gate, __ATOMIC_RELAXED))) {
+		/* exactly one outstanding allocation of this size, or the long
+		 * way, which says EINVAL (qstate.h: one compare-and-exchange) */
+		uint8_t *st = NULL;
+		if (likely(vm->qc.checked) &&
+		    unlikely((st = qstate_free(&vm->qc.state, addr >> vm->qc.qshift,
+					       (uint8_t)(((size - 1) >> vm->qc.qshift) + 1))) == NULL))
+			return vmem_free_slow(vm, addr, size);
 		struct qcache *c = qcache_of(&vm->qc, size);
-		if (likely(qc_push_rseq(&vm->qc, c, addr))) {
+		if (likely(qc_push_rseq(&vm->qc, c, addr, st))) {
 			/* a waiter may want what this free made available */
 			if (unlikely(__atomic_load_n(&vm->arena.nwaiters, __ATOMIC_RELAXED) != 0))
 				return vmem_wake(vm);
 			return 0;
 		}
-		return qcache_free_miss(&vm->qc, c, addr);
+		return qcache_push_miss(&vm->qc, c, addr, st);
 	}
 	return vmem_free_slow(vm, addr, size);
 }
@@ -395,7 +432,7 @@ VMEM_API int vmem_dump(vmem_t *vm, FILE *fp)
 	/* the name comes first, so a reader (and grep) can tell dumps apart */
 	fprintf(fp, "%s: vmem arena, quantum %llu, qcache_max %llu%s\n", arena_name(&vm->arena),
 		(unsigned long long)arena_quantum(&vm->arena), (unsigned long long)vm->qc.max,
-		vm->debug ? ", debug" : "");
+		vm->debug != OS_DEBUG_OFF ? ", debug" : vm->qc.map != NULL && !vm->qc.checked ? ", unchecked" : "");
 	fprintf(fp, "  units: %llu in spans, %llu allocated, %llu free, %llu cached, %llu imported\n",
 		(unsigned long long)st.span_total, (unsigned long long)st.alloc_total,
 		(unsigned long long)st.free_total, (unsigned long long)st.cached_total,

@@ -19,7 +19,7 @@ struct vmem {
 	struct qcaches qc;
 	/* vmem_free reads arena.free_gate and arena.nwaiters, its first fields */
 	struct arena arena;
-	bool debug;
+	int debug; /* OS_DEBUG_* */
 
 	/* vmem.c: the global list, for fork */
 	vmem_t *gnext, *gprev;

@@ -396,8 +396,8 @@ static void run_rows(struct state *s)
 	vmem_size_t q = s->q;
 	vmem_addr_t a = 0x5a5a;
 	const vmem_size_t big = s->qmax + 3 * q; /* a size above the caches */
-	/* bad frees of cached sizes are only checked under VMC_DEBUG */
-	const bool chk_cached = s->qmax == 0 || s->debug;
+	/* bad frees of cached sizes are checked, as every other free */
+	const bool chk_cached = true;
 
 	/* ---- vmem_alloc -------------------------------------------------------- */
 	ROW(true, EINVAL, vmem_alloc(vm, 0, VM_NOSLEEP, &a));
@@ -636,7 +636,8 @@ static void create_rows(void)
 		{0, 4096, 16, 0, VM_INSTANTFIT},
 		{0, 4096, 16, 0, VM_NEXTFIT | VMC_DEBUG},
 		{0, 4096, 16, 0, 0x4},
-		{0, 4096, 16, 0, VMC_DEBUG | 0x20000},
+		{0, 4096, 16, 0, VMC_DEBUG | 0x40000},
+		{0, 4096, 16, 16, VMC_UNCHECKED | 0x4},
 		{0, 4096, 16, 0, -1},
 		{M64 - 15, 32, 16, 0, 0},
 		{32, M64 & ~15ull, 16, 0, 0},
@@ -658,6 +659,9 @@ static void create_rows(void)
 	assert_non_null(vm);
 	vmem_destroy(vm);
 	vm = vmem_create("", 1, M64, 1, M64, VM_NOSLEEP);
+	assert_non_null(vm);
+	vmem_destroy(vm);
+	vm = vmem_create("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG);
 	assert_non_null(vm);
 	vmem_destroy(vm);
 }

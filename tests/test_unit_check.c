@@ -55,6 +55,14 @@ static struct qc_cpu *busy_slot(vmem_t *vm)
 	return NULL;
 }
 
+/* The state byte of the object at addr. */
+static uint8_t *state_of(vmem_t *vm, vmem_addr_t addr)
+{
+	uint8_t *b = qstate_byte(&vm->qc.state, addr >> vm->qc.qshift);
+	assert_non_null(b);
+	return b;
+}
+
 static void test_q1_conservation(void **state)
 {
 	(void)state;
@@ -148,22 +156,35 @@ static void test_q6_twins(void **state)
 	cc->loaded->obj[1] = 3; /* no object of any slab */
 	expect_broken(vm, Q(6));
 	cc->loaded->obj[1] = keep;
+	uint8_t *b = state_of(vm, keep);
+	*b = 1; /* a round marked as with a caller */
+	expect_broken(vm, Q(6));
+	*b = 0x80 | 1;
+	cc->loaded->obj[1] = keep;
 	expect_broken(vm, 0);
 	vmem_destroy(vm);
 }
 
-static void test_q7_debug_marks(void **state)
+static void test_q7_states(void **state)
 {
 	(void)state;
 	vmem_addr_t held[10];
-	vmem_t *vm = populated(VMC_DEBUG, held, 10);
+	vmem_t *vm = populated(0, held, 10);
 	struct qc_slab *s = cache1(vm)->partial;
 	assert_non_null(s);
-	uint64_t bit = s->freemap & -s->freemap;
-	s->usermap |= bit; /* free in its slab, yet with a caller */
+	uint8_t *b = state_of(vm, s->base + (vmem_addr_t)__builtin_ctzll(s->freemap));
+	uint8_t keep = *b;
+	*b = 1; /* free in its slab, yet with a caller */
 	expect_broken(vm, Q(7));
-	s->usermap &= ~bit;
+	*b = 2; /* a mark of a cache this arena does not have... */
+	expect_broken(vm, Q(7));
+	*b = keep;
+	/* a caller's object not marked yet (a pop whose mark is still to
+	 * come) is no fault */
+	uint8_t *h = state_of(vm, held[0]);
+	*h = 0;
 	expect_broken(vm, 0);
+	*h = 1;
 	vmem_destroy(vm);
 }
 
@@ -173,7 +194,7 @@ int main(void)
 		cmocka_unit_test(test_q1_conservation), cmocka_unit_test(test_q2_gate),
 		cmocka_unit_test(test_q3_slabs),        cmocka_unit_test(test_q4_slab_records),
 		cmocka_unit_test(test_q5_magazines),    cmocka_unit_test(test_q6_twins),
-		cmocka_unit_test(test_q7_debug_marks),
+		cmocka_unit_test(test_q7_states),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
