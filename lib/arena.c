@@ -747,9 +747,11 @@ void arena_fork_parent(struct arena *ar)
 void arena_fork_child(struct arena *ar)
 {
 	/* Only this thread survives, and it holds the lock (prepare took
-	 * it): release it.  Waiters are gone, so the condition variable
-	 * starts afresh. */
-	pthread_cond_destroy(&ar->cv);
+	 * it): release it.  Threads that slept on the condition variable in
+	 * the parent do not exist here, but the variable still counts them,
+	 * and pthread_cond_destroy would wait for them for ever: a new one
+	 * is made over the old memory instead, without destroying it. */
+	memset(&ar->cv, 0, sizeof(ar->cv));
 	os_cond_init(&ar->cv);
 	ar->nwaiters = 0;
 	pthread_mutex_unlock(&ar->lock);
