@@ -10,13 +10,28 @@
  * int returns 0 on success or a positive errno value (EINVAL, ENOMEM,
  * EBUSY), never -1.  vmem_create returns NULL and sets errno.  A call that
  * fails leaves the arena as it was; only ENOMEM bumps the "fails" counter.
+ * Argument errors (EINVAL) are checked before state errors (EBUSY).
+ *
+ * Every free is checked: one that is not exactly one outstanding
+ * allocation of this arena (never allocated, freed twice, wrong size,
+ * inside another allocation, another arena's, outside every span) returns
+ * EINVAL and changes nothing, for sizes served by the quantum caches too,
+ * unless the arena was created with VMC_UNCHECKED.
+ *
  * No function prints, aborts or exits because of its arguments; only arenas
  * created with VMC_DEBUG (or every arena when VMEM_DEBUG=1 is in the
- * environment) report misuse and leaks on stderr.
+ * environment) report misuse, naming the mistake, and leaks on stderr, and
+ * only VMEM_DEBUG=abort (the caller's own request) makes the first misuse
+ * abort, so that the core dump shows the caller.
  *
  * Thread safety: every function may be called from any thread; each arena
  * has its own lock.  vmem_destroy must not overlap other calls on its arena.
- * A child of fork() may go on using every arena.
+ * A child of fork() may go on using every arena.  No function is
+ * async-signal-safe: do not call them from a signal handler.
+ *
+ * To reserve one particular ID or address, ask vmem_xalloc for it with
+ * minaddr == maxaddr (for a range, maxaddr = minaddr + size - 1): it
+ * returns it, or ENOMEM if it is taken.
  *
  * Copyright (c) 2026 the libvmem authors.  SPDX-License-Identifier: BSD-2-Clause
  */
@@ -53,8 +68,11 @@ typedef uint64_t vmem_size_t; /* a count of resource units */
 #define VM_NEXTFIT 0x00000800    /* first fit after the previous allocation, wrapping (PID-style) */
 
 /* Arena creation flags (vmem_create only). */
-#define VMC_DEBUG 0x00010000     /* report misuse and leaks on stderr */
-#define VMC_UNCHECKED 0x00020000 /* skip the bad-free check on cached sizes (faster, at the caller's risk) */
+#define VMC_DEBUG 0x00010000 /* report misuse (naming it) and leaks on stderr */
+/* Skip the bad-free check on sizes served by the quantum caches: a little
+ * faster, and a double free of such a size then returns 0 and hands the
+ * same ID out twice later.  At the caller's risk; other sizes stay checked. */
+#define VMC_UNCHECKED 0x00020000
 
 /* Segment types (vmem_size, vmem_walk). */
 #define VMEM_ALLOC 0x01
@@ -77,8 +95,8 @@ typedef void vmem_walk_fn(void *arg, vmem_addr_t addr, vmem_size_t size, int typ
  * base and size are multiples of it; size 0 means no initial span.  A span
  * may end exactly at 2^64.  qcache_max (0: off) is rounded up to the quantum
  * and clamped to VMEM_QCACHE_MAX quanta.  name may be NULL; it is copied and
- * cut to VMEM_NAMELEN-1 bytes.  flags: VMC_DEBUG, and VM_SLEEP or VM_NOSLEEP
- * (ignored).  Returns NULL with errno EINVAL or ENOMEM.
+ * cut to VMEM_NAMELEN-1 bytes.  flags: VMC_DEBUG, VMC_UNCHECKED, and
+ * VM_SLEEP or VM_NOSLEEP (ignored).  Returns NULL with errno EINVAL or ENOMEM.
  */
 vmem_t *vmem_create(const char *name, vmem_addr_t base, vmem_size_t size, vmem_size_t quantum,
 		    vmem_size_t qcache_max, int flags);
@@ -105,7 +123,8 @@ const char *vmem_version(void);
  */
 int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp);
 
-/* Free what vmem_alloc returned; size as given at allocation.  0 or EINVAL. */
+/* Free what vmem_alloc returned; size as given at allocation.  0, or EINVAL
+ * for anything but exactly one outstanding allocation (see the top). */
 int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size);
 
 /*
