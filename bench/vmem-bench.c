@@ -1,10 +1,7 @@
 /*
  * vmem-bench.c - latency, scaling and memory figures for libvmem: the
- * command line.
- *
- *   vmem-bench [--quick] [--reps N] [--seed N] [--json FILE] [--svg FILE] [WORKLOAD...]
- *
- * bench/README.md explains each workload and how to read the figures.
+ * command line.  `vmem-bench --help` lists the options; bench/README.md
+ * explains each workload and how to read the figures.
  *
  * The program is in files by concern:
  *   harness.c    how it measures: options, clock, random stream, medians,
@@ -22,6 +19,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,54 +31,125 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmem-bench [--quick] [--reps N] [--seed N] [--json FILE] [--svg FILE] "
-		   "[WORKLOAD...]\n\nworkloads (default: all):\n");
+	fprintf(f,
+		"usage: vmem-bench [OPTION]... [WORKLOAD]...\n"
+		"\n"
+		"Measures libvmem's latency, scaling and memory through its public API, beside\n"
+		"simple baseline allocators run in the same process, and prints a table to\n"
+		"stdout.  Progress goes to stderr when it is a terminal.  Each timed figure is\n"
+		"the median of its repetitions, with min and max.  Measure with a release build\n"
+		"on a quiet machine; bench/README.md explains the workloads and the figures.\n"
+		"\n"
+		"options:\n"
+		"  --quick               every workload small (10^4 live IDs, 4*10^4 rounds, W6\n"
+		"                        and W8 up to 10^6 live): a smoke test of a few\n"
+		"                        seconds, not a measurement\n"
+		"  --reps N              timed repetitions per figure, %d..%d (default 5)\n"
+		"  --seed N              seed of the random stream, decimal or 0x-hex; every\n"
+		"                        allocator sees the same stream (default\n"
+		"                        %#llx, so that runs repeat; 0 means it)\n"
+		"  --json FILE           also write the run to FILE as JSON: every figure with\n"
+		"                        its samples, the W8 memory rows and the ratios\n"
+		"  --svg FILE            also write the W6 figure (latency against live\n"
+		"                        segments, log-log) to FILE as SVG\n"
+
+		"  -h, --help            print this help and exit\n"
+		"\n"
+		"workloads (default: all; name each by its id or its name, in any case):\n",
+		5, MAXREP, (unsigned long long)DEFAULT_SEED);
 	for (size_t i = 0; i < nworkloads; i++)
 		fprintf(f, "  %-3s %-14s %s\n", workloads[i].info.id, workloads[i].info.name,
 			workloads[i].info.desc);
+	fprintf(f,
+		"\n"
+		"Under the table, ratios of figures from the same run are set against the\n"
+		"project's targets: design goals of libvmem, not tests of this machine.\n"
+		"\n"
+		"Exit status: 0 when the run and its files were written, 1 when a workload or\n"
+		"a file failed, 2 on a bad command line.\n");
 }
+
+/* A whole decimal or 0x-hex number in [lo, hi], or false. */
+static bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
+			 unsigned long long *out)
+{
+	char *end;
+
+	if (*s == '\0' || *s == '-')
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
+}
+
+enum { OPT_QUICK = 256, OPT_REPS, OPT_SEED, OPT_JSON, OPT_SVG };
+
+static const struct option long_options[] = {
+	{"quick", no_argument, NULL, OPT_QUICK},
+	{"reps", required_argument, NULL, OPT_REPS},
+	{"seed", required_argument, NULL, OPT_SEED},
+	{"json", required_argument, NULL, OPT_JSON},
+	{"svg", required_argument, NULL, OPT_SVG},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
 
 int main(int argc, char **argv)
 {
 	const char *json = NULL, *svg = NULL;
 	bool quick = false, any = false;
 	bool *sel = calloc(nworkloads, sizeof *sel);
+	unsigned long long v;
 	struct report rep;
+	int c;
 
 	if (sel == NULL)
 		die("out of memory");
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		bool found = false;
-
-		if (strcmp(a, "--quick") == 0) {
+	while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_QUICK:
 			quick = true;
-		} else if (strcmp(a, "--json") == 0 && i + 1 < argc) {
-			json = argv[++i];
-		} else if (strcmp(a, "--svg") == 0 && i + 1 < argc) {
-			svg = argv[++i];
-		} else if (strcmp(a, "--reps") == 0 && i + 1 < argc) {
-			opt.reps = atoi(argv[++i]);
-			if (opt.reps < 5 || opt.reps > MAXREP) {
+			break;
+		case OPT_REPS:
+			if (!parse_number(optarg, 5, MAXREP, &v)) {
 				fprintf(stderr, "vmem-bench: --reps must be 5..%d\n", MAXREP);
 				return 2;
 			}
-		} else if (strcmp(a, "--seed") == 0 && i + 1 < argc) {
-			opt.seed = strtoull(argv[++i], NULL, 0);
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			for (size_t w = 0; w < nworkloads; w++) {
-				if (strcasecmp(a, workloads[w].info.id) == 0 ||
-				    strcasecmp(a, workloads[w].info.name) == 0)
-					sel[w] = found = any = true;
-			}
-			if (!found) {
-				fprintf(stderr, "vmem-bench: unknown argument '%s'\n", a);
-				usage(stderr);
+			opt.reps = (int)v;
+			break;
+		case OPT_SEED:
+			if (!parse_number(optarg, 0, UINT64_MAX, &v)) {
+				fprintf(stderr, "vmem-bench: --seed takes a number, decimal or 0x-hex\n");
 				return 2;
 			}
+			opt.seed = v;
+			break;
+		case OPT_JSON:
+			json = optarg;
+			break;
+		case OPT_SVG:
+			svg = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default: /* getopt_long has said what is wrong */
+			usage(stderr);
+			return 2;
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		bool found = false;
+
+		for (size_t w = 0; w < nworkloads; w++) {
+			if (strcasecmp(argv[i], workloads[w].info.id) == 0 ||
+			    strcasecmp(argv[i], workloads[w].info.name) == 0)
+				sel[w] = found = any = true;
+		}
+		if (!found) {
+			fprintf(stderr, "vmem-bench: unknown argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
 		}
 	}
 	progress_init(isatty(STDERR_FILENO));
