@@ -232,27 +232,93 @@ int report_json(const char *path, const struct report *r)
 /* SVG chart                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* The layout, in SVG user units (pixels). */
-#define CH_W 760.0
-#define CH_H 580.0
+/*
+ * The layout, in SVG user units (pixels).  The writer cannot measure a
+ * font, so it estimates a text's width from its number of characters,
+ * generously: EM_NORMAL and EM_BOLD are above the mean advance of DejaVu
+ * Sans (Debian's sans-serif), measured at 0.51 and 0.59 em on this chart's
+ * texts, so that the room made for a text holds it.
+ */
+#define CH_MIN_W 760.0   /* canvas width, grown for a long title or legend */
 #define CH_L 90.0        /* left margin: the y tick labels and the y axis title */
 #define CH_R 30.0
 #define CH_T 70.0        /* above the plot: title and subtitle */
 #define CH_PLOT_H 360.0
 #define CH_UNDER 58.0    /* from the plot to the legend: x tick labels, x axis title */
+#define CH_BOTTOM 12.0   /* under the legend */
+#define CH_ROW 20.0      /* a legend row */
+#define CH_SWATCH 38.0   /* a legend entry's line and marker, before its text */
+#define CH_PAD 10.0      /* inside the legend box, and between its columns */
+#define CH_NOTE 16.0     /* the note line under the legend's rows */
+#define CH_MAXCOLS 8     /* legend columns at most */
+#define EM_NORMAL 0.58
+#define EM_BOLD 0.64
 
 struct layout {
-	double w, h;           /* the canvas */
+	double w, h;          /* the canvas */
 	double plot_r, plot_b; /* the plot's right and bottom edges */
 	double x0, x1, y0, y1; /* the axes, in decades */
+	int cols, rows;       /* the legend's grid */
+	double colx[CH_MAXCOLS]; /* each legend column's left edge, inside the box */
 };
 
-static void layout_chart(struct layout *lo)
+static double text_width(const char *s, double font_px, double em)
 {
-	lo->w = CH_W;
-	lo->h = CH_H;
+	size_t chars = 0;
+
+	for (; *s; s++)
+		chars += ((unsigned char)*s & 0xc0) != 0x80; /* UTF-8: count lead bytes only */
+	return (double)chars * font_px * em;
+}
+
+static double entry_width(const struct chart_series *s)
+{
+	return CH_SWATCH + text_width(s->label, 12, EM_NORMAL);
+}
+
+/*
+ * The legend's grid: the most columns (entries in row-major order, each
+ * column as wide as its widest entry) that fit in the box under the plot.
+ * When even one column does not fit, the canvas grows.
+ */
+static void legend_grid(struct layout *lo, const struct chart *c)
+{
+	double room = lo->w - CH_L - CH_R, need;
+	int cols = c->nseries < CH_MAXCOLS ? c->nseries : CH_MAXCOLS;
+
+	if (cols < 1)
+		cols = 1;
+	for (;; cols--) {
+		need = CH_PAD;
+		for (int col = 0; col < cols; col++) {
+			double widest = 0;
+
+			for (int i = col; i < c->nseries; i += cols)
+				widest = fmax(widest, entry_width(&c->series[i]));
+			lo->colx[col] = need;
+			need += widest + CH_PAD;
+		}
+		if (need <= room || cols == 1)
+			break;
+	}
+	if (need > room)
+		lo->w += need - room;
+	lo->cols = cols;
+	lo->rows = (c->nseries + cols - 1) / cols;
+}
+
+static void layout_chart(struct layout *lo, const struct chart *c)
+{
+	double title = text_width(c->title, 15, EM_BOLD), sub = text_width(c->subtitle, 12, EM_NORMAL);
+
+	lo->w = fmax(CH_MIN_W, fmax(title, sub) + 2 * CH_PAD);
+	if (c->note != NULL)
+		lo->w = fmax(lo->w, CH_L + CH_R + 2 * CH_PAD + text_width(c->note, 10, EM_NORMAL));
+	legend_grid(lo, c);
 	lo->plot_r = lo->w - CH_R;
 	lo->plot_b = CH_T + CH_PLOT_H;
+	lo->h = lo->plot_b + CH_UNDER + CH_ROW * lo->rows + CH_PAD + (c->note ? CH_NOTE : 0) +
+		CH_BOTTOM;
 }
 
 static void xml_str(FILE *f, const char *s)
@@ -386,28 +452,30 @@ static void svg_axes(FILE *f, const struct layout *lo, const struct chart *c)
 	fprintf(f, "</text>\n");
 }
 
-/* The legend, below the plot: two rows. */
 static void svg_legend(FILE *f, const struct layout *lo, const struct chart *c)
 {
+	double box_h = CH_ROW * lo->rows + CH_PAD + (c->note ? CH_NOTE : 0);
+
 	fprintf(f, "<g transform=\"translate(%.0f,%.0f)\">\n"
-		   "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%d\" fill=\"white\" "
+		   "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\" "
 		   "stroke=\"#888\"/>\n",
-		CH_L, lo->plot_b + CH_UNDER, lo->plot_r - CH_L, c->note ? 66 : 50);
+		CH_L, lo->plot_b + CH_UNDER, lo->plot_r - CH_L, box_h);
 	for (int i = 0; i < c->nseries; i++) {
 		const struct chart_series *st = &c->series[i];
-		double x = 10 + (lo->plot_r - CH_L) / 2 * (i / 2), y = 16 + 20 * (i % 2);
+		double x = lo->colx[i % lo->cols], y = 16 + CH_ROW * (i / lo->cols);
 
 		fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" "
 			   "stroke-width=\"2\"%s/>",
 			x, y, x + 30, y, st->color, st->dashed ? " stroke-dasharray=\"6,4\"" : "");
 		svg_marker(f, st, x + 15, y);
 		svg_marker_end(f, st);
-		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">", x + 38, y + 4);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">", x + CH_SWATCH, y + 4);
 		xml_str(f, st->label);
 		fprintf(f, "</text>\n");
 	}
 	if (c->note != NULL) {
-		fprintf(f, "<text x=\"10\" y=\"58\" font-size=\"10\" fill=\"#444\">");
+		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" fill=\"#444\">", CH_PAD,
+			16 + CH_ROW * lo->rows - 2);
 		xml_str(f, c->note);
 		fprintf(f, "</text>\n");
 	}
@@ -435,7 +503,7 @@ int chart_svg(const char *path, const struct chart *c, const struct figure *figs
 	if (!(xmax > 0) || !(ymax > 0))
 		return 1;
 	memset(&lo, 0, sizeof lo);
-	layout_chart(&lo);
+	layout_chart(&lo, c);
 	lo.x0 = floor(log10(xmin));
 	lo.x1 = ceil(log10(xmax));
 	if (lo.x1 <= lo.x0)

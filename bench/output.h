@@ -97,6 +97,8 @@ void json_member_num(FILE *f, const char *key, double v);
 /*
  * A log-log chart of one workload's figures: the median against live,
  * with min..max bars, one line per series, and a legend under the plot.
+ * The canvas grows to hold the legend and the title, so that nothing is
+ * drawn outside it.
  */
 struct chart_series {
 	const char *variant; /* the figures' variant */
