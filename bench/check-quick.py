@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # check-quick.py - the bench-quick smoke test (bench/meson.build).
 #
-#   check-quick.py VMEM_BENCH    run `VMEM_BENCH --quick --json --svg` and check
-#                                all it prints and writes
+#   check-quick.py VMEM_BENCH    run `VMEM_BENCH --quick --json --svg`, redraw the
+#                                SVG with --svg-from-json, and check all of it
 #   check-quick.py --svg FILE    check one SVG only (e.g. bench/results/w6.svg)
 #
 # A --quick run must succeed, print the table, keep stderr quiet (it is not a
@@ -210,7 +210,7 @@ def check_w6(svg, doc, nseries=5):
 
 def run(bench):
     with tempfile.TemporaryDirectory() as d:
-        jpath, spath = (os.path.join(d, f) for f in ("out.json", "w6.svg"))
+        jpath, spath, rpath = (os.path.join(d, f) for f in ("out.json", "w6.svg", "redrawn.svg"))
         p = subprocess.run([bench, "--quick", "--json", jpath, "--svg", spath],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         print(p.stdout)
@@ -224,6 +224,19 @@ def run(bench):
         nfigs = check_json(doc)
         svg = check_svg(spath)
         check_w6(svg, doc)
+        # the figure again, from the JSON alone: the same drawing
+        p = subprocess.run([bench, "--svg-from-json", jpath, "--svg", rpath],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0 or p.stdout or p.stderr:
+            fail("--svg-from-json: exit status %d, %r" % (p.returncode, p.stdout + p.stderr))
+        redrawn = check_svg(rpath)
+        if [e.tag for e in svg.iter()] != [e.tag for e in redrawn.iter()] or \
+                svg.get("viewBox") != redrawn.get("viewBox"):
+            fail("--svg-from-json drew another figure than --svg")
+        p = subprocess.run([bench, "--svg-from-json", spath, "--svg", rpath],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 1 or "not a JSON file" not in p.stderr:
+            fail("--svg-from-json took an SVG for JSON: %d %r" % (p.returncode, p.stderr))
     print("bench-quick: ok, %d figures" % nfigs)
 
 

@@ -1,6 +1,6 @@
 /*
  * output.c - the report of a benchmark run: table, JSON, SVG chart, and
- * (see output.h for what each function promises).
+ * the JSON read back (see output.h for what each function promises).
  *
  * It takes everything it prints as arguments and keeps no state, so that
  * a benchmark other than vmem-bench can link it without the workloads.
@@ -226,6 +226,407 @@ int report_json(const char *path, const struct report *r)
 	}
 	fprintf(f, "\n  ]\n}\n");
 	return close_written(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON read back                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A small reader for what report_json writes (and for any JSON): the whole
+ * text becomes a tree of values.  A number keeps its text as well, so that
+ * a 64-bit integer (the seed) survives.
+ */
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jval {
+	enum jtype type;
+	bool truth;         /* J_BOOL */
+	char *text;         /* J_STR: the string; J_NUM: its digits */
+	char *key;          /* a member of an object: its name */
+	struct jval *kid;   /* J_ARR, J_OBJ: the first element */
+	struct jval *next;  /* the next element of the same array or object */
+};
+
+struct jparse {
+	const char *p;
+	int depth;
+};
+
+#define JSON_MAXDEPTH 32
+
+static void jfree(struct jval *v)
+{
+	while (v != NULL) {
+		struct jval *next = v->next;
+
+		jfree(v->kid);
+		free(v->text);
+		free(v->key);
+		free(v);
+		v = next;
+	}
+}
+
+static void jskip(struct jparse *ps)
+{
+	while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r')
+		ps->p++;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static size_t put_utf8(char *o, unsigned long cp)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xc0 | (cp >> 6));
+		o[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		o[0] = (char)(0xe0 | (cp >> 12));
+		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		o[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	o[0] = (char)(0xf0 | (cp >> 18));
+	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	o[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* The 4 hex digits of a \u escape at p, or -1. */
+static long hex4(const char *p)
+{
+	long v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(p[i]);
+
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+/* A string starting at its opening quote; NULL when malformed. */
+static char *jstring(struct jparse *ps)
+{
+	const char *s = ps->p + 1, *q = s;
+	char *out, *o;
+
+	/* room for the raw text up to the closing quote: an escape never grows */
+	while (*q != '\0' && *q != '"')
+		q += q[0] == '\\' && q[1] != '\0' ? 2 : 1;
+	out = o = malloc((size_t)(q - s) + 1);
+	if (out == NULL)
+		return NULL;
+	while (*s != '"') {
+		if ((unsigned char)*s < 0x20)
+			goto bad; /* the end of the text, or a raw control character */
+		if (*s != '\\') {
+			*o++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s) {
+		case '"': case '\\': case '/': *o++ = *s; break;
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u': {
+			long cp = hex4(s + 1);
+
+			if (cp < 0)
+				goto bad;
+			s += 4;
+			if (cp >= 0xd800 && cp < 0xdc00 && s[1] == '\\' && s[2] == 'u') {
+				long lo = hex4(s + 3);
+
+				if (lo >= 0xdc00 && lo < 0xe000) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					s += 6;
+				}
+			}
+			o += put_utf8(o, (unsigned long)cp);
+			break;
+		}
+		default:
+			goto bad;
+		}
+		s++;
+	}
+	*o = '\0';
+	ps->p = s + 1;
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static struct jval *jvalue(struct jparse *ps);
+
+/* The elements of an array or the members of an object, after its bracket. */
+static bool jelements(struct jparse *ps, struct jval *v, char close)
+{
+	struct jval **tail = &v->kid;
+
+	jskip(ps);
+	if (*ps->p == close) {
+		ps->p++;
+		return true;
+	}
+	for (;;) {
+		char *key = NULL;
+		struct jval *e;
+
+		jskip(ps);
+		if (close == '}') {
+			if (*ps->p != '"' || (key = jstring(ps)) == NULL)
+				return false;
+			jskip(ps);
+			if (*ps->p++ != ':') {
+				free(key);
+				return false;
+			}
+		}
+		e = jvalue(ps);
+		if (e == NULL) {
+			free(key);
+			return false;
+		}
+		e->key = key;
+		*tail = e;
+		tail = &e->next;
+		jskip(ps);
+		if (*ps->p == ',') {
+			ps->p++;
+			continue;
+		}
+		if (*ps->p != close)
+			return false;
+		ps->p++;
+		return true;
+	}
+}
+
+static struct jval *jvalue(struct jparse *ps)
+{
+	struct jval *v = calloc(1, sizeof *v);
+	bool ok = true;
+
+	if (v == NULL)
+		return NULL;
+	jskip(ps);
+	if (*ps->p == '{' || *ps->p == '[') {
+		char close = *ps->p == '{' ? '}' : ']';
+
+		v->type = close == '}' ? J_OBJ : J_ARR;
+		ps->p++;
+		ok = ++ps->depth <= JSON_MAXDEPTH && jelements(ps, v, close);
+		ps->depth--;
+	} else if (*ps->p == '"') {
+		v->type = J_STR;
+		ok = (v->text = jstring(ps)) != NULL;
+	} else if (strncmp(ps->p, "true", 4) == 0 || strncmp(ps->p, "false", 5) == 0) {
+		v->type = J_BOOL;
+		v->truth = *ps->p == 't';
+		ps->p += v->truth ? 4 : 5;
+	} else if (strncmp(ps->p, "null", 4) == 0) {
+		v->type = J_NULL;
+		ps->p += 4;
+	} else {
+		char *end;
+
+		v->type = J_NUM;
+		(void)strtod(ps->p, &end);
+		ok = end != ps->p && (v->text = strndup(ps->p, (size_t)(end - ps->p))) != NULL;
+		ps->p = end;
+	}
+	if (!ok) {
+		jfree(v);
+		return NULL;
+	}
+	return v;
+}
+
+static const struct jval *jget(const struct jval *obj, const char *key, enum jtype type)
+{
+	if (obj == NULL || obj->type != J_OBJ)
+		return NULL;
+	for (const struct jval *m = obj->kid; m != NULL; m = m->next)
+		if (strcmp(m->key, key) == 0)
+			return m->type == type ? m : NULL;
+	return NULL;
+}
+
+static const char *jget_str(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key, J_STR);
+
+	return v ? v->text : NULL;
+}
+
+static double jget_num(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key, J_NUM);
+
+	return v ? strtod(v->text, NULL) : NAN;
+}
+
+static uint64_t jget_u64(const struct jval *obj, const char *key, uint64_t none)
+{
+	const struct jval *v = jget(obj, key, J_NUM);
+
+	return v ? strtoull(v->text, NULL, 10) : none;
+}
+
+static bool jget_bool(const struct jval *obj, const char *key)
+{
+	const struct jval *v = jget(obj, key, J_BOOL);
+
+	return v != NULL && v->truth;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+
+	if (f == NULL)
+		return NULL;
+	do {
+		if (cap - len < 4096) {
+			char *nb = realloc(buf, cap = cap ? 2 * cap : 65536);
+
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				errno = ENOMEM;
+				return NULL;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+	} while (n > 0);
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		errno = EIO;
+		return NULL;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+static void figure_from_json(struct figure *g, const struct jval *o)
+{
+	const char *note = jget_str(o, "note");
+	const struct jval *s = jget(o, "samples", J_ARR);
+
+	memset(g, 0, sizeof *g);
+	snprintf(g->wl, sizeof g->wl, "%s", jget_str(o, "workload"));
+	snprintf(g->variant, sizeof g->variant, "%s", jget_str(o, "variant"));
+	snprintf(g->unit, sizeof g->unit, "%s", jget_str(o, "unit"));
+	snprintf(g->note, sizeof g->note, "%s", note ? note : "");
+	g->live = jget_u64(o, "live", 0);
+	g->rounds = jget_u64(o, "rounds", 0);
+	g->threads = (int)jget_u64(o, "threads", 1);
+	g->skipped = jget_bool(o, "skipped");
+	g->free_segs = jget_u64(o, "free_segments", FIGURE_NO_COUNT);
+	g->median = jget_num(o, "median");
+	g->min = jget_num(o, "min");
+	g->max = jget_num(o, "max");
+	for (const struct jval *e = s ? s->kid : NULL; e != NULL && g->reps < FIGURE_MAXREP; e = e->next)
+		g->v[g->reps++] = e->type == J_NUM ? strtod(e->text, NULL) : NAN;
+}
+
+/* A figure needs these members, as strings, to be read back. */
+static bool figure_well_formed(const struct jval *o)
+{
+	return jget_str(o, "workload") && jget_str(o, "variant") && jget_str(o, "unit");
+}
+
+int report_read_json(const char *path, struct report_file *out)
+{
+	char *text = read_text(path);
+	struct jparse ps = {text, 0};
+	struct jval *doc;
+	const struct jval *figs;
+	int n = 0;
+
+	memset(out, 0, sizeof *out);
+	if (text == NULL)
+		return -1;
+	doc = jvalue(&ps);
+	if (doc != NULL) {
+		jskip(&ps);
+		if (*ps.p != '\0') { /* something after the document */
+			jfree(doc);
+			doc = NULL;
+		}
+	}
+	free(text);
+	if (doc == NULL || doc->type != J_OBJ ||
+	    (figs = jget(doc, "figures", J_ARR)) == NULL || jget_str(doc, "cpu") == NULL) {
+		jfree(doc);
+		errno = EINVAL;
+		return -1;
+	}
+	for (const struct jval *e = figs->kid; e != NULL; e = e->next) {
+		if (!figure_well_formed(e)) {
+			jfree(doc);
+			errno = EINVAL;
+			return -1;
+		}
+		n++;
+	}
+	out->figures = calloc(n ? (size_t)n : 1, sizeof out->figures[0]);
+	if (out->figures == NULL) {
+		jfree(doc);
+		errno = ENOMEM;
+		return -1;
+	}
+	for (const struct jval *e = figs->kid; e != NULL; e = e->next)
+		figure_from_json(&out->figures[out->report.nfigures++], e);
+	out->doc = doc;
+	out->report.bench = jget_str(doc, "bench");
+	out->report.library_version = jget_str(doc, "library_version");
+	out->report.cpu = jget_str(doc, "cpu");
+	out->report.ncpu = (long)jget_u64(doc, "ncpu", 1);
+	out->report.quick = jget_bool(doc, "quick");
+	out->report.optimized = jget_bool(doc, "optimized");
+	out->report.reps = (int)jget_u64(doc, "reps", 0);
+	out->report.seed = jget_u64(doc, "seed", 0);
+	out->report.figures = out->figures;
+	return 0;
+}
+
+void report_file_free(struct report_file *rf)
+{
+	free(rf->figures);
+	jfree(rf->doc);
+	memset(rf, 0, sizeof *rf);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -5,8 +5,8 @@
  * This module knows nothing of vmem-bench's workloads: a program hands it
  * a struct report (its header, its figures, its ratios) and may add
  * sections of its own through two hooks.  So any benchmark of this project
- * can print and write its results in the same table and JSON format by
- * linking output.c alone.
+ * can print and write its results in the same table and JSON format, and
+ * read a JSON file back to redraw a chart, by linking output.c alone.
  *
  * Functions that write files return 0, or -1 with errno set; they never
  * exit, so the caller decides how to report an error.
@@ -93,6 +93,21 @@ void json_num(FILE *f, double v); /* null when not finite */
 /* `, "key": value`: a member of an object after its first */
 void json_member_str(FILE *f, const char *key, const char *v);
 void json_member_num(FILE *f, const char *key, double v);
+
+/*
+ * A JSON file written by report_json, read back: the header and the
+ * figures (not the workloads, the ratios or the program's own sections).
+ */
+struct jval;
+
+struct report_file {
+	struct report report;
+	struct figure *figures;
+	struct jval *doc; /* the document read, which holds the header's strings */
+};
+
+int report_read_json(const char *path, struct report_file *out);
+void report_file_free(struct report_file *rf);
 
 /*
  * A log-log chart of one workload's figures: the median against live,

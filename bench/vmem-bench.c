@@ -33,6 +33,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmem-bench [OPTION]... [WORKLOAD]...\n"
+		"       vmem-bench --svg-from-json FILE --svg FILE\n"
 		"\n"
 		"Measures libvmem's latency, scaling and memory through its public API, beside\n"
 		"simple baseline allocators run in the same process, and prints a table to\n"
@@ -52,7 +53,8 @@ static void usage(FILE *f)
 		"                        its samples, the W8 memory rows and the ratios\n"
 		"  --svg FILE            also write the W6 figure (latency against live\n"
 		"                        segments, log-log) to FILE as SVG\n"
-
+		"  --svg-from-json FILE  run nothing: redraw the W6 figure from FILE, a JSON\n"
+		"                        file written by --json, into the --svg FILE\n"
 		"  -h, --help            print this help and exit\n"
 		"\n"
 		"workloads (default: all; name each by its id or its name, in any case):\n",
@@ -82,7 +84,24 @@ static bool parse_number(const char *s, unsigned long long lo, unsigned long lon
 	return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
 }
 
-enum { OPT_QUICK = 256, OPT_REPS, OPT_SEED, OPT_JSON, OPT_SVG };
+/* --svg-from-json: the W6 chart of a JSON file written by an earlier run */
+static int redraw(const char *from, const char *svg)
+{
+	struct report_file rf;
+	int rc;
+
+	if (report_read_json(from, &rf) != 0)
+		die("%s: %s", from, errno == EINVAL ? "not a JSON file of vmem-bench" : strerror(errno));
+	rc = w6_svg(svg, &rf.report);
+	if (rc < 0)
+		die("%s: %s", svg, strerror(errno));
+	if (rc > 0)
+		die("%s: no W6 figures to draw", from);
+	report_file_free(&rf);
+	return 0;
+}
+
+enum { OPT_QUICK = 256, OPT_REPS, OPT_SEED, OPT_JSON, OPT_SVG, OPT_SVG_FROM_JSON };
 
 static const struct option long_options[] = {
 	{"quick", no_argument, NULL, OPT_QUICK},
@@ -90,13 +109,14 @@ static const struct option long_options[] = {
 	{"seed", required_argument, NULL, OPT_SEED},
 	{"json", required_argument, NULL, OPT_JSON},
 	{"svg", required_argument, NULL, OPT_SVG},
+	{"svg-from-json", required_argument, NULL, OPT_SVG_FROM_JSON},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
 int main(int argc, char **argv)
 {
-	const char *json = NULL, *svg = NULL;
+	const char *json = NULL, *svg = NULL, *from = NULL;
 	bool quick = false, any = false;
 	bool *sel = calloc(nworkloads, sizeof *sel);
 	unsigned long long v;
@@ -130,6 +150,9 @@ int main(int argc, char **argv)
 		case OPT_SVG:
 			svg = optarg;
 			break;
+		case OPT_SVG_FROM_JSON:
+			from = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -152,8 +175,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (from != NULL && (svg == NULL || json != NULL || any || quick)) {
+		fprintf(stderr, "vmem-bench: --svg-from-json runs nothing and needs --svg, "
+				"and nothing else\n");
+		return 2;
+	}
 	progress_init(isatty(STDERR_FILENO));
 	options_defaults(quick);
+	if (from != NULL) {
+		free(sel);
+		return redraw(from, svg);
+	}
 	read_cpu_model();
 
 	workloads_run(any ? sel : NULL);
