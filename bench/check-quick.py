@@ -141,6 +141,15 @@ def check_table(out):
               "(g) empty library call pair"):
         if w not in out:
             fail("table lacks " + w)
+    # the targets are worded as the project's goals, with the floors beside them
+    for w in ("project target", "within target", "design goal"):
+        if w not in out:
+            fail("the ratios do not say " + repr(w))
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    if "(f)/(c)" not in rows.get("W1/(c)", "") or "(g)/(b)" not in rows.get("W9/(b)", ""):
+        fail("the W1/(c) and W9/(b) rows do not name their floors")
+    if re.search(r"\s(NO|met)\s*$", out, re.M):
+        fail("a ratio row still says NO or met")
 
 
 def check_json(doc):

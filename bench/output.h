@@ -40,13 +40,21 @@ struct figure {
 	double median, min, max;
 };
 
-/* A ratio of two figures against one of the project's targets. */
+/*
+ * A ratio of two figures against one of the project's targets (a design
+ * goal, not a test of the machine).  floor is the same ratio computed for
+ * a floor measured in the same run, one that does only part of the work,
+ * so that a reader can tell a target that no allocator built that way
+ * could meet on this machine; NAN (and floor_name NULL) when there is none.
+ */
 struct ratio {
 	const char *name;
 	const char *desc;
 	double value;
 	double target;
-	bool at_least; /* the goal is value >= target; otherwise value <= target */
+	bool at_least;          /* the goal is value >= target; otherwise value <= target */
+	double floor;
+	const char *floor_name; /* how the floor's ratio is computed, e.g. "(f)/(c)" */
 };
 
 /* true when v meets q's target; false when it does not or is not a number */

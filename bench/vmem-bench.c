@@ -65,7 +65,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"\n"
 		"Under the table, ratios of figures from the same run are set against the\n"
-		"project's targets: design goals of libvmem, not tests of this machine.\n"
+		"project's targets: design goals of libvmem, not tests of this machine.  Where\n"
+		"a baseline measured in the run already misses a target, the table names it.\n"
 		"\n"
 		"Exit status: 0 when the run and its files were written, 1 when a workload or\n"
 		"a file failed, 2 on a bad command line.\n");
