@@ -533,17 +533,24 @@ void run_malloc_pair(uint64_t base_iters)
 /* bench/callfloor.c, a shared library of its own: reached through the PLT */
 int callfloor_alloc(void *arena, uint64_t size, int flags, uint64_t *addrp);
 int callfloor_free(void *arena, uint64_t addr, uint64_t size);
+int callfloor_free_atomic(void *arena, uint64_t addr, uint64_t size);
 
 /* the flags W9 passes to vmem_alloc */
 #define CALLS_ALLOC(arena, n, ap) callfloor_alloc((arena), (n), VM_NOSLEEP, (ap))
 DEFINE_W9_LOOP(w9_loop_calls, void *, CALLS_ALLOC, callfloor_free)
+DEFINE_W9_LOOP(w9_loop_calls_atomic, void *, CALLS_ALLOC, callfloor_free_atomic)
 
 /* (g): W9's loop against functions that do nothing.  A program pays this
- * for any allocator in a shared library, malloc included. */
+ * for any allocator in a shared library, malloc included.  (h): the same
+ * with one atomic compare-and-exchange in the free, what an exact check of
+ * frees costs at least once threads may race (bench/callfloor.c). */
 void run_call_floor(uint64_t iters)
 {
-	int arena;
+	uint8_t arena[16] = {0};
 
-	w9_loop_calls(&arena, "B (g) calls", iters,
+	w9_loop_calls(arena, "B (g) calls", iters,
 		      new_result("B", "(g) empty library call pair", 0, iters, 1, "ns/pair"));
+	w9_loop_calls_atomic(arena, "B (h) calls+atomic", iters,
+			     new_result("B", "(h) empty call pair + one atomic", 0, iters, 1,
+						"ns/pair"));
 }

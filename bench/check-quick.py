@@ -138,7 +138,8 @@ def check_svg(path):
 
 def check_table(out):
     for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "ratio", "W1/(c)",
-              "(g) empty library call pair"):
+              "(g) empty library call pair", "(h) empty call pair + one atomic",
+              "VMC_UNCHECKED", "2nd thread up"):
         if w not in out:
             fail("table lacks " + w)
     # the targets are worded as the project's goals, with the floors beside them
@@ -146,8 +147,9 @@ def check_table(out):
         if w not in out:
             fail("the ratios do not say " + repr(w))
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    if "(f)/(c)" not in rows.get("W1/(c)", "") or "(g)/(b)" not in rows.get("W9/(b)", ""):
-        fail("the W1/(c) and W9/(b) rows do not name their floors")
+    if ("(f)/(c)" not in rows.get("W1/(c)", "") or "(g)/(b)" not in rows.get("W9/(b)", "")
+            or "(h)/(b)" not in rows.get("W9t/(b)", "")):
+        fail("the W1/(c), W9/(b) and W9t/(b) rows do not name their floors")
     if re.search(r"\s(NO|met)\s*$", out, re.M):
         fail("a ratio row still says NO or met")
 
@@ -182,6 +184,10 @@ def check_json(doc):
     w6 = [fg for fg in figs if fg["workload"] == "W6" and fg["variant"] == "vmem instantfit, fragmented"]
     if len(w6) < 3:
         fail("W6 needs at least three sizes")
+    # W9's checked figure needs a process that has not started a thread yet
+    w9 = {fg["variant"]: fg for fg in figs if fg["workload"] == "W9"}
+    if len(w9) != 3 or any(fg["skipped"] for fg in w9.values()):
+        fail("W9 needs its three variants measured, one thread first: %r" % sorted(w9))
     w7 = [fg for fg in figs if fg["workload"] == "W7"]
     if sorted(set(fg["threads"] for fg in w7)) != [1, 2]:
         fail("W7 needs 1 and 2 threads")
@@ -195,7 +201,8 @@ def check_json(doc):
             fail("W8 byte counts inconsistent: %r" % r)
     names = [q["name"] for q in doc["ratios"]]
     for want in ("W1/(c)", "W2/W1", "W3/W1", "W4-instant/(a)", "W6 1e6/1e3", "W8 B/seg@1e6",
-                 "W9/(b)", "W1q/(c)", "W1q/(d)", "W7q 2t/1t", "W8q B/alloc@1e6"):
+                 "W9/(b)", "W9u/(b)", "W9t/(b)", "W1q/(c)", "W1q/(d)", "W7q 2t/1t",
+                 "W8q B/alloc@1e6"):
         if want not in names:
             fail("ratio " + want + " missing")
     for q in doc["ratios"]:

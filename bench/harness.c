@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -169,6 +170,22 @@ struct figure *new_result(const char *wl, const char *variant, uint64_t live, ui
 	return r;
 }
 
+void skip_result(const char *wl, const char *variant, uint64_t live, const char *fmt, ...)
+{
+	struct figure *r = new_result(wl, variant, live, 0, 1, "ns/pair");
+	va_list ap;
+
+	r->skipped = true;
+	va_start(ap, fmt);
+	vsnprintf(r->note, sizeof r->note, fmt, ap);
+	va_end(ap);
+}
+
+bool process_single_threaded(void)
+{
+	return __libc_single_threaded != 0;
+}
+
 void finish_result(struct figure *r)
 {
 	double s[MAXREP];
@@ -306,11 +323,8 @@ bool run_fresh(const char *wl, const char *variant, const struct idalg *alg,
 		if (ns * (double)rounds > budget->seconds * 1e9)
 			rounds = (uint64_t)(budget->seconds * 1e9 / ns);
 		if (rounds < budget->min_rounds) {
-			res = new_result(wl, variant, n, 0, 1, "ns/pair");
-			res->skipped = true;
-			snprintf(res->note, sizeof res->note,
-				 "stopped: ~%.3g ns/pair, %" PRIu64 " pairs would take > %.3g s",
-				 ns, budget->min_rounds, budget->seconds);
+			skip_result(wl, variant, n, "stopped: ~%.3g ns/pair, %" PRIu64 " pairs would take > %.3g s",
+				    ns, budget->min_rounds, budget->seconds);
 			free(live);
 			return false;
 		}

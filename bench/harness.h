@@ -105,6 +105,11 @@ struct figure *new_result(const char *wl, const char *variant, uint64_t live, ui
 			  int threads, const char *unit);
 /* median, min and max of its samples */
 void finish_result(struct figure *r);
+/* A figure not measured, with the reason in its note (printf-style). */
+__attribute__((format(printf, 4, 5))) void skip_result(const char *wl, const char *variant,
+							uint64_t live, const char *fmt, ...);
+/* No thread has been started in this process yet (glibc's own flag). */
+bool process_single_threaded(void);
 /* a figure that was measured, or NULL; live 0 matches any */
 const struct figure *find_result(const char *wl, const char *variant, uint64_t live);
 /* its median, or NAN */

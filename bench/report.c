@@ -104,7 +104,7 @@ static double w8_at_million(const char *layout)
 /* Ratios                                                                    */
 /* ------------------------------------------------------------------------ */
 
-#define NRATIOS 13
+#define NRATIOS 15
 static struct ratio ratios[NRATIOS];
 
 /* W6's growth from 10^3 to 10^6 live for one series */
@@ -136,9 +136,17 @@ static void compute_ratios(void)
 		 w8_at_million("dense"), 64.0},
 		{"W6d 1e6/1e3", "(also) W6 dense, ns at 10^6 over 10^3", w6_growth(V_VDENSE), 1.5,
 		 false, w6_growth(V_FDENSE), "(f) 1e6/1e3"},
-		/* the quantum caches (issue 4) */
-		{"W9/(b)", "cached pair over malloc(16)+free", med("W9", V_W9, 0) / malloc_pair, 0.6,
-		 false, med("B", V_CALLS, 0) / malloc_pair, "(g)/(b)"},
+		/* the quantum caches (issues 4 and 14): checked frees, one thread;
+		 * VMC_UNCHECKED; checked with a second thread alive, which pays
+		 * an atomic per free, and whose floor (h) pays just that */
+		{"W9/(b)", "checked cached pair over malloc(16)+free", med("W9", V_W9, 0) / malloc_pair,
+		 1.0, false, med("B", V_CALLS, 0) / malloc_pair, "(g)/(b)"},
+		{"W9u/(b)", "unchecked cached pair over malloc+free",
+		 med("W9", V_W9U, 0) / malloc_pair, 0.7, false, med("B", V_CALLS, 0) / malloc_pair,
+		 "(g)/(b)"},
+		{"W9t/(b)", "W9, a 2nd thread up, over malloc+free",
+		 med("W9", V_W9T, 0) / malloc_pair, 1.0, false,
+		 med("B", V_CALLS_ATOMIC, 0) / malloc_pair, "(h)/(b)"},
 		{"W1q/(c)", "W1, qcache_max=1, over the LIFO-mutex floor", med("W1", V_QC1, 0) / lifo,
 		 1.0},
 		{"W1q/(d)", "W1, qcache_max=1, over the bitmap allocator",

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,10 +239,7 @@ static void wl_w6(const struct sizes *sz)
 		if (naive) {
 			naive = run_fresh("W6", V_NFRAG, &alg_rlist, &prm, sz->w6_rounds, &sz->naive);
 		} else {
-			struct figure *r = new_result("W6", V_NFRAG, sz->w6_sizes[i], 0, 1, "ns/pair");
-
-			r->skipped = true;
-			snprintf(r->note, sizeof r->note, "stopped: a smaller size was too slow");
+			skip_result("W6", V_NFRAG, sz->w6_sizes[i], "stopped: a smaller size was too slow");
 		}
 	}
 }
@@ -343,19 +341,63 @@ static void wl_w8(const struct sizes *sz)
 #define V9_ALLOC(vm, n, ap) vmem_alloc((vm), (n), VM_NOSLEEP, (ap))
 DEFINE_W9_LOOP(w9_loop_vmem, vmem_t *, V9_ALLOC, vmem_free)
 
-static void wl_w9(const struct sizes *sz)
+static void w9_run(const char *variant, int flags, uint64_t iters)
 {
 	vmem_t *vm = vmem_create("bench-qcache", 1ULL << 20, 1ULL << 32, W9_QUANTUM,
-				 8 * W9_QUANTUM, 0);
+				 8 * W9_QUANTUM, flags);
 
 	if (vm == NULL)
 		die("W9: vmem_create failed");
-	w9_loop_vmem(vm, "W9", sz->base_iters,
-		     new_result("W9", V_W9, 0, sz->base_iters, 1, "ns/pair"));
+	w9_loop_vmem(vm, "W9", iters, new_result("W9", variant, 0, iters, 1, "ns/pair"));
 	vmem_destroy(vm);
 }
 
-/* In the order they run, which is the order of the table. */
+/* A thread that does nothing until told to stop: it makes the process
+ * multi-threaded, which is what a checked free's atomic depends on. */
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static bool idle_stop;
+
+static void *idle_thread(void *arg)
+{
+	pthread_mutex_lock(&idle_mu);
+	while (!idle_stop)
+		pthread_cond_wait(&idle_cv, &idle_mu);
+	pthread_mutex_unlock(&idle_mu);
+	return arg;
+}
+
+/*
+ * Checked frees (the default) in a process with one thread, which can do
+ * the check without an atomic instruction (no other thread can race with
+ * it), then VMC_UNCHECKED, then checked frees again with a second thread
+ * alive, where each free pays one compare-and-exchange.  Once a process
+ * has started a thread, glibc counts it as multi-threaded for good: the
+ * first figure is taken only while none has been started (W7 runs last
+ * for that), and is skipped otherwise.
+ */
+static void wl_w9(const struct sizes *sz)
+{
+	pthread_t t;
+
+	if (process_single_threaded())
+		w9_run(V_W9, 0, sz->base_iters);
+	else
+		skip_result("W9", V_W9, 0, "the process already started a thread (run W9 before W7)");
+	w9_run(V_W9U, VMC_UNCHECKED, sz->base_iters);
+	idle_stop = false;
+	if (pthread_create(&t, NULL, idle_thread, NULL) != 0)
+		die("W9: pthread_create failed");
+	w9_run(V_W9T, 0, sz->base_iters);
+	pthread_mutex_lock(&idle_mu);
+	idle_stop = true;
+	pthread_cond_signal(&idle_cv);
+	pthread_mutex_unlock(&idle_mu);
+	pthread_join(t, NULL);
+}
+
+/* In the order they run, which is the order of the table.  W7 comes last,
+ * after W9. */
 const struct workload workloads[] = {
 	{{"B", "baselines", "baselines (a)-(g), W1 loop for (c)-(f)"}, wl_baselines},
 	{{"W1", "id-churn", "size-1 IDs in [1, 2^22), instant fit"}, wl_w1},
@@ -364,9 +406,10 @@ const struct workload workloads[] = {
 	{{"W4", "mixed", "1-64 pages in 2^32 bytes, quantum 4096"}, wl_w4},
 	{{"W5", "xalloc", "W4 via vmem_xalloc, align 16 pages, random phase"}, wl_w5},
 	{{"W6", "constant-time", "W1 at 10^3..10^7 live, vs. the naive list"}, wl_w6},
-	{{"W7", "threads", "W1 on one shared arena, 1 and 2 threads"}, wl_w7},
 	{{"W8", "memory", "library bytes per live segment, 10^3..10^7"}, wl_w8},
 	{{"W9", "qcache", "alloc+free pairs of 1-8 quanta through the caches"}, wl_w9},
+	/* last: after its threads, the process is multi-threaded for good (W9) */
+	{{"W7", "threads", "W1 on one shared arena, 1 and 2 threads"}, wl_w7},
 };
 const size_t nworkloads = sizeof workloads / sizeof workloads[0];
 

@@ -43,7 +43,10 @@ struct sizes sizes_of(bool quick);
 #define V_MALLOC "(b) malloc(16)+free"
 #define V_FLOOR "(f) tag+hash floor"
 #define V_CALLS "(g) empty library call pair"
+#define V_CALLS_ATOMIC "(h) empty call pair + one atomic"
 #define V_W9 "vmem_alloc+free, 1-8 quanta, cached"
+#define V_W9U "vmem_alloc+free, cached, VMC_UNCHECKED"
+#define V_W9T "vmem_alloc+free, cached, 2nd thread up"
 
 /* W8's rows: one measurement of the library's memory each. */
 struct memrow {
