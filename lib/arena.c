@@ -278,11 +278,6 @@ static inline struct fitreq fitreq_any(vmem_size_t size, vmem_size_t align)
 	};
 }
 
-/* Who an allocation is for: a caller (counted, and its failure too), a
- * cache's slab (the cache counts its callers' calls), or one object for a
- * cache (counted, but its failure is counted by the cache's caller). */
-enum alloc_kind { ALLOC_CALLER, ALLOC_SLAB, ALLOC_SMALL };
-
 /* Bookkeeping of a successful allocation, lock held. */
 static inline void arena_allocated_locked(struct arena *ar, vmem_size_t size, enum alloc_kind kind)
 {
@@ -305,8 +300,9 @@ static inline void arena_rotor_move_locked(struct arena *ar, vmem_addr_t a, vmem
 }
 
 /* The allocation loop: search, import, reap the caches, reclaim, sleep.
- * Lock held on entry, RELEASED on return. */
-static int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flags,
+ * Lock held on entry, RELEASED on return.  Not static: arena_alloc, an
+ * inline function with external linkage, calls it. */
+int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flags,
 				   unsigned int type, enum alloc_kind kind, vmem_addr_t *addrp)
 {
 	int policy = flags & VM_POLICIES;

@@ -306,5 +306,14 @@ void import_release(struct arena *ar, vmem_addr_t addr, vmem_size_t size);
 
 /* Wake sleepers, lock held. */
 void arena_wakeup_locked(struct arena *ar);
+/* Who an allocation is for: a caller (counted, and its failure too), a
+ * cache's slab (the cache counts its callers' calls), or one object for a
+ * cache (counted, but its failure is counted by the cache's caller). */
+enum alloc_kind { ALLOC_CALLER, ALLOC_SLAB, ALLOC_SMALL };
+/* The allocation loop for req (search, import, reap the caches, reclaim,
+ * sleep), giving a segment of type.  Lock held on entry, RELEASED on
+ * return.  0 or ENOMEM. */
+int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flags,
+			    unsigned int type, enum alloc_kind kind, vmem_addr_t *addrp);
 
 #endif /* VMEM_ARENA_IMPL_H */

@@ -597,6 +597,10 @@ bool qcache_reap(void *arg)
 			qc_partial_del(c, s);
 			c->nslabs--;
 			vmem_addr_t base = s->base;
+			/* the record goes back to the pool now, and a grow may
+			 * reuse it at once: the slab must stop naming it first
+			 * (Q3), while this cache is still locked */
+			arena_slab_set_cookie(qs->ar, base, 0);
 			qc_rec_put((void **)&c->slabpool, s);
 			pthread_mutex_unlock(&c->lock);
 			arena_slab_free(qs->ar, base);
