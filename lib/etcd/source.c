@@ -706,13 +706,12 @@ void source_lease_lost(struct vmem_etcd *s)
 
 /* ---- open, attach, close, stats ------------------------------------------------ */
 
-static int default_owner(struct etcd_conf *conf)
+static int default_owner(struct etcd_conf *conf, unsigned n)
 {
 	char host[256];
 	if (gethostname(host, sizeof(host)) != 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
-	unsigned n = atomic_fetch_add(&opened_count, 1) + 1;
 	size_t len = strlen(host) + 32;
 	conf->owner = malloc(len);
 	if (conf->owner == NULL)
@@ -771,8 +770,10 @@ ETCD_API int vmem_etcd_open(const vmem_etcd_opts_t *o, const char *pool, vmem_et
 		free(s);
 		return err;
 	}
+	/* every connection counts, whoever names its owner */
+	unsigned n = atomic_fetch_add(&opened_count, 1) + 1;
 	if (s->conf.owner == NULL)
-		err = default_owner(&s->conf);
+		err = default_owner(&s->conf, n);
 	if (!err)
 		err = etcd_client_new(&s->conf, &s->c);
 	if (!err) {
