@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,4 +622,28 @@ int h_put(const struct h_cluster *cl, const char *key, const char *value)
 	int ok = r ? 0 : -1;
 	json_decref(r);
 	return ok;
+}
+
+int h_tool(const struct h_cluster *cl, char *out, size_t outlen, const char *fmt, ...)
+{
+	char args[1024], cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	const char *exe = getenv("VMEM_POOL");
+	if (exe == NULL)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s --endpoints %s %s 2>&1", exe, cl->endpoints, args);
+	FILE *p = popen(cmd, "r");
+	if (p == NULL)
+		return -1;
+	size_t n = out ? fread(out, 1, outlen - 1, p) : 0;
+	char sink[4096];
+	while (fread(sink, 1, sizeof(sink), p) > 0)
+		;
+	if (out)
+		out[n] = '\0';
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

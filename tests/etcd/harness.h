@@ -74,6 +74,12 @@ json_t *h_keys(const struct h_cluster *cl, const char *prefix);
 long h_count(const struct h_cluster *cl, const char *prefix);
 int h_put(const struct h_cluster *cl, const char *key, const char *value);
 
+/* Run $VMEM_POOL with --endpoints of the cluster and the arguments given
+ * (a printf format); its exit status (-1: could not run it), its output
+ * (stdout and stderr) in out when out is not NULL. */
+int h_tool(const struct h_cluster *cl, char *out, size_t outlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Milliseconds on CLOCK_MONOTONIC; a sleep. */
 uint64_t h_now_ms(void);
 void h_sleep_ms(unsigned ms);

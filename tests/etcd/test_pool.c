@@ -565,29 +565,7 @@ static void request_errors(void **state)
 
 /* ---- vmem-pool ------------------------------------------------------------- */
 
-/* Run vmem-pool with the cluster's endpoints; its exit status, its stdout in out. */
-static int tool(char *out, size_t outlen, const char *fmt, ...)
-{
-	char args[1024], cmd[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	const char *exe = getenv("VMEM_POOL");
-	assert_non_null(exe);
-	snprintf(cmd, sizeof(cmd), "%s --endpoints %s --prefix /tool/ %s 2>&1", exe, cl.endpoints,
-		 args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = out ? fread(out, 1, outlen - 1, p) : 0;
-	char sink[4096];
-	while (fread(sink, 1, sizeof(sink), p) > 0)
-		;
-	if (out)
-		out[n] = '\0';
-	int status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
+#define tool(out, len, ...) h_tool(&cl, out, len, "--prefix /tool/ " __VA_ARGS__)
 
 static void vmem_pool_tool(void **state)
 {
