@@ -327,8 +327,10 @@ ETCD_API int vmem_etcd_pool_create(const vmem_etcd_opts_t *o, const char *pool, 
 		err = etcd_txn(c, json_pack("[o]", cmp_create(key, 0)),
 			       json_pack("[o]", op_put(key, value, 0)),
 			       json_pack("[o]", op_range(key, NULL, false, false)), &created, &resp, NULL);
-		if (err || created)
+		if (err || created) {
+			json_decref(resp);
 			break;
+		}
 		struct etcd_kvs kvs;
 		struct pool_conf have;
 		err = txn_range_kvs(resp, 0, &kvs);
