@@ -29,7 +29,7 @@
 static struct h_cluster cl;
 
 struct waiter {
-	atomic_int started, done;
+	atomic_int go, started, done;
 	atomic_uint_least64_t id, waited_ms, done_at;
 	int err;
 };
@@ -96,6 +96,8 @@ static void nosleep_enomem(void **state)
 static int sleeper(void *arg)
 {
 	(void)arg;
+	while (!atomic_load(&w->go))
+		h_sleep_ms(10);
 	vmem_etcd_opts_t o = h_opts(&cl);
 	vmem_etcd_t *src;
 	if (vmem_etcd_open(&o, "wait", &src) != 0)
@@ -125,6 +127,9 @@ static void sleep_waits(void **state)
 	w = mmap(NULL, sizeof(*w), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(w != MAP_FAILED);
 	memset(w, 0, sizeof(*w));
+	/* forked while this process runs no thread of a connection (TSan and
+	 * fork), started once the pool is full */
+	pid_t pid = h_fork(sleeper, NULL);
 	vmem_etcd_opts_t o = h_opts(&cl);
 	assert_int_equal(vmem_etcd_pool_create(&o, "wait", BASE, BLOCK * NBLOCKS, BLOCK), 0);
 	vmem_etcd_t *a = open_pool("wait");
@@ -132,7 +137,7 @@ static void sleep_waits(void **state)
 	vmem_addr_t ids[BLOCK * NBLOCKS];
 	take_all(va, ids);
 
-	pid_t pid = h_fork(sleeper, NULL);
+	atomic_store(&w->go, 1);
 	assert_true(H_WAIT_FOR(atomic_load(&w->started), 10000));
 	h_sleep_ms(1000);
 	assert_int_equal(atomic_load(&w->done), 0); /* still waiting */

@@ -114,6 +114,9 @@ static void unleased_blocks_stay(void **state)
 	(void)state;
 	vmem_etcd_opts_t o = h_opts(&cl);
 	assert_int_equal(vmem_etcd_pool_create(&o, "kept", 0, BLOCK * NBLOCKS, BLOCK), 0);
+	/* the victim first: fork while this process runs no connection's thread */
+	struct victim v = {"kept", "crashed-worker", 0};
+	pid_t pid = start_victim(&v);
 	/* a bystander holds the fourth block */
 	vmem_etcd_opts_t ob = o;
 	ob.owner = "bystander";
@@ -123,9 +126,6 @@ static void unleased_blocks_stay(void **state)
 	assert_int_equal(vmem_etcd_attach(by, vb), 0);
 	vmem_addr_t b;
 	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &b), 0);
-
-	struct victim v = {"kept", "crashed-worker", 0};
-	pid_t pid = start_victim(&v);
 	kill(pid, SIGKILL);
 	assert_int_equal(h_wait(pid), 128 + SIGKILL);
 	h_sleep_ms(3500); /* longer than a 2 s lease would have taken */
