@@ -55,7 +55,8 @@ typedef struct vmem_etcd_opts {
 	uint32_t prefetch;     /* blocks kept claimed ahead of need (0: none) */
 	const char *ca_file, *cert_file, *key_file; /* TLS; NULL: not used */
 	const char *username, *password;            /* etcd authentication; NULL: none */
-	void (*lease_lost)(void *arg); /* called once, from the keepalive thread, if the lease is lost */
+	void (*lease_lost)(void *arg); /* called once, from the keepalive thread, if the lease is lost
+	                                  (it must not call vmem_etcd_close) */
 	void *lease_lost_arg;
 	/* later versions append fields here */
 } vmem_etcd_opts_t;

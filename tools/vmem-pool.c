@@ -105,6 +105,15 @@ static bool parse_u64(const char *s, uint64_t *out)
 
 /* ---- show ---------------------------------------------------------------- */
 
+/* 64-bit quantities as decimal strings, as in the pool's config (JSON
+ * numbers lose precision past 2^53). */
+static json_t *u64_json(uint64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return json_string(buf);
+}
+
 struct owner_count {
 	char *owner;
 	int64_t lease;
@@ -151,24 +160,16 @@ static int show(struct etcd_client *c, const char *prefix, const char *pool, boo
 		uint64_t free_blocks = pc.nblocks - held;
 		if (as_json) {
 			json_t *list = json_array();
-			for (size_t j = 0; j < nowners; j++) {
-				char n[24], l[24];
-				snprintf(n, sizeof(n), "%" PRIu64, owners[j].blocks);
-				snprintf(l, sizeof(l), "%" PRId64, owners[j].lease);
-				json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "owner",
-								       owners[j].owner, "blocks", n,
-								       "lease", l));
-			}
-			char b[24], s[24], k[24], nb[24], h[24], f[24];
-			snprintf(b, sizeof(b), "%" PRIu64, pc.base);
-			snprintf(s, sizeof(s), "%" PRIu64, pc.size);
-			snprintf(k, sizeof(k), "%" PRIu64, pc.block);
-			snprintf(nb, sizeof(nb), "%" PRIu64, pc.nblocks);
-			snprintf(h, sizeof(h), "%" PRIu64, held);
-			snprintf(f, sizeof(f), "%" PRIu64, free_blocks);
-			json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "pool", pool,
-					      "base", b, "size", s, "block", k, "blocks", nb,
-					      "held", h, "free", f, "owners", list);
+			for (size_t j = 0; j < nowners; j++)
+				json_array_append_new(list, json_pack("{s:s, s:o, s:o}", "owner",
+								       owners[j].owner, "blocks",
+								       u64_json(owners[j].blocks), "lease",
+								       u64_json((uint64_t)owners[j].lease)));
+			json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "pool", pool,
+					      "base", u64_json(pc.base), "size", u64_json(pc.size),
+					      "block", u64_json(pc.block), "blocks", u64_json(pc.nblocks),
+					      "held", u64_json(held), "free", u64_json(free_blocks),
+					      "owners", list);
 			char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 			puts(text ? text : "{}");
 			free(text);

@@ -14,6 +14,7 @@
 #define VMEM_ETCD_IMPL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,8 @@
 #define CLAIM_MAX_BLOCKS 127
 
 uint64_t now_ms(void); /* CLOCK_MONOTONIC */
+/* Wait on cv (made with CLOCK_MONOTONIC) until signalled or until_ms. */
+void cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ms);
 
 /* ---- http.c ---------------------------------------------------------------- */
 

@@ -66,6 +66,20 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = now_ms(), wait = until_ms > now ? until_ms - now : 0;
+	ts.tv_sec += (time_t)(wait / 1000);
+	ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, m, &ts);
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
 

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "etcd_impl.h"
 
@@ -31,20 +30,6 @@ struct lease {
 	bool stop, lost;
 };
 
-static void wait_until(struct lease *l, uint64_t until)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = now_ms(), wait = until > now ? until - now : 0;
-	ts.tv_sec += (time_t)(wait / 1000);
-	ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&l->cv, &l->lock, &ts);
-}
-
 static void *keepalive(void *arg)
 {
 	struct lease *l = arg;
@@ -53,7 +38,7 @@ static void *keepalive(void *arg)
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
 		while (!l->stop && now_ms() < next)
-			wait_until(l, next);
+			cond_wait_until(&l->cv, &l->lock, next);
 		if (l->stop)
 			break;
 		pthread_mutex_unlock(&l->lock);

@@ -289,11 +289,17 @@ static int view_refresh(struct vmem_etcd *s)
 	return 0;
 }
 
-/* Record a claimed set: one run, or one run per single block. */
-static void record_claim(struct vmem_etcd *s, const uint64_t *idx, size_t k, bool run,
-			 enum run_state state)
+/* Record a claimed set: one run, or one run per single block.  ENOLINK if
+ * the lease was declared lost meanwhile: the keys go with the lease, and the
+ * blocks must not be handed out. */
+static int record_claim(struct vmem_etcd *s, const uint64_t *idx, size_t k, bool run,
+			enum run_state state)
 {
 	pthread_mutex_lock(&s->lock);
+	if (s->lost) {
+		pthread_mutex_unlock(&s->lock);
+		return ENOLINK;
+	}
 	for (size_t i = 0; i < k; i++)
 		view_insert(s, idx[i]);
 	if (run) {
@@ -308,6 +314,7 @@ static void record_claim(struct vmem_etcd *s, const uint64_t *idx, size_t k, boo
 	else
 		pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 /* The config changed under the connection: the same pool written again
@@ -361,8 +368,7 @@ static int claim_txn(struct vmem_etcd *s, const uint64_t *idx, size_t k, bool ru
 	int err = etcd_txn(s->c, cmp, ops, fail, &ok, &resp, &out);
 	if (err == 0 && ok) {
 		json_decref(resp);
-		record_claim(s, idx, k, run, state);
-		return 0;
+		return record_claim(s, idx, k, run, state);
 	}
 	if (err == 0) {
 		struct etcd_kvs cfg, blocks;
@@ -390,7 +396,7 @@ static int claim_txn(struct vmem_etcd *s, const uint64_t *idx, size_t k, bool ru
 		view_set(s, &blocks);
 		pthread_mutex_unlock(&s->lock);
 		if (err == 0)
-			record_claim(s, idx, k, run, state);
+			err = record_claim(s, idx, k, run, state);
 		etcd_kvs_free(&cfg);
 		etcd_kvs_free(&blocks);
 		return err;
@@ -406,10 +412,8 @@ static int claim_txn(struct vmem_etcd *s, const uint64_t *idx, size_t k, bool ru
 		view_set(s, &kvs);
 		pthread_mutex_unlock(&s->lock);
 		etcd_kvs_free(&kvs);
-		if (ours == k) {
-			record_claim(s, idx, k, run, state);
-			return 0;
-		}
+		if (ours == k)
+			return record_claim(s, idx, k, run, state);
 		if (ours == 0)
 			return err;
 	}
@@ -565,20 +569,6 @@ static void prefetch(struct vmem_etcd *s)
 	}
 }
 
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = now_ms(), wait = until_ms > now ? until_ms - now : 0;
-	ts.tv_sec += (time_t)(wait / 1000);
-	ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, m, &ts);
-}
-
 static void *background(void *arg)
 {
 	struct vmem_etcd *s = arg;
@@ -603,7 +593,7 @@ static void *background(void *arg)
 			wake = until;
 		if (!backoff && spares && s->prefetch_after < wake)
 			wake = s->prefetch_after;
-		timed_wait(&s->work, &s->lock, wake);
+		cond_wait_until(&s->work, &s->lock, wake);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -835,7 +825,7 @@ ETCD_API int vmem_etcd_close(vmem_etcd_t *s)
 	pthread_cond_signal(&s->work);
 	uint64_t deadline = now_ms() + s->conf.timeout_ms;
 	while (s->pending > 0 && !s->lost && now_ms() < deadline)
-		timed_wait(&s->changed, &s->lock, deadline);
+		cond_wait_until(&s->changed, &s->lock, deadline);
 	uint64_t left = s->pending;
 	s->stop = true;
 	pthread_cond_signal(&s->work);

@@ -425,6 +425,27 @@ void h_stop(struct h_cluster *cl)
 	cl->tmp[0] = '\0';
 }
 
+struct h_cluster h_main;
+
+int h_setup_one(void **state)
+{
+	(void)state;
+	return h_start(&h_main, 1, 0);
+}
+
+int h_setup_three(void **state)
+{
+	(void)state;
+	return h_start(&h_main, 3, 0);
+}
+
+int h_teardown_main(void **state)
+{
+	(void)state;
+	h_stop(&h_main);
+	return 0;
+}
+
 vmem_etcd_opts_t h_opts(const struct h_cluster *cl)
 {
 	vmem_etcd_opts_t o = {.size = sizeof(o), .endpoints = cl->endpoints, .timeout_ms = 1000};

@@ -43,6 +43,12 @@ struct h_cluster {
 #define H_USER "root"
 #define H_PASSWORD "s3cret"
 
+/* The cluster of most tests, and cmocka group setups/teardown for it. */
+extern struct h_cluster h_main;
+int h_setup_one(void **state);   /* one member */
+int h_setup_three(void **state); /* three members */
+int h_teardown_main(void **state);
+
 /* Start n members (1 or 3) and wait until they serve; 0 or -1. */
 int h_start(struct h_cluster *cl, int n, unsigned flags);
 /* Kill every process started by the harness, reap them, remove the directory. */

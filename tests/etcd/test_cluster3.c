@@ -29,7 +29,6 @@
 #define NBLOCKS 64
 #define NIDS (BLOCK * NBLOCKS)
 
-static struct h_cluster cl;
 static atomic_uchar held[NIDS];
 static atomic_int dups, stop;
 static atomic_uint_least64_t allocs_total;
@@ -66,7 +65,7 @@ static void *churn(void *arg)
 /* Member i's ID and the leader's, as etcd reports them (decimal strings). */
 static bool member_status(int i, char *me, char *ld)
 {
-	json_t *st = h_post(&cl, i, "/v3/maintenance/status", "{}");
+	json_t *st = h_post(&h_main, i, "/v3/maintenance/status", "{}");
 	const char *l = json_string_value(json_object_get(st, "leader"));
 	const char *m = json_string_value(json_object_get(json_object_get(st, "header"), "member_id"));
 	bool ok = l && m;
@@ -81,9 +80,9 @@ static bool member_status(int i, char *me, char *ld)
 /* The member etcd reports as leader, by its index; -1 if unknown. */
 static int leader(void)
 {
-	for (int i = 0; i < cl.n; i++) {
+	for (int i = 0; i < h_main.n; i++) {
 		char me[32], ld[32];
-		if (cl.m[i].pid > 0 && member_status(i, me, ld) && strcmp(me, ld) == 0)
+		if (h_main.m[i].pid > 0 && member_status(i, me, ld) && strcmp(me, ld) == 0)
 			return i;
 	}
 	return -1;
@@ -99,7 +98,7 @@ static void lead_from_member0(void)
 		if (cur > 0) {
 			char body[96];
 			snprintf(body, sizeof(body), "{\"targetID\":\"%s\"}", id0);
-			json_decref(h_post(&cl, cur, "/v3/maintenance/transfer-leadership", body));
+			json_decref(h_post(&h_main, cur, "/v3/maintenance/transfer-leadership", body));
 		}
 		h_sleep_ms(100);
 	}
@@ -109,7 +108,7 @@ static void lead_from_member0(void)
 static void one_member_killed(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.ttl_s = 3;
 	o.prefetch = 2;
 	o.timeout_ms = 700;
@@ -131,7 +130,7 @@ static void one_member_killed(void **state)
 		before[i] = (vmem_etcd_stats_t){.size = sizeof(before[i])};
 		vmem_etcd_get_stats(src[i], &before[i]);
 	}
-	h_kill_member(&cl, 0);
+	h_kill_member(&h_main, 0);
 	uint64_t a0 = atomic_load(&allocs_total);
 	/* more than two lease TTLs of churn on two members */
 	h_sleep_ms(7000);
@@ -154,21 +153,8 @@ static void one_member_killed(void **state)
 		assert_int_equal(vmem_etcd_close(src[i]), 0);
 	}
 	/* the survivors agree: nothing left */
-	assert_int_equal(h_count(&cl, "/vmem/c3/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/c3/blocks/"), 0);
 	assert_true(leader() >= 1);
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 3, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
 }
 
 int main(void)
@@ -176,5 +162,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(one_member_killed),
 	};
-	return cmocka_run_group_tests_name("etcd_cluster3", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_cluster3", tests, h_setup_three, h_teardown_main);
 }

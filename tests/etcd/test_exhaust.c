@@ -26,7 +26,6 @@
 #define NBLOCKS 4
 #define BASE 100
 
-static struct h_cluster cl;
 
 struct waiter {
 	atomic_int go, started, done;
@@ -37,7 +36,7 @@ static struct waiter *w;
 
 static vmem_etcd_t *open_pool(const char *pool)
 {
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	vmem_etcd_t *src;
 	assert_int_equal(vmem_etcd_open(&o, pool, &src), 0);
 	return src;
@@ -63,7 +62,7 @@ static void take_all(vmem_t *vm, vmem_addr_t *ids)
 static void nosleep_enomem(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "full", BASE, BLOCK * NBLOCKS, BLOCK), 0);
 	vmem_etcd_t *a = open_pool("full"), *b = open_pool("full");
 	vmem_t *va = attached(a), *vb = attached(b);
@@ -79,18 +78,18 @@ static void nosleep_enomem(void **state)
 	assert_int_equal(st.blocks_held, 0);
 	assert_int_equal(st.claims, 0);
 	assert_int_equal(st.errors, 0); /* a full pool is not a failed request */
-	assert_int_equal(h_count(&cl, "/vmem/full/blocks/"), NBLOCKS);
+	assert_int_equal(h_count(&h_main, "/vmem/full/blocks/"), NBLOCKS);
 	for (int i = 0; i < BLOCK * NBLOCKS; i++)
 		vmem_free(va, ids[i], 1);
 	/* the blocks came back: b can have them */
-	assert_true(H_WAIT_FOR(h_count(&cl, "/vmem/full/blocks/") == 0, 5000));
+	assert_true(H_WAIT_FOR(h_count(&h_main, "/vmem/full/blocks/") == 0, 5000));
 	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &x), 0);
 	vmem_free(vb, x, 1);
 	vmem_destroy(va);
 	vmem_destroy(vb);
 	assert_int_equal(vmem_etcd_close(a), 0);
 	assert_int_equal(vmem_etcd_close(b), 0);
-	assert_int_equal(h_count(&cl, "/vmem/full/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/full/blocks/"), 0);
 }
 
 static int sleeper(void *arg)
@@ -98,7 +97,7 @@ static int sleeper(void *arg)
 	(void)arg;
 	while (!atomic_load(&w->go))
 		h_sleep_ms(10);
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	vmem_etcd_t *src;
 	if (vmem_etcd_open(&o, "wait", &src) != 0)
 		return 10;
@@ -130,7 +129,7 @@ static void sleep_waits(void **state)
 	/* forked while this process runs no thread of a connection (TSan and
 	 * fork), started once the pool is full */
 	pid_t pid = h_fork(sleeper, NULL);
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "wait", BASE, BLOCK * NBLOCKS, BLOCK), 0);
 	vmem_etcd_t *a = open_pool("wait");
 	vmem_t *va = attached(a);
@@ -168,21 +167,8 @@ static void sleep_waits(void **state)
 			vmem_free(va, ids[i], 1);
 	vmem_destroy(va);
 	assert_int_equal(vmem_etcd_close(a), 0);
-	assert_int_equal(h_count(&cl, "/vmem/wait/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/wait/blocks/"), 0);
 	munmap(w, sizeof(*w));
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
 }
 
 int main(void)
@@ -191,5 +177,5 @@ int main(void)
 		cmocka_unit_test(nosleep_enomem),
 		cmocka_unit_test(sleep_waits),
 	};
-	return cmocka_run_group_tests_name("etcd_exhaust", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_exhaust", tests, h_setup_one, h_teardown_main);
 }

@@ -26,7 +26,6 @@
 
 #define BLOCK 16
 
-static struct h_cluster cl;
 static atomic_int lost_calls;
 static pthread_t lost_thread;
 static atomic_uint_least64_t lost_at;
@@ -45,7 +44,7 @@ static void on_lost(void *arg)
 static void lost_by_stall(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.ttl_s = 2;
 	o.timeout_ms = 500;
 	o.lease_lost = on_lost;
@@ -60,10 +59,10 @@ static void lost_by_stall(void **state)
 	/* the lease is kept alive well past its TTL while etcd runs */
 	h_sleep_ms(3000);
 	assert_int_equal(atomic_load(&lost_calls), 0);
-	assert_int_equal(h_count(&cl, "/vmem/stall/blocks/"), 1);
+	assert_int_equal(h_count(&h_main, "/vmem/stall/blocks/"), 1);
 
 	uint64_t t0 = h_now_ms();
-	h_pause_member(&cl, 0);
+	h_pause_member(&h_main, 0);
 	assert_true(H_WAIT_FOR(atomic_load(&lost_calls) > 0, 6000));
 	uint64_t after = atomic_load(&lost_at) - t0;
 	print_message("lease declared lost %llu ms after etcd stalled\n", (unsigned long long)after);
@@ -83,9 +82,9 @@ static void lost_by_stall(void **state)
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &b), 0);
 	assert_int_equal(b / BLOCK, a / BLOCK);
 
-	h_resume_member(&cl, 0);
+	h_resume_member(&h_main, 0);
 	/* etcd, running again, drops the expired lease and its keys */
-	assert_true(H_WAIT_FOR(h_count(&cl, "/vmem/stall/blocks/") == 0, 5000));
+	assert_true(H_WAIT_FOR(h_count(&h_main, "/vmem/stall/blocks/") == 0, 5000));
 	for (int i = 0; i < 20; i++) {
 		vmem_addr_t x;
 		assert_int_equal(vmem_alloc(vm, 2 * BLOCK, VM_NOSLEEP, &x), ENOMEM);
@@ -99,20 +98,7 @@ static void lost_by_stall(void **state)
 	assert_int_equal(vmem_etcd_requests(src), r0);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(atomic_load(&lost_calls), 1);
-	assert_int_equal(h_count(&cl, "/vmem/stall/blocks/"), 0);
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
+	assert_int_equal(h_count(&h_main, "/vmem/stall/blocks/"), 0);
 }
 
 int main(void)
@@ -120,5 +106,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(lost_by_stall),
 	};
-	return cmocka_run_group_tests_name("etcd_lease", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_lease", tests, h_setup_one, h_teardown_main);
 }

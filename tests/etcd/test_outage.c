@@ -26,7 +26,6 @@
 
 #define BLOCK 16
 
-static struct h_cluster cl;
 
 static vmem_etcd_stats_t stats(vmem_etcd_t *src)
 {
@@ -38,7 +37,7 @@ static vmem_etcd_stats_t stats(vmem_etcd_t *src)
 static void stopped_then_back(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.timeout_ms = 500;
 	assert_int_equal(vmem_etcd_pool_create(&o, "out", 0, BLOCK * 64, BLOCK), 0);
 	vmem_etcd_t *src, *leased;
@@ -55,7 +54,7 @@ static void stopped_then_back(void **state)
 	assert_int_equal(vmem_alloc(vl, 1, VM_NOSLEEP, &lid), 0);
 	assert_int_equal(stats(src).blocks_held, 2);
 
-	h_kill_member(&cl, 0);
+	h_kill_member(&h_main, 0);
 
 	/* the rest of the two blocks held */
 	for (int i = BLOCK + 4; i < 2 * BLOCK; i++)
@@ -89,14 +88,14 @@ static void stopped_then_back(void **state)
 	assert_int_equal(st.blocks_held, 2);
 	assert_int_equal(st.releases, 0);
 
-	assert_int_equal(h_restart_member(&cl, 0), 0);
+	assert_int_equal(h_restart_member(&h_main, 0), 0);
 	assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 8000));
 	st = stats(src);
 	assert_int_equal(st.blocks_held, 1);
 	assert_int_equal(st.releases, 1);
 	char key[64];
 	snprintf(key, sizeof(key), "/vmem/out/blocks/%016llx", (unsigned long long)(blk / BLOCK));
-	json_t *keys = h_keys(&cl, "/vmem/out/blocks/");
+	json_t *keys = h_keys(&h_main, "/vmem/out/blocks/");
 	assert_int_equal(json_array_size(keys), 2); /* the other block and the leased one */
 	for (size_t i = 0; i < json_array_size(keys); i++)
 		assert_string_not_equal(
@@ -121,14 +120,14 @@ static void stopped_then_back(void **state)
 	vmem_destroy(vl);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_close(leased), 0);
-	assert_int_equal(h_count(&cl, "/vmem/out/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/out/blocks/"), 0);
 }
 
 /* Close while etcd is down: it waits timeout_ms, then ETIMEDOUT. */
 static void close_while_down(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.timeout_ms = 700;
 	o.owner = "closer";
 	assert_int_equal(vmem_etcd_pool_create(&o, "down", 0, BLOCK * 4, BLOCK), 0);
@@ -138,35 +137,22 @@ static void close_while_down(void **state)
 	assert_int_equal(vmem_etcd_attach(src, vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
-	h_kill_member(&cl, 0);
+	h_kill_member(&h_main, 0);
 	vmem_free(vm, a, 1);
 	vmem_destroy(vm);
 	uint64_t t0 = h_now_ms();
 	assert_int_equal(vmem_etcd_close(src), ETIMEDOUT);
 	uint64_t took = h_now_ms() - t0;
 	assert_true(took >= 600 && took < 3000);
-	assert_int_equal(h_restart_member(&cl, 0), 0);
+	assert_int_equal(h_restart_member(&h_main, 0), 0);
 	/* the block stays under its owner until vmem-pool release */
-	json_t *keys = h_keys(&cl, "/vmem/down/blocks/");
+	json_t *keys = h_keys(&h_main, "/vmem/down/blocks/");
 	assert_int_equal(json_array_size(keys), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 0), "value")),
 			    "{\"owner\":\"closer\"}");
 	json_decref(keys);
-	assert_int_equal(h_tool(&cl, NULL, 0, "release down --owner closer"), 0);
-	assert_int_equal(h_count(&cl, "/vmem/down/blocks/"), 0);
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
+	assert_int_equal(h_tool(&h_main, NULL, 0, "release down --owner closer"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/down/blocks/"), 0);
 }
 
 int main(void)
@@ -175,5 +161,5 @@ int main(void)
 		cmocka_unit_test(stopped_then_back),
 		cmocka_unit_test(close_while_down),
 	};
-	return cmocka_run_group_tests_name("etcd_outage", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_outage", tests, h_setup_one, h_teardown_main);
 }

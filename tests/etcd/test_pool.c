@@ -33,53 +33,30 @@
 #include "etcd_impl.h"
 #include "harness.h"
 
-static struct h_cluster cl;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
-}
 
 static vmem_etcd_opts_t opts(const char *prefix, const char *owner, uint32_t ttl)
 {
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.prefix = prefix;
 	o.owner = owner;
 	o.ttl_s = ttl;
 	return o;
 }
 
-static const char *value_of(json_t *keys, const char *key)
+/* A field ("value" or "lease") of key in an h_keys() list; NULL if absent. */
+static const char *field_of(json_t *keys, const char *key, const char *field)
 {
 	size_t i;
 	json_t *kv;
 	json_array_foreach(keys, i, kv)
 	{
 		if (strcmp(json_string_value(json_object_get(kv, "key")), key) == 0)
-			return json_string_value(json_object_get(kv, "value"));
+			return json_string_value(json_object_get(kv, field));
 	}
 	return NULL;
 }
-
-static const char *lease_of(json_t *keys, const char *key)
-{
-	size_t i;
-	json_t *kv;
-	json_array_foreach(keys, i, kv)
-	{
-		if (strcmp(json_string_value(json_object_get(kv, "key")), key) == 0)
-			return json_string_value(json_object_get(kv, "lease"));
-	}
-	return NULL;
-}
+#define value_of(keys, key) field_of(keys, key, "value")
+#define lease_of(keys, key) field_of(keys, key, "lease")
 
 static vmem_t *arena(vmem_etcd_t *src, vmem_size_t quantum)
 {
@@ -94,7 +71,7 @@ static void key_layout(void **state)
 	(void)state;
 	vmem_etcd_opts_t o = opts("/layout/", "alice", 0);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p1", 0x1000, 64 * 16, 16), 0);
-	json_t *keys = h_keys(&cl, "/layout/");
+	json_t *keys = h_keys(&h_main, "/layout/");
 	assert_int_equal(json_array_size(keys), 1);
 	assert_string_equal(value_of(keys, "/layout/p1/config"),
 			    "{\"base\":\"4096\",\"size\":\"1024\",\"block\":\"16\"}");
@@ -109,7 +86,7 @@ static void key_layout(void **state)
 	assert_true(a >= 0x1000 && (a - 0x1000) % 16 == 0);
 	uint64_t first = (a - 0x1000) / 16;
 	assert_true(first + 27 <= 64);
-	keys = h_keys(&cl, "/layout/p1/blocks/");
+	keys = h_keys(&h_main, "/layout/p1/blocks/");
 	assert_int_equal(json_array_size(keys), 27);
 	for (uint64_t i = first; i < first + 27; i++) {
 		char key[64];
@@ -133,7 +110,7 @@ static void key_layout(void **state)
 	assert_int_equal(vmem_alloc(vm2, 1, VM_NOSLEEP, &b), 0);
 	char bkey[64];
 	snprintf(bkey, sizeof(bkey), "/layout/p1/blocks/%016" PRIx64, (b - 0x1000) / 16);
-	keys = h_keys(&cl, "/layout/p1/blocks/");
+	keys = h_keys(&h_main, "/layout/p1/blocks/");
 	assert_int_equal(json_array_size(keys), 28);
 	assert_string_equal(value_of(keys, bkey), "{\"owner\":\"bob\"}");
 	assert_string_not_equal(lease_of(keys, bkey), "0");
@@ -141,17 +118,17 @@ static void key_layout(void **state)
 
 	/* a freed run is released in the background, not on the caller's path */
 	assert_int_equal(vmem_free(vm, a, 27 * 16), 0);
-	assert_true(H_WAIT_FOR(h_count(&cl, "/layout/p1/blocks/") == 1, 5000));
+	assert_true(H_WAIT_FOR(h_count(&h_main, "/layout/p1/blocks/") == 1, 5000));
 	vmem_destroy(vm);
 	vmem_destroy(vm2);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_close(src2), 0);
-	assert_int_equal(h_count(&cl, "/layout/p1/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/layout/p1/blocks/"), 0);
 
 	/* the prefix is used verbatim: no '/' added */
 	vmem_etcd_opts_t op = opts("bare", NULL, 0);
 	assert_int_equal(vmem_etcd_pool_create(&op, "x", 0, 16, 16), 0);
-	keys = h_keys(&cl, "bare");
+	keys = h_keys(&h_main, "bare");
 	assert_int_equal(json_array_size(keys), 1);
 	assert_non_null(value_of(keys, "barex/config"));
 	json_decref(keys);
@@ -160,7 +137,7 @@ static void key_layout(void **state)
 	assert_int_equal(vmem_etcd_open(&op, "x", &src), 0);
 	vm = arena(src, 1);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
-	keys = h_keys(&cl, "barex/blocks/");
+	keys = h_keys(&h_main, "barex/blocks/");
 	char host[256], want[512];
 	gethostname(host, sizeof(host));
 	json_t *owner = json_loads(json_string_value(json_object_get(json_array_get(keys, 0), "value")), 0, NULL);
@@ -174,7 +151,7 @@ static void key_layout(void **state)
 	vmem_destroy(vm);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&op, "x"), 0);
-	assert_int_equal(h_count(&cl, "bare"), 0);
+	assert_int_equal(h_count(&h_main, "bare"), 0);
 }
 
 static void create_idempotent(void **state)
@@ -186,7 +163,7 @@ static void create_idempotent(void **state)
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 101, 1000, 10), EEXIST);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 100, 2000, 10), EEXIST);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 100, 1000, 20), EEXIST);
-	json_t *keys = h_keys(&cl, "/idem/");
+	json_t *keys = h_keys(&h_main, "/idem/");
 	assert_int_equal(json_array_size(keys), 1);
 	assert_string_equal(value_of(keys, "/idem/p/config"),
 			    "{\"base\":\"100\",\"size\":\"1000\",\"block\":\"10\"}");
@@ -212,7 +189,7 @@ static void config_garbage(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(vmem_etcd_pool_create(&o, "g", 0, 16, 16), 0);
-		assert_int_equal(h_put(&cl, "/garbage/g/config", bad[i]), 0);
+		assert_int_equal(h_put(&h_main, "/garbage/g/config", bad[i]), 0);
 		vmem_etcd_t *src = (vmem_etcd_t *)&o;
 		assert_int_equal(vmem_etcd_pool_create(&o, "g", 0, 16, 16), EPROTO);
 		assert_int_equal(vmem_etcd_open(&o, "g", &src), EPROTO);
@@ -221,7 +198,7 @@ static void config_garbage(void **state)
 		assert_int_equal(vmem_etcd_pool_destroy(&o, "g"), 0);
 	}
 	/* unknown fields are ignored */
-	assert_int_equal(h_put(&cl, "/garbage/u/config",
+	assert_int_equal(h_put(&h_main, "/garbage/u/config",
 			       "{\"block\":\"16\",\"x\":[1],\"size\":\"32\",\"base\":\"0\"}"),
 			 0);
 	assert_int_equal(vmem_etcd_pool_create(&o, "u", 0, 32, 16), 0);
@@ -239,7 +216,7 @@ static void missing_pool(void **state)
 	vmem_etcd_t *src;
 	assert_int_equal(vmem_etcd_open(&o, "nope", &src), ENOENT);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "nope"), ENOENT);
-	assert_int_equal(h_count(&cl, "/missing/"), 0);
+	assert_int_equal(h_count(&h_main, "/missing/"), 0);
 }
 
 static void bad_options(void **state)
@@ -304,7 +281,7 @@ static void bad_options(void **state)
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_close(NULL), 0);
 	/* nothing but the three good pools was written */
-	json_t *keys = h_keys(&cl, "/bad/");
+	json_t *keys = h_keys(&h_main, "/bad/");
 	assert_int_equal(json_array_size(keys), 3);
 	json_decref(keys);
 }
@@ -315,7 +292,7 @@ static void top_of_range(void **state)
 	vmem_etcd_opts_t o = opts("/top/", NULL, 0);
 	uint64_t base = UINT64_MAX - 4 * 16 + 1; /* base + size == 2^64 */
 	assert_int_equal(vmem_etcd_pool_create(&o, "t", base, 64, 16), 0);
-	json_t *keys = h_keys(&cl, "/top/");
+	json_t *keys = h_keys(&h_main, "/top/");
 	assert_string_equal(value_of(keys, "/top/t/config"),
 			    "{\"base\":\"18446744073709551552\",\"size\":\"64\",\"block\":\"16\"}");
 	json_decref(keys);
@@ -336,7 +313,7 @@ static void top_of_range(void **state)
 		assert_int_equal(vmem_free(vm, got[i], 16), 0);
 	vmem_destroy(vm);
 	assert_int_equal(vmem_etcd_close(src), 0);
-	assert_int_equal(h_count(&cl, "/top/t/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/top/t/blocks/"), 0);
 }
 
 static void attach_checks(void **state)
@@ -366,7 +343,7 @@ static void attach_checks(void **state)
 	vmem_destroy(q4);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_close(odd), 0);
-	assert_int_equal(h_count(&cl, "/attach/a/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/attach/a/blocks/"), 0);
 }
 
 static void destroy_busy(void **state)
@@ -380,12 +357,12 @@ static void destroy_busy(void **state)
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), EBUSY);
-	assert_int_equal(h_count(&cl, "/busy/b/config"), 1);
+	assert_int_equal(h_count(&h_main, "/busy/b/config"), 1);
 	vmem_free(vm, a, 1);
 	vmem_destroy(vm);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), 0);
-	assert_int_equal(h_count(&cl, "/busy/"), 0);
+	assert_int_equal(h_count(&h_main, "/busy/"), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), ENOENT);
 }
 
@@ -443,14 +420,14 @@ static void destroy_vs_claims(void **state)
 	atomic_store(&race->destroyed, 1);
 	/* from now on no block key may appear in the destroyed pool */
 	for (int i = 0; i < 20; i++) {
-		assert_int_equal(h_count(&cl, "/race/r/"), 0);
+		assert_int_equal(h_count(&h_main, "/race/r/"), 0);
 		h_sleep_ms(25);
 	}
 	atomic_store(&race->stop, 1);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(h_wait(pids[i]), 0);
 	assert_int_equal(atomic_load(&race->after_destroy), 0);
-	assert_int_equal(h_count(&cl, "/race/"), 0);
+	assert_int_equal(h_count(&h_main, "/race/"), 0);
 	print_message("destroy saw EBUSY %d times before it went through\n", busy);
 	munmap(race, sizeof(*race));
 }
@@ -540,7 +517,7 @@ static void request_errors(void **state)
 
 	/* every endpoint is tried: dead ones before a live one do not matter */
 	o.timeout_ms = 2000;
-	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d, %s/", dead, cl.endpoints);
+	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d, %s/", dead, h_main.endpoints);
 	assert_int_equal(vmem_etcd_pool_create(&o, "e", 0, 16, 16), 0);
 	assert_int_equal(vmem_etcd_open(&o, "e", &src), 0);
 	vmem_t *vm = arena(src, 1);
@@ -555,9 +532,9 @@ static void request_errors(void **state)
 
 	/* $VMEM_ETCD_ENDPOINTS when endpoints is NULL */
 	o.endpoints = NULL;
-	setenv("VMEM_ETCD_ENDPOINTS", cl.endpoints, 1);
+	setenv("VMEM_ETCD_ENDPOINTS", h_main.endpoints, 1);
 	assert_int_equal(vmem_etcd_pool_create(&o, "env", 0, 16, 16), 0);
-	assert_int_equal(h_count(&cl, "/errors/env/config"), 1);
+	assert_int_equal(h_count(&h_main, "/errors/env/config"), 1);
 	unsetenv("VMEM_ETCD_ENDPOINTS");
 	fake_stop(&silent);
 	fake_stop(&garbled);
@@ -565,14 +542,14 @@ static void request_errors(void **state)
 
 /* ---- vmem-pool ------------------------------------------------------------- */
 
-#define tool(out, len, ...) h_tool(&cl, out, len, "--prefix /tool/ " __VA_ARGS__)
+#define tool(out, len, ...) h_tool(&h_main, out, len, "--prefix /tool/ " __VA_ARGS__)
 
 static void vmem_pool_tool(void **state)
 {
 	(void)state;
 	char out[8192];
 	assert_int_equal(tool(out, sizeof(out), "create pt --base 0x100 --size 1024 --block 0x10"), 0);
-	json_t *keys = h_keys(&cl, "/tool/");
+	json_t *keys = h_keys(&h_main, "/tool/");
 	assert_string_equal(value_of(keys, "/tool/pt/config"),
 			    "{\"base\":\"256\",\"size\":\"1024\",\"block\":\"16\"}");
 	json_decref(keys);
@@ -621,7 +598,7 @@ static void vmem_pool_tool(void **state)
 	/* release by owner: ann's blocks go, ben's stay */
 	assert_int_equal(tool(out, sizeof(out), "release pt --owner ann"), 0);
 	assert_non_null(strstr(out, "released 3 blocks"));
-	assert_int_equal(h_count(&cl, "/tool/pt/blocks/"), 1);
+	assert_int_equal(h_count(&h_main, "/tool/pt/blocks/"), 1);
 	assert_int_equal(tool(out, sizeof(out), "release pt --owner nobody"), 0);
 	assert_non_null(strstr(out, "released 0 blocks"));
 
@@ -629,17 +606,17 @@ static void vmem_pool_tool(void **state)
 	vmem_free(va, a, 3 * 16);
 	vmem_destroy(va);
 	assert_int_equal(vmem_etcd_close(sa), 0);
-	assert_int_equal(h_count(&cl, "/tool/pt/blocks/"), 1);
+	assert_int_equal(h_count(&h_main, "/tool/pt/blocks/"), 1);
 	vmem_free(vb, b, 1);
 	vmem_destroy(vb);
 	assert_int_equal(vmem_etcd_close(sb), 0);
 	assert_int_equal(tool(NULL, 0, "destroy pt"), 0);
 	assert_int_equal(tool(NULL, 0, "destroy pt"), 1);
-	assert_int_equal(h_count(&cl, "/tool/"), 0);
+	assert_int_equal(h_count(&h_main, "/tool/"), 0);
 
 	/* a block key that does not parse: show names EPROTO */
 	assert_int_equal(tool(NULL, 0, "create g --base 0 --size 16 --block 16"), 0);
-	assert_int_equal(h_put(&cl, "/tool/g/blocks/0000000000000000", "junk"), 0);
+	assert_int_equal(h_put(&h_main, "/tool/g/blocks/0000000000000000", "junk"), 0);
 	assert_int_equal(tool(out, sizeof(out), "show g"), 1);
 	assert_non_null(strstr(out, "does not parse"));
 }
@@ -654,5 +631,5 @@ int main(void)
 		cmocka_unit_test(destroy_vs_claims), cmocka_unit_test(request_errors),
 		cmocka_unit_test(vmem_pool_tool),
 	};
-	return cmocka_run_group_tests_name("etcd_pool", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_pool", tests, h_setup_one, h_teardown_main);
 }

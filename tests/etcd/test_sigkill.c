@@ -27,7 +27,6 @@
 #define BLOCK 16
 #define NBLOCKS 4
 
-static struct h_cluster cl;
 static atomic_int *ready;
 
 struct victim {
@@ -39,7 +38,7 @@ struct victim {
 static int victim(void *arg)
 {
 	const struct victim *v = arg;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.ttl_s = v->ttl;
 	o.owner = v->owner;
 	vmem_etcd_t *src;
@@ -58,6 +57,11 @@ static int victim(void *arg)
 
 static pid_t start_victim(struct victim *v)
 {
+	if (ready == NULL) {
+		ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		assert_true(ready != MAP_FAILED);
+	}
 	atomic_store(ready, 0);
 	pid_t pid = h_fork(victim, v);
 	assert_true(pid > 0);
@@ -68,20 +72,20 @@ static pid_t start_victim(struct victim *v)
 static void leased_blocks_return(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "leased", 0, BLOCK * NBLOCKS, BLOCK), 0);
 	struct victim v = {"leased", "doomed", 2};
 	pid_t pid = start_victim(&v);
-	assert_int_equal(h_count(&cl, "/vmem/leased/blocks/"), 3);
-	json_t *keys = h_keys(&cl, "/vmem/leased/blocks/");
+	assert_int_equal(h_count(&h_main, "/vmem/leased/blocks/"), 3);
+	json_t *keys = h_keys(&h_main, "/vmem/leased/blocks/");
 	const char *lease_hex = json_string_value(json_object_get(json_array_get(keys, 0), "lease"));
 	assert_string_not_equal(lease_hex, "0");
 	/* the TTL etcd granted (it may raise a short one to its minimum) */
 	char body[128];
 	snprintf(body, sizeof(body), "{\"ID\":\"%s\"}", lease_hex);
-	json_t *ttl = h_post(&cl, 0, "/v3/kv/lease/timetolive", body);
+	json_t *ttl = h_post(&h_main, 0, "/v3/kv/lease/timetolive", body);
 	if (ttl == NULL)
-		ttl = h_post(&cl, 0, "/v3/lease/timetolive", body);
+		ttl = h_post(&h_main, 0, "/v3/lease/timetolive", body);
 	assert_non_null(ttl);
 	long granted = atol(json_string_value(json_object_get(ttl, "grantedTTL")));
 	assert_true(granted >= 2);
@@ -91,7 +95,7 @@ static void leased_blocks_return(void **state)
 	uint64_t t0 = h_now_ms();
 	kill(pid, SIGKILL);
 	assert_int_equal(h_wait(pid), 128 + SIGKILL);
-	assert_true(H_WAIT_FOR(h_count(&cl, "/vmem/leased/blocks/") == 0,
+	assert_true(H_WAIT_FOR(h_count(&h_main, "/vmem/leased/blocks/") == 0,
 			       (unsigned)granted * 1000 + 1000));
 	print_message("blocks back %llu ms after the kill (granted TTL %ld s)\n",
 		      (unsigned long long)(h_now_ms() - t0), granted);
@@ -106,13 +110,13 @@ static void leased_blocks_return(void **state)
 	vmem_free(vm, a, BLOCK * NBLOCKS);
 	vmem_destroy(vm);
 	assert_int_equal(vmem_etcd_close(src), 0);
-	assert_int_equal(h_count(&cl, "/vmem/leased/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/leased/blocks/"), 0);
 }
 
 static void unleased_blocks_stay(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "kept", 0, BLOCK * NBLOCKS, BLOCK), 0);
 	/* the victim first: fork while this process runs no connection's thread */
 	struct victim v = {"kept", "crashed-worker", 0};
@@ -129,14 +133,14 @@ static void unleased_blocks_stay(void **state)
 	kill(pid, SIGKILL);
 	assert_int_equal(h_wait(pid), 128 + SIGKILL);
 	h_sleep_ms(3500); /* longer than a 2 s lease would have taken */
-	assert_int_equal(h_count(&cl, "/vmem/kept/blocks/"), 4);
+	assert_int_equal(h_count(&h_main, "/vmem/kept/blocks/"), 4);
 
 	char out[4096];
-	assert_int_equal(h_tool(&cl, out, sizeof(out), "show kept"), 0);
+	assert_int_equal(h_tool(&h_main, out, sizeof(out), "show kept"), 0);
 	assert_non_null(strstr(out, "owner crashed-worker: 3 blocks"));
-	assert_int_equal(h_tool(&cl, out, sizeof(out), "release kept --owner crashed-worker"), 0);
+	assert_int_equal(h_tool(&h_main, out, sizeof(out), "release kept --owner crashed-worker"), 0);
 	assert_non_null(strstr(out, "released 3 blocks"));
-	json_t *keys = h_keys(&cl, "/vmem/kept/blocks/");
+	json_t *keys = h_keys(&h_main, "/vmem/kept/blocks/");
 	assert_int_equal(json_array_size(keys), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 0), "value")),
 			    "{\"owner\":\"bystander\"}");
@@ -144,23 +148,7 @@ static void unleased_blocks_stay(void **state)
 	vmem_free(vb, b, 1);
 	vmem_destroy(vb);
 	assert_int_equal(vmem_etcd_close(by), 0);
-	assert_int_equal(h_count(&cl, "/vmem/kept/blocks/"), 0);
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (ready == MAP_FAILED)
-		return -1;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
+	assert_int_equal(h_count(&h_main, "/vmem/kept/blocks/"), 0);
 }
 
 int main(void)
@@ -169,5 +157,5 @@ int main(void)
 		cmocka_unit_test(leased_blocks_return),
 		cmocka_unit_test(unleased_blocks_stay),
 	};
-	return cmocka_run_group_tests_name("etcd_sigkill", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_sigkill", tests, h_setup_one, h_teardown_main);
 }

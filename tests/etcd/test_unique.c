@@ -40,7 +40,6 @@ struct shared {
 	int close_err[PROCS];
 };
 
-static struct h_cluster cl;
 static struct shared *sh;
 
 static uint64_t rnd(uint64_t *s)
@@ -54,7 +53,7 @@ static uint64_t rnd(uint64_t *s)
 static int hammer(void *arg)
 {
 	int me = (int)(intptr_t)arg;
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	o.ttl_s = 10;
 	o.prefetch = 1;
 	vmem_etcd_t *src;
@@ -113,7 +112,7 @@ static void hammer_small_pool(void **state)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
-	vmem_etcd_opts_t o = h_opts(&cl);
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "u", BASE, NIDS, BLOCK), 0);
 	pid_t pids[PROCS];
 	for (int p = 0; p < PROCS; p++)
@@ -137,21 +136,8 @@ static void hammer_small_pool(void **state)
 	/* blocks went round: far more claims than the pool has blocks */
 	assert_true(claims > 2 * NBLOCKS);
 	/* every connection closed: no block key is left */
-	assert_int_equal(h_count(&cl, "/vmem/u/blocks/"), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/u/blocks/"), 0);
 	munmap(sh, sizeof(*sh));
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	return h_start(&cl, 1, 0);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_stop(&cl);
-	return 0;
 }
 
 int main(void)
@@ -159,5 +145,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(hammer_small_pool),
 	};
-	return cmocka_run_group_tests_name("etcd_unique", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("etcd_unique", tests, h_setup_one, h_teardown_main);
 }
