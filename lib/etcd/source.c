@@ -39,6 +39,7 @@ struct run {
 	uint64_t first;
 	uint32_t n;
 	enum run_state state;
+	bool maybe_released; /* a release attempt may have gone through unanswered */
 };
 
 struct vmem_etcd {
@@ -94,7 +95,7 @@ static int run_add(struct vmem_etcd *s, uint64_t first, uint32_t n, enum run_sta
 		s->runs = r;
 		s->cap = cap;
 	}
-	s->runs[s->nruns++] = (struct run){first, n, state};
+	s->runs[s->nruns++] = (struct run){first, n, state, false};
 	if (state != RUN_ORPHAN)
 		s->held += n;
 	s->spares += state == RUN_SPARE;
@@ -477,7 +478,8 @@ static int claim(struct vmem_etcd *s, size_t k, bool run, enum run_state state, 
 /* Delete the run's keys that are ours, in one txn guarded by owner and
  * lease over the run's range; a key that is no longer ours (another owner
  * claimed it after an operator's release) splits the run. */
-static int release_range(struct vmem_etcd *s, uint64_t first, uint64_t n, bool *deleted)
+static int release_range(struct vmem_etcd *s, uint64_t first, uint64_t n, bool *deleted,
+			 bool *maybe)
 {
 	char *b0 = block_key(s, first), *b1 = block_key(s, first + n);
 	if (b0 == NULL || b1 == NULL) {
@@ -489,11 +491,13 @@ static int release_range(struct vmem_etcd *s, uint64_t first, uint64_t n, bool *
 				cmp_lease_range(b0, b1, s->lease_id));
 	bool ok;
 	json_t *resp = NULL;
+	struct etcd_outcome out;
 	int err = etcd_txn(s->c, cmp, json_pack("[o]", op_delete(b0, b1)),
-			   json_pack("[o]", op_range(b0, b1, false, false)), &ok, &resp, NULL);
+			   json_pack("[o]", op_range(b0, b1, false, false)), &ok, &resp, &out);
 	free(b0);
 	free(b1);
 	*deleted = err == 0 && ok;
+	*maybe = out.maybe_applied;
 	if (err || ok) {
 		json_decref(resp);
 		return err;
@@ -503,10 +507,13 @@ static int release_range(struct vmem_etcd *s, uint64_t first, uint64_t n, bool *
 	json_decref(resp);
 	for (size_t i = 0; i < kvs.n && !err; i++) {
 		uint64_t x;
-		bool one;
+		bool one, unsure;
 		if (n > 1 && kv_is_ours(s, &kvs.kv[i]) &&
-		    pool_block_index(kvs.kv[i].key, s->bfirst_len, &x))
-			err = release_range(s, x, 1, &one);
+		    pool_block_index(kvs.kv[i].key, s->bfirst_len, &x)) {
+			err = release_range(s, x, 1, &one, &unsure);
+			*deleted |= one;
+			*maybe |= unsure;
+		}
 	}
 	etcd_kvs_free(&kvs);
 	return err;
@@ -529,16 +536,20 @@ static void release_pending(struct vmem_etcd *s)
 		pthread_mutex_unlock(&s->lock);
 		if (r == NULL)
 			return;
-		bool deleted;
-		int err = release_range(s, first, n, &deleted);
+		bool deleted, maybe;
+		int err = release_range(s, first, n, &deleted, &maybe);
 		pthread_mutex_lock(&s->lock);
 		r = run_find(s, first, RUN_PENDING);
 		if (err == 0 && r != NULL) {
+			/* nothing left to delete after an unanswered attempt: that
+			 * attempt is the transaction that went through */
+			s->releases += deleted || maybe || r->maybe_released;
 			run_remove(s, r);
 			for (uint32_t k = 0; k < n; k++)
 				view_erase(s, first + k);
-			s->releases += deleted;
 			pthread_cond_broadcast(&s->changed);
+		} else if (r != NULL && maybe) {
+			r->maybe_released = true;
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (err)

@@ -448,7 +448,9 @@ int h_teardown_main(void **state)
 
 vmem_etcd_opts_t h_opts(const struct h_cluster *cl)
 {
-	vmem_etcd_opts_t o = {.size = sizeof(o), .endpoints = cl->endpoints, .timeout_ms = 1000};
+	/* generous: the tests share two cores with everything else; those that
+	 * stop etcd set a short timeout of their own */
+	vmem_etcd_opts_t o = {.size = sizeof(o), .endpoints = cl->endpoints, .timeout_ms = 5000};
 	if (cl->flags & H_TLS) {
 		o.ca_file = cl->ca;
 		o.cert_file = cl->cert;
