@@ -11,6 +11,9 @@
  *   destroy_vs_claims  no block is ever claimed in a destroyed pool, with claims racing
  *   request_errors     ECONNREFUSED, ETIMEDOUT, EPROTO; a dead endpoint first in the list
  *   vmem_pool_tool     vmem-pool: create/show/--json/release/destroy and exit statuses
+ *   release_guarded    an owner's release deletes only keys that still name it: after
+ *                      an operator's release another owner claims the same blocks,
+ *                      and the first owner's late release leaves them alone
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -621,6 +624,34 @@ static void vmem_pool_tool(void **state)
 	assert_non_null(strstr(out, "does not parse"));
 }
 
+static void release_guarded(void **state)
+{
+	(void)state;
+	vmem_etcd_opts_t oa = opts("/guard/", "first", 0), ob = opts("/guard/", "second", 0);
+	assert_int_equal(vmem_etcd_pool_create(&oa, "g", 0, 2 * 16, 16), 0);
+	vmem_etcd_t *sa, *sb;
+	assert_int_equal(vmem_etcd_open(&oa, "g", &sa), 0);
+	assert_int_equal(vmem_etcd_open(&ob, "g", &sb), 0);
+	vmem_t *va = arena(sa, 1), *vb = arena(sb, 1);
+	vmem_addr_t a, b;
+	assert_int_equal(vmem_alloc(va, 2 * 16, VM_NOSLEEP, &a), 0);
+	assert_int_equal(h_tool(&h_main, NULL, 0, "--prefix /guard/ release g --owner first"), 0);
+	assert_int_equal(vmem_alloc(vb, 2 * 16, VM_NOSLEEP, &b), 0); /* the same two blocks */
+	assert_int_equal(a, b);
+	vmem_free(va, a, 2 * 16); /* first's release: nothing of it is left to delete */
+	vmem_destroy(va);
+	assert_int_equal(vmem_etcd_close(sa), 0);
+	json_t *keys = h_keys(&h_main, "/guard/g/blocks/");
+	assert_int_equal(json_array_size(keys), 2);
+	assert_string_equal(value_of(keys, "/guard/g/blocks/0000000000000000"), "{\"owner\":\"second\"}");
+	assert_string_equal(value_of(keys, "/guard/g/blocks/0000000000000001"), "{\"owner\":\"second\"}");
+	json_decref(keys);
+	vmem_free(vb, b, 2 * 16);
+	vmem_destroy(vb);
+	assert_int_equal(vmem_etcd_close(sb), 0);
+	assert_int_equal(h_count(&h_main, "/guard/"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,7 +660,7 @@ int main(void)
 		cmocka_unit_test(bad_options),    cmocka_unit_test(top_of_range),
 		cmocka_unit_test(attach_checks),  cmocka_unit_test(destroy_busy),
 		cmocka_unit_test(destroy_vs_claims), cmocka_unit_test(request_errors),
-		cmocka_unit_test(vmem_pool_tool),
+		cmocka_unit_test(vmem_pool_tool), cmocka_unit_test(release_guarded),
 	};
 	return cmocka_run_group_tests_name("etcd_pool", tests, h_setup_one, h_teardown_main);
 }
