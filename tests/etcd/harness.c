@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -326,6 +327,22 @@ static int enable_auth(struct h_cluster *cl)
 	return ok;
 }
 
+/* The last lines of a member's log (DIR.log) on stderr. */
+static void print_tail(const char *dir)
+{
+	char log[256], line[512], ring[8][512];
+	snprintf(log, sizeof(log), "%s.log", dir);
+	FILE *f = fopen(log, "r");
+	if (f == NULL)
+		return;
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		memcpy(ring[n++ % 8], line, sizeof(line));
+	fclose(f);
+	for (int i = n > 8 ? n - 8 : 0; i < n; i++)
+		fprintf(stderr, "  %s: %s", log, ring[i % 8]);
+}
+
 int h_start(struct h_cluster *cl, int n, unsigned flags)
 {
 	memset(cl, 0, sizeof(*cl));
@@ -336,8 +353,10 @@ int h_start(struct h_cluster *cl, int n, unsigned flags)
 	snprintf(cl->tmp, sizeof(cl->tmp), "%s/vmem-etcd-test.XXXXXX", base);
 	if (mkdtemp(cl->tmp) == NULL)
 		return -1;
-	if ((flags & H_TLS) && make_certs(cl) != 0)
+	if ((flags & H_TLS) && make_certs(cl) != 0) {
+		h_stop(cl);
 		return -1;
+	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		const char *scheme = flags & H_TLS ? "https" : "http";
 		cl->endpoints[0] = '\0';
@@ -371,12 +390,15 @@ int h_start(struct h_cluster *cl, int n, unsigned flags)
 				break; /* a port was taken after all: new ports */
 			h_sleep_ms(50);
 		}
-		if (up)
-			return (flags & H_AUTH) ? enable_auth(cl) : 0;
+		if (up && (!(flags & H_AUTH) || enable_auth(cl) == 0))
+			return 0;
 		for (int i = 0; i < n; i++)
 			h_kill_member(cl, i);
 	}
-	fprintf(stderr, "harness: etcd did not start (logs in %s)\n", cl->tmp);
+	fprintf(stderr, "harness: etcd did not start; the end of its logs:\n");
+	for (int i = 0; i < n; i++)
+		print_tail(cl->m[i].dir);
+	h_stop(cl);
 	return -1;
 }
 
@@ -413,15 +435,22 @@ void h_resume_member(struct h_cluster *cl, int i)
 		kill(cl->m[i].pid, SIGCONT);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
 void h_stop(struct h_cluster *cl)
 {
 	for (int i = 0; i < cl->n; i++)
 		h_kill_member(cl, i);
 	kill_all_children();
-	if (cl->tmp[0] != '\0' && getenv("VMEM_TEST_KEEP") == NULL) {
-		char *argv[] = {"rm", "-rf", cl->tmp, NULL};
-		run(argv, NULL);
-	}
+	if (cl->tmp[0] != '\0' && getenv("VMEM_TEST_KEEP") == NULL)
+		nftw(cl->tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	cl->tmp[0] = '\0';
 }
 

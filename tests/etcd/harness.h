@@ -51,7 +51,8 @@ int h_teardown_main(void **state);
 
 /* Start n members (1 or 3) and wait until they serve; 0 or -1. */
 int h_start(struct h_cluster *cl, int n, unsigned flags);
-/* Kill every process started by the harness, reap them, remove the directory. */
+/* Kill every process started by the harness, reap them, remove the directory
+ * (kept when VMEM_TEST_KEEP is set, to read the members' logs). */
 void h_stop(struct h_cluster *cl);
 void h_kill_member(struct h_cluster *cl, int i); /* SIGKILL + waitpid */
 int h_restart_member(struct h_cluster *cl, int i);
