@@ -11,7 +11,7 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
 deps=(build-essential meson ninja-build pkg-config libcmocka-dev clang libclang-rt-14-dev g++ python3
-	abigail-tools groff man-db valgrind)
+	abigail-tools groff man-db valgrind etcd-server libcurl4-openssl-dev libjansson-dev openssl)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	missing=()
 	for p in "${deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
