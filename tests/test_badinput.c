@@ -25,59 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "testutil.h"
-
-typedef unsigned __int128 u128;
-#define TOP ((u128)1 << 64)
-#define M64 VMEM_ADDR_MAX
-
-/* ---- photographs ------------------------------------------------------------ */
-
-struct seg {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int t;
-};
-
-struct photo {
-	vmem_stats_t st;
-	struct seg *v;
-	size_t n, cap;
-};
-
-static void photo_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct photo *p = arg;
-	if (p->n == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 256;
-		p->v = realloc(p->v, p->cap * sizeof(*p->v));
-		if (p->v == NULL)
-			abort();
-	}
-	p->v[p->n++] = (struct seg){a, s, t};
-}
-
-static void photo_take(vmem_t *vm, struct photo *p)
-{
-	memset(&p->st, 0, sizeof(p->st));
-	p->st.size = sizeof(p->st);
-	assert_int_equal(vmem_get_stats(vm, &p->st), 0);
-	p->n = 0;
-	assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, photo_cb, p), 0);
-}
-
-static bool photo_same(const struct photo *a, const struct photo *b)
-{
-	if (memcmp(&a->st, &b->st, sizeof(a->st)) != 0 || a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (a->v[i].a != b->v[i].a || a->v[i].s != b->v[i].s || a->v[i].t != b->v[i].t)
-			return false;
-	return true;
-}
+#include "helpers.h"
 
 /* ---- arena states ------------------------------------------------------------- */
 
@@ -108,15 +57,6 @@ struct state {
 	vmem_size_t imp_s;
 };
 
-static vmem_t *mk(const char *name, vmem_addr_t base, vmem_size_t size, vmem_size_t q,
-		  vmem_size_t qmax, int flags)
-{
-	vmem_t *vm = vmem_create(name, base, size, q, qmax, flags);
-	if (vm == NULL)
-		fail_msg("vmem_create(%s): errno %d", name, errno);
-	return vm;
-}
-
 static vmem_addr_t must_alloc(vmem_t *vm, vmem_size_t s, int flags)
 {
 	vmem_addr_t a;
@@ -129,38 +69,10 @@ static vmem_addr_t must_alloc(vmem_t *vm, vmem_size_t s, int flags)
 static vmem_addr_t must_xalloc(vmem_t *vm, vmem_size_t s, vmem_size_t align)
 {
 	vmem_addr_t a;
-	int rc = vmem_xalloc(vm, s, align, 0, 0, 0, M64, VM_NOSLEEP, &a);
+	int rc = vmem_xalloc(vm, s, align, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a);
 	if (rc != 0)
 		fail_msg("setup: vmem_xalloc(%s, %#" PRIx64 ") = %d", vmem_name(vm), s, rc);
 	return a;
-}
-
-struct firstfree {
-	vmem_addr_t a;
-	vmem_size_t s;
-	bool found;
-};
-static void ff_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct firstfree *f = arg;
-	(void)t;
-	if (!f->found) {
-		f->a = a;
-		f->s = s;
-		f->found = true;
-	}
-}
-
-static int cb_import(void *arg, vmem_size_t size, int flags, vmem_addr_t *addrp)
-{
-	(void)flags;
-	return vmem_alloc(arg, size, VM_NOSLEEP, addrp);
-}
-
-static void cb_release(void *arg, vmem_addr_t addr, vmem_size_t size)
-{
-	if (vmem_free(arg, addr, size) != 0)
-		abort();
 }
 
 /* The common tail of every state: allocations of each kind, one freed. */
@@ -172,7 +84,7 @@ static void populate(struct state *s, uint64_t *rng)
 	vmem_addr_t noise[64];
 	vmem_size_t nsz[64];
 	for (int i = 0; i < 64; i++) {
-		nsz[i] = q * (1 + tu_rand(rng) % 9) + s->qmax;
+		nsz[i] = q * (1 + rand_next(rng) % 9) + s->qmax;
 		noise[i] = must_alloc(s->vm, nsz[i], i % 2 ? VM_BESTFIT : VM_FIRSTFIT);
 	}
 	s->busy_s = big;
@@ -203,13 +115,13 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 	case S_EMPTY:
 		s->name = "empty";
 		s->q = 16;
-		s->vm = mk("bad-empty", 0, 0, 16, 0, 0);
+		s->vm = arena_new("bad-empty", 0, 0, 16, 0, 0);
 		s->outside = 0x1000;
 		break;
 	case S_FRESH:
 		s->name = "fresh";
 		s->q = 1;
-		s->vm = mk("bad-fresh", 100, 1000, 1, 0, 0);
+		s->vm = arena_new("bad-fresh", 100, 1000, 1, 0, 0);
 		s->has_span = true;
 		s->span = 100;
 		s->span_s = 1000;
@@ -218,8 +130,8 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 	case S_FRAGMENTED:
 		s->name = "fragmented";
 		s->q = 4096;
-		s->vm = mk("bad-frag", 0x100000, 0x1000000, 4096, 0, 0);
-		assert_int_equal(vmem_add(s->vm, (vmem_addr_t)(TOP - 0x100000), 0x100000, 0), 0);
+		s->vm = arena_new("bad-frag", 0x100000, 0x1000000, 4096, 0, 0);
+		assert_int_equal(vmem_add(s->vm, (vmem_addr_t)(TOP_END - 0x100000), 0x100000, 0), 0);
 		assert_int_equal(vmem_add(s->vm, 0x1100000, 0x100000, 0), 0); /* adjacent */
 		s->has_span = true;
 		s->span = 0x1100000;
@@ -228,35 +140,34 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 		populate(s, rng);
 		/* and an allocation in the span at the top */
 		vmem_addr_t t;
-		assert_int_equal(vmem_xalloc(s->vm, 0x2000, 0, 0, 0, (vmem_addr_t)(TOP - 0x100000),
-					     M64, VM_FIRSTFIT, &t),
+		assert_int_equal(vmem_xalloc(s->vm, 0x2000, 0, 0, 0, (vmem_addr_t)(TOP_END - 0x100000),
+					     VMEM_ADDR_MAX, VM_FIRSTFIT, &t),
 				 0);
 		break;
 	case S_CHILD: {
 		s->name = "child with a source";
 		s->q = 16;
-		s->other = mk("bad-parent", 0x10000, 0x100000, 16, 0, 0);
-		s->vm = mk("bad-child", 0, 0, 16, 0, 0);
+		s->other = arena_new("bad-parent", 0x10000, 0x100000, 16, 0, 0);
+		s->vm = arena_new("bad-child", 0, 0, 16, 0, 0);
 		assert_int_equal(vmem_set_source(s->vm, s->other, 1024), 0);
 		s->has_source = true;
 		populate(s, rng);
-		struct firstfree f = {0, 0, false};
-		assert_int_equal(vmem_walk(s->vm, VMEM_SPAN, ff_cb, &f), 0);
-		assert_true(f.found);
+		struct seg f;
+		assert_true(walk_first(s->vm, VMEM_SPAN, &f));
 		s->has_span = true;
-		s->span = f.a;
-		s->span_s = f.s;
-		s->imp = f.a; /* the parent holds it as an allocation of the same size */
-		s->imp_s = f.s;
+		s->span = f.addr;
+		s->span_s = f.size;
+		s->imp = f.addr; /* the parent holds it as an allocation of the same size */
+		s->imp_s = f.size;
 		s->outside = 0x8000000;
 		break;
 	}
 	case S_CALLBACK:
 		s->name = "child with import callbacks";
 		s->q = 64;
-		s->other = mk("bad-pool", 0x40000000, 0x1000000, 64, 0, 0);
-		s->vm = mk("bad-cb", 0, 0, 64, 0, 0);
-		assert_int_equal(vmem_set_import(s->vm, cb_import, cb_release, s->other, 4096), 0);
+		s->other = arena_new("bad-pool", 0x40000000, 0x1000000, 64, 0, 0);
+		s->vm = arena_new("bad-cb", 0, 0, 64, 0, 0);
+		assert_int_equal(vmem_set_import(s->vm, import_from_pool, release_to_pool, s->other, 4096), 0);
 		s->has_source = true;
 		populate(s, rng);
 		s->outside = 0x10;
@@ -265,7 +176,7 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 		s->name = "quantum caches";
 		s->q = 8;
 		s->qmax = 64;
-		s->vm = mk("bad-qcache", 0x800, 0x80000, 8, 64, 0);
+		s->vm = arena_new("bad-qcache", 0x800, 0x80000, 8, 64, 0);
 		s->has_span = true;
 		s->span = 0x800;
 		s->span_s = 0x80000;
@@ -277,7 +188,7 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 		s->q = 8;
 		s->qmax = 64;
 		s->debug = true;
-		s->vm = mk("bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG);
+		s->vm = arena_new("bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG);
 		s->has_span = true;
 		s->span = 0x800;
 		s->span_s = 0x80000;
@@ -295,7 +206,7 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 	}
 	if (s->other == NULL) {
 		/* an unrelated arena, for source loops */
-		s->extra = mk("bad-extra", 0, 1 << 20, s->q, 0, 0);
+		s->extra = arena_new("bad-extra", 0, 1 << 20, s->q, 0, 0);
 	}
 	CHECK_ARENA(s->vm);
 }
@@ -310,35 +221,37 @@ static void state_free(struct state *s)
 /* ---- running a case ------------------------------------------------------------- */
 
 static uint64_t g_tried;
-static struct photo g_b1, g_b2, g_a1, g_a2;
-static char g_stderr_path[64];
+static struct snapshot g_before, g_before_other;
+static vmem_stats_t g_st;
+
+/* vm must show what *before saw; else fail, naming it. */
+static void unchanged(struct state *s, vmem_t *vm, struct snapshot *before, const char *which,
+		      const char *what, int line)
+{
+	char why[600];
+	if (!arena_unchanged(vm, before, 0, why, sizeof(why)))
+		fail_msg("state \"%s\", line %d: after %s, the %s: %s", s->name, line, what, which,
+			 why);
+}
 
 /* rc must be want (or want2 when that is not 0); nothing may change. */
 static void expect_at(struct state *s, int rc, int want, int want2, const char *what, int line)
 {
-	photo_take(s->vm, &g_a1);
-	if (s->other)
-		photo_take(s->other, &g_a2);
 	g_tried++;
 	if (rc != want && (want2 == 0 || rc != want2))
 		fail_msg("state \"%s\", line %d: %s returned %d, expected %d", s->name, line, what,
 			 rc, want);
-	if (!photo_same(&g_b1, &g_a1))
-		fail_msg("state \"%s\", line %d: %s changed the arena", s->name, line, what);
-	if (s->other && !photo_same(&g_b2, &g_a2))
-		fail_msg("state \"%s\", line %d: %s changed the %s", s->name, line, what,
-			 s->has_source ? "source" : "other arena");
-	char why[256];
-	int inv = vmem_check(s->vm, why, sizeof(why));
-	if (inv != 0)
-		fail_msg("state \"%s\", line %d: after %s: I%d %s", s->name, line, what, inv, why);
+	unchanged(s, s->vm, &g_before, "arena", what, line);
+	if (s->other)
+		unchanged(s, s->other, &g_before_other, s->has_source ? "source" : "other arena",
+			  what, line);
 }
 
 static void before(struct state *s)
 {
-	photo_take(s->vm, &g_b1);
+	snapshot_take(s->vm, &g_before);
 	if (s->other)
-		photo_take(s->other, &g_b2);
+		snapshot_take(s->other, &g_before_other);
 }
 
 /* One row of the table: run call when cond holds; it must give want. */
@@ -405,8 +318,8 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_alloc(vm, q, VM_NOSLEEP, NULL));
 	ROW(true, EINVAL, vmem_alloc(vm, big, VM_NOSLEEP, NULL));
 	ROW(true, EINVAL, vmem_alloc(NULL, q, VM_NOSLEEP, &a));
-	ROW(q > 1, EINVAL, vmem_alloc(vm, M64, VM_NOSLEEP, &a));
-	ROW(q > 1, EINVAL, vmem_alloc(vm, M64 - q + 2, VM_NOSLEEP, &a));
+	ROW(q > 1, EINVAL, vmem_alloc(vm, VMEM_ADDR_MAX, VM_NOSLEEP, &a));
+	ROW(q > 1, EINVAL, vmem_alloc(vm, VMEM_ADDR_MAX - q + 2, VM_NOSLEEP, &a));
 	ROW(true, EINVAL, vmem_alloc(vm, q, VM_SLEEP | VM_NOSLEEP, &a));
 	ROW(true, EINVAL, vmem_alloc(vm, big, VM_SLEEP | VM_NOSLEEP | VM_FIRSTFIT, &a));
 	for (int i = 0; i < 4; i++)
@@ -425,49 +338,49 @@ static void run_rows(struct state *s)
 		if (f & (VM_SLEEP | VM_NOSLEEP | VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT))
 			continue;
 		ROW(true, EINVAL, vmem_alloc(vm, q, f | VM_NOSLEEP, &a));
-		ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, f, &a));
+		ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, f, &a));
 		ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, f));
 	}
 
 	/* ---- vmem_xalloc ------------------------------------------------------- */
-	ROW(true, EINVAL, vmem_xalloc(vm, 0, 0, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, 0, NULL));
-	ROW(true, EINVAL, vmem_xalloc(NULL, q, 0, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, M64, 0, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, M64 - q + 2, 0, 0, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 0, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, NULL));
+	ROW(true, EINVAL, vmem_xalloc(NULL, q, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, VMEM_ADDR_MAX, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, VMEM_ADDR_MAX - q + 2, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* align: a power of two and a multiple of the quantum */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 3 * q, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 6 * q, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 3, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, q / 2, 0, 0, 0, M64, 0, &a));
-	ROW(q > 2, EINVAL, vmem_xalloc(vm, q, 1, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, M64, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, (vmem_size_t)(TOP / 2 + q), 0, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 3 * q, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 6 * q, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 3, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, q / 2, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 2, EINVAL, vmem_xalloc(vm, q, 1, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, VMEM_ADDR_MAX, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, (vmem_size_t)(TOP_END / 2 + q), 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* phase: a multiple of the quantum below max(align, quantum) */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 4 * q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, q, q, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, 1, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, q + q / 2, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, M64, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 4 * q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, q, q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, 1, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, q + q / 2, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, VMEM_ADDR_MAX, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* nocross: a power of two, a multiple of the quantum, at least the size */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 3 * q, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q, 0, 0, 2 * q, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q + 1, 0, 0, 4 * q, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, 1, 0, 0, q / 2, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, M64, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 3 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q, 0, 0, 2 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q + 1, 0, 0, 4 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, 1, 0, 0, q / 2, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, VMEM_ADDR_MAX, 0, VMEM_ADDR_MAX, 0, &a));
 	/* bounds */
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0x2000, 0x1fff, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, M64, 0, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, VMEM_ADDR_MAX, 0, 0, &a));
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 1, 0, VM_FIRSTFIT, &a));
 	/* flags */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, VM_SLEEP | VM_NOSLEEP, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_SLEEP | VM_NOSLEEP, &a));
 	for (int i = 0; i < 4; i++)
 		for (int j = i + 1; j < 4; j++)
 			ROW(true, EINVAL,
-			    vmem_xalloc(vm, q, 0, 0, 0, 0, M64, policy_bits[i] | policy_bits[j], &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, VMC_DEBUG, &a));
+			    vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, policy_bits[i] | policy_bits[j], &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, VMC_DEBUG, &a));
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 3 * q, 1, 0, -1, &a)); /* everything */
 	assert_true(a == 0x5a5a); /* no failed call wrote a result */
 
@@ -476,8 +389,8 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_xfree(NULL, s->xbusy, s->xbusy_s));
 	ROW(true, EINVAL, vmem_free(vm, s->outside, big));
 	ROW(true, EINVAL, vmem_xfree(vm, s->outside, big));
-	ROW(true, EINVAL, vmem_free(vm, M64 - q + 1, q + s->qmax));
-	ROW(true, EINVAL, vmem_free(vm, M64, M64));
+	ROW(true, EINVAL, vmem_free(vm, VMEM_ADDR_MAX - q + 1, q + s->qmax));
+	ROW(true, EINVAL, vmem_free(vm, VMEM_ADDR_MAX, VMEM_ADDR_MAX));
 	ROW(true, EINVAL, vmem_free(vm, 0, big));
 	ROW(true, EINVAL, vmem_xfree(vm, 0, 0));
 	ROW(s->has_span, EINVAL, vmem_free(vm, s->span, s->span_s)); /* a span is not a segment */
@@ -488,7 +401,7 @@ static void run_rows(struct state *s)
 		ROW(true, EINVAL, vmem_free(vm, s->busy, s->busy_s + q));
 		ROW(true, EINVAL, vmem_free(vm, s->busy, s->busy_s - q));
 		ROW(true, EINVAL, vmem_free(vm, s->busy, 2 * s->busy_s));
-		ROW(true, EINVAL, vmem_free(vm, s->busy, M64));
+		ROW(true, EINVAL, vmem_free(vm, s->busy, VMEM_ADDR_MAX));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, 0));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, s->xbusy_s + q));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, s->xbusy_s - q));
@@ -513,12 +426,11 @@ static void run_rows(struct state *s)
 			ROW(true, EINVAL, vmem_free(vm, s->cxbusy, s->cxbusy_s));
 		}
 		/* a free segment's start */
-		struct firstfree f = {0, 0, false};
-		assert_int_equal(vmem_walk(vm, VMEM_FREE, ff_cb, &f), 0);
-		if (f.found) {
-			ROW(chk_cached, EINVAL, vmem_free(vm, f.a, q));
-			ROW(true, EINVAL, vmem_free(vm, f.a, big));
-			ROW(true, EINVAL, vmem_xfree(vm, f.a, big));
+		struct seg f;
+		if (walk_first(vm, VMEM_FREE, &f)) {
+			ROW(chk_cached, EINVAL, vmem_free(vm, f.addr, q));
+			ROW(true, EINVAL, vmem_free(vm, f.addr, big));
+			ROW(true, EINVAL, vmem_xfree(vm, f.addr, big));
 		}
 	}
 	/* the parent's copy of a child's import is the child's, and only at its size */
@@ -540,9 +452,9 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, 0, 0));
 	ROW(q > 1, EINVAL, vmem_add(vm, 0x7000000000000000ull + q / 2, q, 0));
 	ROW(q > 1, EINVAL, vmem_add(vm, 0x7000000000000000ull, q + q / 2, 0));
-	ROW(true, EINVAL, vmem_add(vm, M64 - q + 1, 2 * q, 0));      /* wraps */
-	ROW(true, EINVAL, vmem_add(vm, 2 * q, M64 & ~(q - 1), 0));    /* wraps by a quantum */
-	ROW(q == 1, EINVAL, vmem_add(vm, 2, M64, 0));                 /* ends at 2^64 + 1 */
+	ROW(true, EINVAL, vmem_add(vm, VMEM_ADDR_MAX - q + 1, 2 * q, 0));      /* wraps */
+	ROW(true, EINVAL, vmem_add(vm, 2 * q, VMEM_ADDR_MAX & ~(q - 1), 0));    /* wraps by a quantum */
+	ROW(q == 1, EINVAL, vmem_add(vm, 2, VMEM_ADDR_MAX, 0));                 /* ends at 2^64 + 1 */
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, VM_SLEEP | VM_NOSLEEP));
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, VM_FIRSTFIT | VM_BESTFIT));
 	if (s->has_span) {
@@ -554,17 +466,17 @@ static void run_rows(struct state *s)
 		ROW(sa >= q, EINVAL, vmem_add(vm, sa - q, 2 * q, 0));       /* over its start */
 		ROW(true, EINVAL, vmem_add(vm, sa + ss - q, 2 * q, 0));     /* over its end */
 		ROW(sa >= q, EINVAL, vmem_add(vm, sa - q, ss + 2 * q, 0));  /* around it */
-		ROW(true, EINVAL, vmem_add(vm, 0, M64 & ~(q - 1), 0));      /* around all */
+		ROW(true, EINVAL, vmem_add(vm, 0, VMEM_ADDR_MAX & ~(q - 1), 0));      /* around all */
 	}
 
 	/* ---- sources ------------------------------------------------------------------ */
 	vmem_t *src = s->other ? s->other : s->extra;
-	ROW(true, EINVAL, vmem_set_import(NULL, cb_import, cb_release, src, 0));
-	ROW(true, EINVAL, vmem_set_import(vm, NULL, cb_release, src, 0));
+	ROW(true, EINVAL, vmem_set_import(NULL, import_from_pool, release_to_pool, src, 0));
+	ROW(true, EINVAL, vmem_set_import(vm, NULL, release_to_pool, src, 0));
 	ROW(true, EINVAL, vmem_set_source(NULL, src, 0));
 	ROW(true, EINVAL, vmem_set_source(vm, NULL, 0));
-	ROW(q > 1, EINVAL, vmem_set_import(vm, cb_import, cb_release, src, q / 2));
-	ROW(q > 1, EINVAL, vmem_set_import(vm, cb_import, cb_release, src, q + 1));
+	ROW(q > 1, EINVAL, vmem_set_import(vm, import_from_pool, release_to_pool, src, q / 2));
+	ROW(q > 1, EINVAL, vmem_set_import(vm, import_from_pool, release_to_pool, src, q + 1));
 	ROW(q > 1, EINVAL, vmem_set_source(vm, src, q / 2));
 	/* a loop: itself, or through its source; once allocated EBUSY may come first */
 	ROW2(true, EINVAL, s->allocated ? EBUSY : 0, vmem_set_source(vm, vm, 0));
@@ -582,14 +494,14 @@ static void run_rows(struct state *s)
 		s = saved;
 	}
 	if (s->allocated) {
-		ROW(true, EBUSY, vmem_set_import(vm, cb_import, cb_release, src, 0));
+		ROW(true, EBUSY, vmem_set_import(vm, import_from_pool, release_to_pool, src, 0));
 		ROW(s->extra != NULL, EBUSY, vmem_set_source(vm, s->extra, 0));
 	}
 	ROW(true, EINVAL, vmem_set_limit(NULL, 0));
 	ROW(true, EINVAL, vmem_set_reclaim(NULL, NULL, NULL));
 
 	/* ---- looking inside: errors, and answers that mean "no" --------------------- */
-	ROW(true, EINVAL, vmem_get_stats(NULL, &g_a1.st));
+	ROW(true, EINVAL, vmem_get_stats(NULL, &g_st));
 	ROW(true, EINVAL, vmem_get_stats(vm, NULL));
 	ROW(true, EINVAL, short_stats(vm, 0));
 	ROW(true, EINVAL, short_stats(vm, 8));
@@ -605,11 +517,11 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_dump(NULL, stdout));
 	ROW(true, EINVAL, vmem_dump(vm, NULL));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, s->span, 0)));
-	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, M64 - q + 1, 2 * q)));
+	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, VMEM_ADDR_MAX - q + 1, 2 * q)));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, s->outside, q)));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(NULL, s->span, q)));
-	ROW(true, EINVAL, vmem_roundup_size(vm, M64) == 0 || q == 1 ? EINVAL : 0);
-	ROW(q > 1, EINVAL, vmem_roundup_size(vm, M64 - q + 2) == 0 ? EINVAL : 0);
+	ROW(true, EINVAL, vmem_roundup_size(vm, VMEM_ADDR_MAX) == 0 || q == 1 ? EINVAL : 0);
+	ROW(q > 1, EINVAL, vmem_roundup_size(vm, VMEM_ADDR_MAX - q + 2) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, vmem_roundup_size(NULL, q) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, vmem_size(NULL, VMEM_ALLOC) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, strcmp(vmem_name(NULL), "") == 0 ? EINVAL : 0);
@@ -628,8 +540,8 @@ static void create_rows(void)
 		{0, 4096, 3, 0, 0},
 		{0, 4096, 24, 0, 0},
 		{0, 4096, 4096 + 1, 0, 0},
-		{0, 4096, M64, 0, 0},
-		{0, 4096, (vmem_size_t)(TOP / 2 + 1), 0, 0},
+		{0, 4096, VMEM_ADDR_MAX, 0, 0},
+		{0, 4096, (vmem_size_t)(TOP_END / 2 + 1), 0, 0},
 		{8, 4096, 16, 0, 0},
 		{0, 4100, 16, 0, 0},
 		{0, 4096, 16, 64, VM_SLEEP | VM_NOSLEEP},
@@ -639,10 +551,10 @@ static void create_rows(void)
 		{0, 4096, 16, 0, VMC_DEBUG | 0x40000},
 		{0, 4096, 16, 16, VMC_UNCHECKED | 0x4},
 		{0, 4096, 16, 0, -1},
-		{M64 - 15, 32, 16, 0, 0},
-		{32, M64 & ~15ull, 16, 0, 0},
-		{2, M64, 1, 0, 0},
-		{(vmem_addr_t)(TOP / 2), (vmem_size_t)(TOP / 2 + 4096), 4096, 0, 0},
+		{VMEM_ADDR_MAX - 15, 32, 16, 0, 0},
+		{32, VMEM_ADDR_MAX & ~15ull, 16, 0, 0},
+		{2, VMEM_ADDR_MAX, 1, 0, 0},
+		{(vmem_addr_t)(TOP_END / 2), (vmem_size_t)(TOP_END / 2 + 4096), 4096, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		size_t mapped = os_mapped_bytes();
@@ -655,42 +567,28 @@ static void create_rows(void)
 		assert_int_equal(os_mapped_bytes(), mapped);
 	}
 	/* and the corners that are allowed */
-	vmem_t *vm = vmem_create(NULL, (vmem_addr_t)(TOP - 4096), 4096, 4096, 0, VM_SLEEP | VMC_DEBUG);
-	assert_non_null(vm);
-	vmem_destroy(vm);
-	vm = vmem_create("", 1, M64, 1, M64, VM_NOSLEEP);
-	assert_non_null(vm);
-	vmem_destroy(vm);
-	vm = vmem_create("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG);
-	assert_non_null(vm);
-	vmem_destroy(vm);
+	vmem_destroy(arena_new(NULL, (vmem_addr_t)(TOP_END - 4096), 4096, 4096, 0, VM_SLEEP | VMC_DEBUG));
+	vmem_destroy(arena_new("", 1, VMEM_ADDR_MAX, 1, VMEM_ADDR_MAX, VM_NOSLEEP));
+	vmem_destroy(arena_new("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG));
 }
 
 static void test_bad_input(void **state)
 {
 	(void)state;
-	uint64_t rng = tu_seed(0xbad);
+	uint64_t rng = test_seed(0xbad);
 	/* everything the library writes to stderr while bad input runs */
-	snprintf(g_stderr_path, sizeof(g_stderr_path), "/tmp/vmem-badinput-%d", (int)getpid());
-	fflush(stderr);
-	int saved = dup(2);
-	FILE *log = fopen(g_stderr_path, "w+");
-	assert_non_null(log);
-	dup2(fileno(log), 2);
+	struct redirect log;
+	redirect_begin(&log, 2);
 
 	create_rows();
 	long written[S_NSTATES];
 	for (int k = 0; k < S_NSTATES; k++) {
 		struct state s;
 		state_make(&s, k, &rng);
-		fflush(stderr);
-		struct stat before_st, after_st;
-		fstat(fileno(log), &before_st);
+		long before_rows = redirect_bytes(&log);
 		uint64_t n0 = g_tried;
 		run_rows(&s);
-		fflush(stderr);
-		fstat(fileno(log), &after_st);
-		written[k] = (long)(after_st.st_size - before_st.st_size);
+		written[k] = redirect_bytes(&log) - before_rows;
 		print_message("# state \"%s\": %" PRIu64 " bad inputs\n", s.name, g_tried - n0);
 		/* the arena still works */
 		vmem_addr_t a;
@@ -701,14 +599,9 @@ static void test_bad_input(void **state)
 		CHECK_ARENA(s.vm);
 		state_free(&s); /* the debug arena's leak report goes to the log */
 	}
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	fclose(log);
-	unlink(g_stderr_path);
+	redirect_end(&log);
 
-	const char *env = getenv("VMEM_DEBUG");
-	bool env_debug = env != NULL && strcmp(env, "1") == 0;
+	bool env_debug = os_debug_env();
 	for (int k = 0; k < S_NSTATES; k++) {
 		if (k == S_DEBUG) {
 			if (written[k] == 0)
@@ -717,10 +610,6 @@ static void test_bad_input(void **state)
 			fail_msg("state %d wrote %ld bytes to stderr without VMC_DEBUG", k, written[k]);
 		}
 	}
-	free(g_b1.v);
-	free(g_b2.v);
-	free(g_a1.v);
-	free(g_a2.v);
 	printf("# figure: bad inputs tried %" PRIu64 "\n", g_tried);
 	fflush(stdout);
 }
@@ -751,10 +640,8 @@ static void test_regress_callback_flags(void **state)
 {
 	(void)state;
 	int bad = 0;
-	vmem_t *pool = vmem_create("pool", 0, 0x800, 0x100, 0, 0);
-	vmem_t *vm = vmem_create("child", 0, 0, 0x400, 0x2400, 0);
-	assert_non_null(pool);
-	assert_non_null(vm);
+	vmem_t *pool = arena_new("pool", 0, 0x800, 0x100, 0, 0);
+	vmem_t *vm = arena_new("child", 0, 0, 0x400, 0x2400, 0);
 	void *arg[2] = {pool, &bad};
 	assert_int_equal(vmem_set_import(vm, fwd_import, fwd_release, arg, 0), 0);
 	vmem_addr_t a[2];
@@ -771,10 +658,7 @@ static void test_regress_callback_flags(void **state)
 	CHECK_ARENA(vm);
 	CHECK_ARENA(pool);
 	vmem_destroy(vm);
-	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(vmem_get_stats(pool, &st), 0);
+	vmem_stats_t st = stats_of(pool);
 	assert_int_equal(st.alloc_total, 0);
 	vmem_destroy(pool);
 }
@@ -785,19 +669,13 @@ static void test_regress_callback_flags(void **state)
 static void test_regress_reap_then_import(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("parent", 0x10000, 0x10000, 1, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 1, 16, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("parent", 0x10000, 0x10000, 1, 0, 0);
+	vmem_t *c = arena_child("child", p, 1, 16, 0);
 	vmem_addr_t a, b;
 	assert_int_equal(vmem_alloc(c, 8, VM_NOSLEEP, &a), 0); /* cached: a slab comes in */
 	assert_int_equal(vmem_free(c, a, 8), 0);               /* and sits idle */
 	assert_int_equal(vmem_set_limit(c, 100), 0);
-	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(vmem_get_stats(c, &st), 0);
+	vmem_stats_t st = stats_of(c);
 	/* whatever the caches hold, one import of 2 units fits once they are reaped */
 	int rc = vmem_alloc(c, 2, VM_NEXTFIT | VM_NOSLEEP, &b);
 	if (rc != 0)
@@ -822,17 +700,14 @@ static void test_regress_reap_then_import(void **state)
 static void test_regress_import_nocross(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("parent", 0x100000, 1 << 28, 16, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 16, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 256), 0);
+	vmem_t *p = arena_new("parent", 0x100000, 1 << 28, 16, 0, 0);
+	vmem_t *c = arena_child("child", p, 16, 0, 256);
 	vmem_addr_t a;
-	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, M64, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_xfree(p, a, 0xf0), 0);
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {
-		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, M64, pol[i] | VM_NOSLEEP, &a);
+		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, pol[i] | VM_NOSLEEP, &a);
 		if (rc != 0)
 			fail_msg("policy %#x: the child returned %d; its source can meet the request",
 				 pol[i], rc);
@@ -854,11 +729,8 @@ static void test_regress_import_nocross(void **state)
 static void test_regress_import_quantum_fallback(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("parent", 0, 0x400, 8, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 0x100, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0x1000), 0);
+	vmem_t *p = arena_new("parent", 0, 0x400, 8, 0, 0);
+	vmem_t *c = arena_child("child", p, 0x100, 0, 0x1000);
 	vmem_addr_t a[4];
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {
@@ -886,11 +758,8 @@ static void test_regress_import_quantum_fallback(void **state)
 static void test_regress_import_near_top(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
-	vmem_t *c = vmem_create("child", 0, 0, 0x1000, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0x10000), 0);
+	vmem_t *p = arena_new("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
+	vmem_t *c = arena_child("child", p, 0x1000, 0, 0x10000);
 	const vmem_size_t want = 0xffffffffffff81ffULL; /* the child rounds it to 4 KiB */
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {

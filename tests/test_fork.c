@@ -14,26 +14,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VMEM_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define VMEM_UNDER_ASAN 1
-#endif
-#endif
-#ifndef VMEM_UNDER_ASAN
-#define VMEM_UNDER_ASAN 0
-#endif
+#include "helpers.h"
 
 #define NARENA 4
 #define NWORKERS 2
@@ -51,7 +38,6 @@ struct held {
 };
 
 struct worker {
-	pthread_t tid;
 	uint64_t seed;
 	uint64_t ops;
 };
@@ -63,7 +49,7 @@ static void *worker_main(void *arg)
 	int n = 0;
 	uint64_t s = w->seed;
 	while (!atomic_load(&stop)) {
-		uint64_t r = tu_rand(&s);
+		uint64_t r = rand_next(&s);
 		if (n == LIVE || (n > 0 && r % 2)) {
 			int k = (int)((r >> 8) % (uint64_t)n);
 			vmem_t *vm = arenas[h[k].ar];
@@ -102,10 +88,9 @@ static void *worker_main(void *arg)
 
 static int child_use(vmem_t *vm, vmem_size_t q)
 {
-	char why[256];
-	int inv = vmem_check(vm, why, sizeof(why));
-	if (inv != 0) {
-		fprintf(stderr, "# child: arena %s: I%d %s\n", vmem_name(vm), inv, why);
+	char why[600];
+	if (!arena_check(vm, why, sizeof(why))) {
+		fprintf(stderr, "# child: arena %s: %s\n", vmem_name(vm), why);
 		return 10;
 	}
 	static const vmem_size_t sizes[] = { 1, 2, 7, 16, 40 };
@@ -128,14 +113,11 @@ static int child_use(vmem_t *vm, vmem_size_t q)
 		}
 	}
 	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	if (vmem_get_stats(vm, &st) != 0 || st.span_total != st.alloc_total + st.free_total)
+	if (stats_read(vm, &st) != 0 || st.span_total != st.alloc_total + st.free_total)
 		return 16;
 	vmem_reap(vm);
-	inv = vmem_check(vm, why, sizeof(why));
-	if (inv != 0) {
-		fprintf(stderr, "# child: arena %s after use: I%d %s\n", vmem_name(vm), inv, why);
+	if (!arena_check(vm, why, sizeof(why))) {
+		fprintf(stderr, "# child: arena %s after use: %s\n", vmem_name(vm), why);
 		return 17;
 	}
 	return 0;
@@ -150,7 +132,7 @@ static void *child_thread(void *arg)
 	return (void *)rc;
 }
 
-static int child_main(void)
+static int child_work(void)
 {
 	alarm(20); /* a deadlock kills us with SIGALRM */
 	int rc;
@@ -168,7 +150,7 @@ static int child_main(void)
 	 * or TSan: ASan's allocator lock may have been held by a parent
 	 * thread at the fork, and a new thread in the child then hangs inside
 	 * ASan; TSan reuses a dead parent thread's id and aborts. */
-#if !VMEM_UNDER_ASAN
+#if !SANITIZER_BUILD
 	pthread_t t;
 	void *res;
 	if (pthread_create(&t, NULL, child_thread, NULL) != 0)
@@ -183,74 +165,53 @@ static int child_main(void)
 	return 0;
 }
 
+static int child_main(void *arg)
+{
+	(void)arg;
+	int rc = child_work();
+	/* the child's copies go too, children before their source, so that
+	 * valgrind sees no tag left behind */
+	for (int k = NARENA; k-- > 0;)
+		vmem_destroy(arenas[k]);
+	return rc;
+}
+
 static void test_fork(void **state)
 {
 	(void)state;
-	uint64_t seed = tu_seed(7);
+	uint64_t seed = test_seed(7);
 	quanta[0] = 1;
 	quanta[1] = 4096;
 	quanta[2] = 1;
 	quanta[3] = 16;
-	arenas[0] = vmem_create("ids", 0, 1 << 20, 1, 16, 0);
-	arenas[1] = vmem_create("pages", 0x10000000, 4096ull * 4096, 4096, 0, 0);
-	arenas[2] = vmem_create("child", 0, 0, 1, 8, 0);
-	arenas[3] = vmem_create("debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
-	for (int i = 0; i < NARENA; i++)
-		assert_non_null(arenas[i]);
-	assert_int_equal(vmem_set_source(arenas[2], arenas[0], 256), 0);
+	arenas[0] = arena_new("ids", 0, 1 << 20, 1, 16, 0);
+	arenas[1] = arena_new("pages", 0x10000000, 4096ull * 4096, 4096, 0, 0);
+	arenas[2] = arena_child("child", arenas[0], 1, 8, 256);
+	arenas[3] = arena_new("debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
 
 	atomic_store(&stop, 0);
 	atomic_store(&werr, 0);
 	struct worker w[NWORKERS];
-	for (int i = 0; i < NWORKERS; i++) {
+	pthread_t tids[NWORKERS];
+	for (int i = 0; i < NWORKERS; i++)
 		w[i] = (struct worker){ .seed = seed + (uint64_t)i * 77 };
-		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
-	}
+	threads_start(tids, NWORKERS, worker_main, w, sizeof(*w));
 
-	uint64_t nfork = tu_scale(50);
-	int failed = 0;
+	uint64_t nfork = test_scale(50);
 	char msg[256] = "";
-	for (uint64_t i = 0; i < nfork && !failed; i++) {
+	bool ok = true;
+	uint64_t nth;
+	for (nth = 0; nth < nfork && ok; nth++) {
 		usleep(2000); /* let the workers get going again */
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			snprintf(msg, sizeof(msg), "fork: %s", strerror(errno));
-			failed = 1;
-			break;
-		}
-		if (pid == 0)
-		{
-			int rc = child_main();
-			/* the child's copies go too, children before their source,
-			 * so that valgrind sees no tag left behind */
-			for (int k = NARENA; k-- > 0;)
-				vmem_destroy(arenas[k]);
-			_exit(rc);
-		}
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		if (WIFSIGNALED(status)) {
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child killed by signal %d%s", i,
-				 WTERMSIG(status),
-				 WTERMSIG(status) == SIGALRM ? " (deadlock after fork)" : "");
-			failed = 1;
-		} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child exit status %d", i,
-				 WEXITSTATUS(status));
-			failed = 1;
-		}
+		ok = fork_run(child_main, NULL, msg, sizeof(msg));
 	}
 	atomic_store(&stop, 1);
+	threads_join(tids, NWORKERS);
 	uint64_t ops = 0;
-	for (int i = 0; i < NWORKERS; i++) {
-		pthread_join(w[i].tid, NULL);
+	for (int i = 0; i < NWORKERS; i++)
 		ops += w[i].ops;
-	}
-	if (failed)
-		fail_msg("%s", msg);
+	if (!ok)
+		fail_msg("fork %" PRIu64 ": %s", nth - 1, msg);
 	assert_int_equal(atomic_load(&werr), 0);
 	print_message("# %" PRIu64 " forks, %" PRIu64 " worker operations\n", nfork, ops);
 
@@ -261,10 +222,7 @@ static void test_fork(void **state)
 	}
 	vmem_reap(arenas[2]);
 	for (int i = 0; i < NARENA; i++) {
-		vmem_stats_t st;
-		memset(&st, 0, sizeof(st));
-		st.size = sizeof(st);
-		assert_int_equal(vmem_get_stats(arenas[i], &st), 0);
+		vmem_stats_t st = stats_of(arenas[i]);
 		assert_int_equal(st.alloc_total, 0);
 		assert_int_equal(st.allocs, st.frees);
 	}

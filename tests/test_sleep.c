@@ -20,28 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
 #define JOIN_SECONDS 20
 #define WAIT_SECONDS 10
 
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-static unsigned int nwaiters(vmem_t *vm)
-{
-	return vmem_seam_nwaiters(vm);
-}
-
 static uint64_t waits(vmem_t *vm)
 {
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	return st.waits;
+	return stats_of(vm).waits;
 }
 
 /* Wait until n threads sleep in vm (or in vm2): the arena's waiter count,
@@ -51,7 +37,7 @@ static int wait_sleeping(vmem_t *vm, vmem_t *vm2, unsigned int n, uint64_t waits
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		unsigned int k = nwaiters(vm) + (vm2 ? nwaiters(vm2) : 0);
+		unsigned int k = vmem_seam_nwaiters(vm) + (vm2 ? vmem_seam_nwaiters(vm2) : 0);
 		if (k >= n)
 			return 1;
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -98,10 +84,7 @@ static void start(struct sleeper *s)
 
 static void join(struct sleeper *s, const char *what)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += JOIN_SECONDS;
-	int rc = pthread_timedjoin_np(s->tid, NULL, &ts);
+	int rc = join_within(s->tid, JOIN_SECONDS);
 	if (rc == ETIMEDOUT)
 		fail_msg("%s: the sleeper was never woken (lost wake-up)", what);
 	assert_int_equal(rc, 0);
@@ -114,8 +97,7 @@ static void join(struct sleeper *s, const char *what)
 static void test_wake_by_free(void **state)
 {
 	(void)state;
-	vmem_t *vm = vmem_create("sleep-free", 0, 16, 1, 0, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-free", 0, 16, 1, 0, 0);
 	vmem_addr_t u[16];
 	for (int i = 0; i < 16; i++) {
 		assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &u[i]), 0);
@@ -134,8 +116,7 @@ static void test_wake_by_free(void **state)
 	join(&s, "free");
 	assert_int_equal(s.addr, 5);
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_true(st.waits >= 1);
 	assert_int_equal(st.fails, 0);
 	assert_int_equal(vmem_free(vm, s.addr, 2), 0);
@@ -175,8 +156,7 @@ static void count_reclaim(vmem_t *vm, void *arg, int flags)
 static void test_wake_by_add(void **state)
 {
 	(void)state;
-	vmem_t *vm = vmem_create("sleep-add", 0, 0, 16, 0, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-add", 0, 0, 16, 0, 0);
 	struct rcount rc = { 0 };
 	assert_int_equal(vmem_set_reclaim(vm, count_reclaim, &rc), 0);
 	struct sleeper s = { .vm = vm, .size = 128, .policy = VM_BESTFIT };
@@ -200,8 +180,7 @@ static void test_wake_by_add(void **state)
 static void test_wake_by_cached_free(void **state)
 {
 	(void)state;
-	vmem_t *vm = vmem_create("sleep-qc", 0, 8, 1, 4, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-qc", 0, 8, 1, 4, 0);
 	vmem_addr_t u[8];
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
@@ -228,11 +207,8 @@ static void test_wake_by_cached_free(void **state)
 static void test_wake_by_release(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("sleep-parent", 0, 16, 1, 0, 0);
-	vmem_t *c = vmem_create("sleep-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 16), 0);
+	vmem_t *p = arena_new("sleep-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = arena_child("sleep-child", p, 1, 0, 16);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(c, 1, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_size(p, VMEM_FREE), 0);
@@ -253,11 +229,8 @@ static void test_wake_by_release(void **state)
 static void test_sleep_in_source(void **state)
 {
 	(void)state;
-	vmem_t *p = vmem_create("src-parent", 0, 16, 1, 0, 0);
-	vmem_t *c = vmem_create("src-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("src-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = arena_child("src-child", p, 1, 0, 0);
 	vmem_addr_t all;
 	assert_int_equal(vmem_alloc(p, 16, VM_NOSLEEP, &all), 0);
 	struct sleeper s = { .vm = c, .size = 4 };
@@ -281,8 +254,7 @@ static void test_sleep_in_source(void **state)
 
 static void many_sleepers(vmem_size_t qmax)
 {
-	vmem_t *vm = vmem_create("many", 100, NSLEEP, 1, qmax, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("many", 100, NSLEEP, 1, qmax, 0);
 	vmem_addr_t u[NSLEEP];
 	for (int i = 0; i < NSLEEP; i++)
 		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
@@ -328,81 +300,72 @@ static void test_many_sleepers_qcache(void **state)
 
 /* Eight threads loop over a tiny arena with VM_SLEEP: each holds at most
  * one allocation, so everybody always finishes unless a wake-up is lost. */
+#define CHURN_UNITS 16
+
 struct churn {
-	pthread_t tid;
 	vmem_t *vm;
 	uint64_t seed;
 	uint64_t rounds;
-	atomic_uchar *own;
-	int err;
-	int x;
+	struct shadow *own;
 };
 
 static void *churn_main(void *arg)
 {
 	struct churn *c = arg;
 	uint64_t s = c->seed;
-	for (uint64_t i = 0; i < c->rounds && !c->err; i++) {
-		uint64_t r = tu_rand(&s);
+	for (uint64_t i = 0; i < c->rounds && !reported(); i++) {
+		uint64_t r = rand_next(&s);
 		vmem_size_t n = 1 + r % 3;
 		vmem_addr_t a;
 		int x = (r >> 8) % 4 == 0;
 		int rc = x ? vmem_xalloc(c->vm, n, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_SLEEP, &a)
 			   : vmem_alloc(c->vm, n, VM_SLEEP | ((r >> 12) % 2 ? VM_FIRSTFIT : 0), &a);
-		if (rc != 0 || a + n > 16) {
-			c->err = 1;
+		if (rc != 0 || a + n > CHURN_UNITS) {
+			report("churn: a VM_SLEEP request returned %d, [%#" PRIx64 ", +%" PRIu64 ")",
+			       rc, a, n);
 			break;
 		}
-		for (vmem_size_t k = 0; k < n; k++)
-			if (atomic_exchange(&c->own[a + k], 1) != 0)
-				c->err = 2;
+		shadow_mark(c->own, a, n, "churn");
 		if ((r >> 16) % 4 == 0)
 			usleep(100);
 		else
 			sched_yield();
-		for (vmem_size_t k = 0; k < n; k++)
-			atomic_store(&c->own[a + k], 0);
+		shadow_unmark(c->own, a, n);
 		rc = x ? vmem_xfree(c->vm, a, n) : vmem_free(c->vm, a, n);
 		if (rc != 0)
-			c->err = 3;
+			report("churn: a free returned %d", rc);
 	}
 	return NULL;
 }
 
 static void churn(vmem_size_t qmax, uint64_t seed)
 {
-	vmem_t *vm = vmem_create("churn", 0, 16, 1, qmax, 0);
-	assert_non_null(vm);
-	atomic_uchar own[16];
-	for (int i = 0; i < 16; i++)
-		atomic_init(&own[i], 0);
+	vmem_t *vm = arena_new("churn", 0, CHURN_UNITS, 1, qmax, 0);
+	struct shadow own;
+	shadow_init(&own, CHURN_UNITS);
+	report_reset();
 	struct churn c[NSLEEP];
+	pthread_t tids[NSLEEP];
+	for (int i = 0; i < NSLEEP; i++)
+		c[i] = (struct churn){ .vm = vm, .seed = seed + (uint64_t)i, .own = &own,
+				       .rounds = test_scale(2000) };
+	threads_start(tids, NSLEEP, churn_main, c, sizeof(*c));
 	for (int i = 0; i < NSLEEP; i++) {
-		c[i] = (struct churn){ .vm = vm, .seed = seed + (uint64_t)i, .own = own,
-				       .rounds = tu_scale(2000) };
-		assert_int_equal(pthread_create(&c[i].tid, NULL, churn_main, &c[i]), 0);
-	}
-	for (int i = 0; i < NSLEEP; i++) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 60;
-		int rc = pthread_timedjoin_np(c[i].tid, NULL, &ts);
+		int rc = join_within(tids[i], 60);
 		if (rc == ETIMEDOUT)
 			fail_msg("churn thread %d never finished: lost wake-up", i);
 		assert_int_equal(rc, 0);
-		if (c[i].err)
-			fail_msg("churn thread %d: error %d (1: bad allocation, 2: unit handed "
-				 "out twice, 3: free failed)",
-				 i, c[i].err);
 	}
+	report_check();
+	shadow_check_clean(&own);
+	shadow_fini(&own);
 	vmem_reap(vm);
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.alloc_total, 0);
 	assert_int_equal(st.fails, 0);
 	assert_int_equal(st.allocs, st.frees);
-	assert_int_equal(st.allocs, NSLEEP * tu_scale(2000));
+	assert_int_equal(st.allocs, NSLEEP * test_scale(2000));
 	print_message("# %" PRIu64 " waits\n", st.waits);
 	vmem_destroy(vm);
 }
@@ -410,19 +373,19 @@ static void churn(vmem_size_t qmax, uint64_t seed)
 static void test_churn(void **state)
 {
 	(void)state;
-	churn(0, tu_seed(11));
+	churn(0, test_seed(11));
 }
 
 static void test_churn_qcache(void **state)
 {
 	(void)state;
-	churn(2, tu_seed(12));
+	churn(2, test_seed(12));
 }
 
 int main(void)
 {
 	/* last line of defence against a hang: the default action kills us */
-	alarm((unsigned int)tu_scale(110));
+	alarm((unsigned int)test_scale(110));
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wake_by_free),
 		cmocka_unit_test(test_wake_by_add),

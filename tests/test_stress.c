@@ -34,98 +34,28 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
-#define M64 VMEM_ADDR_MAX
 #define NTHREADS 4
 #define UNITS (1u << 22)
 #define LIVE 256
 
-static bool sanitized(void)
-{
-	const char *e = getenv("VMEM_TEST_SANITIZED");
-	return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
-}
-
 /* Operations per thread for a base count: scaled, and cut under sanitizers. */
 static uint64_t ops_for(uint64_t n)
 {
-	return tu_scale(sanitized() ? n / 10 : n);
+	return test_scale(test_sanitized() ? n / 10 : n);
 }
 
-static atomic_uchar *own;
-static atomic_int g_err;
-static char g_msg[512];
-static pthread_mutex_t g_msg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shadow g_own;
 static atomic_uint_fast64_t g_ops_total;
 static uint64_t g_forks_total;
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	pthread_mutex_lock(&g_msg_lock);
-	if (atomic_fetch_add(&g_err, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(g_msg, sizeof(g_msg), fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&g_msg_lock);
-}
-
-static void check_errors(void)
-{
-	if (atomic_load(&g_err) != 0)
-		fail_msg("%s", g_msg);
-}
-
-static void reset_errors(void)
-{
-	atomic_store(&g_err, 0);
-	g_msg[0] = '\0';
-}
-
-static void mark(vmem_addr_t a, vmem_size_t n, const char *who)
-{
-	if (a >= UNITS || n > UNITS - a) {
-		report("%s: [%#" PRIx64 ", +%" PRIu64 ") lies outside the shared range", who, a, n);
-		return;
-	}
-	for (vmem_size_t i = 0; i < n; i++)
-		if (atomic_exchange_explicit(&own[a + i], 1, memory_order_acq_rel) != 0) {
-			report("%s: unit %#" PRIx64 " handed out twice ([%#" PRIx64 ", +%" PRIu64 "))",
-			       who, a + i, a, n);
-			return;
-		}
-}
-
-static void unmark(vmem_addr_t a, vmem_size_t n)
-{
-	for (vmem_size_t i = 0; i < n; i++)
-		if (atomic_exchange_explicit(&own[a + i], 0, memory_order_acq_rel) != 1) {
-			report("unit %#" PRIx64 " was not marked before its free", a + i);
-			return;
-		}
-}
-
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-static const int policies[] = {0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 
 /* ---- mixed workers -------------------------------------------------------- */
 
@@ -138,7 +68,6 @@ struct held {
 };
 
 struct worker {
-	pthread_t tid;
 	vmem_t *ar[MAXAR];
 	int nar;
 	uint64_t seed, iters;
@@ -147,7 +76,7 @@ struct worker {
 
 static void w_free(struct worker *w, struct held *h)
 {
-	unmark(h->a, h->s);
+	shadow_unmark(&g_own, h->a, h->s);
 	int rc = h->x ? vmem_xfree(w->ar[h->ar], h->a, h->s) : vmem_free(w->ar[h->ar], h->a, h->s);
 	if (rc != 0)
 		report("free of [%#" PRIx64 ", +%" PRIu64 ") (x=%d) on arena %d returned %d", h->a,
@@ -161,9 +90,9 @@ static void *w_main(void *arg)
 	struct held live[LIVE];
 	int n = 0;
 	uint64_t s = w->seed;
-	for (uint64_t it = 0; it < w->iters && atomic_load_explicit(&g_err, memory_order_relaxed) == 0;
+	for (uint64_t it = 0; it < w->iters && !reported();
 	     it++) {
-		uint64_t r = tu_rand(&s);
+		uint64_t r = rand_next(&s);
 		if (n == LIVE || (n > 0 && r % 100 < 48)) {
 			int k = (int)((r >> 8) % (uint64_t)n);
 			w_free(w, &live[k]);
@@ -181,9 +110,9 @@ static void *w_main(void *arg)
 			size = (r >> 28) % 8 == 0 ? 1 + (r >> 32) % 256 : 1 + (r >> 32) % 16;
 			rc = vmem_alloc(vm, size, pol | ((r >> 48) & 1 ? VM_NOSLEEP : 0), &a);
 			if (rc == 0)
-				mark(a, size, "vmem_alloc");
+				shadow_mark(&g_own, a, size, "vmem_alloc");
 		} else {
-			uint64_t r2 = tu_rand(&s);
+			uint64_t r2 = rand_next(&s);
 			size = 1 + r2 % 48;
 			vmem_size_t align = (r2 >> 8) % 3 == 0 ? 0 : (vmem_size_t)1 << ((r2 >> 12) % 10);
 			vmem_size_t phase = align > 1 ? (r2 >> 16) % align : 0;
@@ -194,21 +123,15 @@ static void *w_main(void *arg)
 					nocross <<= 1;
 				nocross <<= (r2 >> 28) % 3;
 			}
-			vmem_addr_t lo = 0, hi = M64;
+			vmem_addr_t lo = 0, hi = VMEM_ADDR_MAX;
 			if ((r2 >> 32) % 4 == 0) {
 				lo = (r2 >> 36) % UNITS;
 				hi = lo + 1024 + (r2 >> 44) % (UNITS / 4);
 			}
 			rc = vmem_xalloc(vm, size, align, phase, nocross, lo, hi, pol, &a);
 			if (rc == 0) {
-				vmem_size_t al = align ? align : 1;
-				if (a % al != phase || a < lo || a + size - 1 > hi ||
-				    (nocross && a / nocross != (a + size - 1) / nocross))
-					report("xalloc(%" PRIu64 ", align %" PRIu64 ", phase %" PRIu64
-					       ", nocross %" PRIu64 ", [%#" PRIx64 ", %#" PRIx64
-					       "]) gave %#" PRIx64,
-					       size, align, phase, nocross, lo, hi, a);
-				mark(a, size, "vmem_xalloc");
+				report_unless_meets(a, size, align, phase, nocross, lo, hi);
+				shadow_mark(&g_own, a, size, "vmem_xalloc");
 			}
 		}
 		if (rc == 0) {
@@ -229,7 +152,6 @@ static void *w_main(void *arg)
 
 /* Adds spans to an arena while the workers run. */
 struct adder {
-	pthread_t tid;
 	vmem_t *vm;
 	vmem_addr_t base;
 	vmem_size_t chunk;
@@ -251,101 +173,48 @@ static void *adder_main(void *arg)
 	return NULL;
 }
 
-struct order {
-	vmem_addr_t end;
-	bool first;
-	int bad;
-};
-
-static void order_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct order *o = arg;
-	(void)t;
-	if (!o->first && a < o->end)
-		o->bad++;
-	o->first = false;
-	o->end = a + s;
-}
-
 /* Run w[0..NTHREADS) against arenas; the main thread watches. */
 static void run_workers(struct worker *w, vmem_t **watch, int nwatch, struct adder *ad)
 {
 	atomic_int stop = 0;
-	for (int i = 0; i < NTHREADS; i++)
-		assert_int_equal(pthread_create(&w[i].tid, NULL, w_main, &w[i]), 0);
+	pthread_t tids[NTHREADS], adder;
+	threads_start(tids, NTHREADS, w_main, w, sizeof(*w));
 	if (ad) {
 		ad->stop = &stop;
-		assert_int_equal(pthread_create(&ad->tid, NULL, adder_main, ad), 0);
+		assert_int_equal(pthread_create(&adder, NULL, adder_main, ad), 0);
 	}
 	/* concurrent readers: the checker, stats, walks, reaps */
-	char why[512];
-	bool joined[NTHREADS] = {false};
-	for (int round = 0;; round++) {
-		vmem_t *vm = watch[round % nwatch];
-		int inv = vmem_check(vm, why, sizeof(why));
-		if (inv != 0)
-			report("concurrent vmem_check: I%d %s", inv, why);
-		vmem_stats_t st;
-		get_stats(vm, &st);
-		if (st.span_total != st.alloc_total + st.free_total)
-			report("torn statistics");
-		struct order o = {0, true, 0};
-		assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE, order_cb, &o), 0);
-		if (o.bad)
-			report("vmem_walk out of order");
-		if (round % 8 == 0)
-			vmem_reap(vm);
-		usleep(5000);
-		/* done when every worker has exited */
-		int alive = 0;
-		for (int i = 0; i < NTHREADS; i++) {
-			if (!joined[i] && pthread_tryjoin_np(w[i].tid, NULL) == 0)
-				joined[i] = true;
-			alive += !joined[i];
-		}
-		if (alive == 0)
-			break;
-	}
+	watch_until_joined(tids, NTHREADS, watch, nwatch, 8, 5000);
 	atomic_store(&stop, 1);
 	if (ad)
-		pthread_join(ad->tid, NULL);
+		pthread_join(adder, NULL);
 }
 
 static void clean_check(vmem_t *vm)
 {
 	vmem_reap(vm);
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.alloc_total, 0);
 	assert_int_equal(st.nalloc, 0);
 	assert_int_equal(st.cached_total, 0);
 }
 
-static void shadow_clean(void)
-{
-	for (vmem_size_t u = 0; u < UNITS; u++)
-		if (atomic_load(&own[u]) != 0)
-			fail_msg("unit %#" PRIx64 " still marked at the end", (uint64_t)u);
-}
-
 static void mixed(vmem_size_t qmax, int flags, uint64_t seed, uint64_t iters)
 {
-	reset_errors();
-	memset(own, 0, UNITS);
-	vmem_t *vm = vmem_create("stress", 0, UNITS / 2, 1, qmax, flags);
-	assert_non_null(vm);
+	report_reset();
+	shadow_clear(&g_own);
+	vmem_t *vm = arena_new("stress", 0, UNITS / 2, 1, qmax, flags);
 	struct worker w[NTHREADS];
 	for (int i = 0; i < NTHREADS; i++)
 		w[i] = (struct worker){.ar = {vm}, .nar = 1, .seed = seed + 7919 * (uint64_t)i,
 				       .iters = iters};
 	struct adder ad = {.vm = vm, .base = UNITS / 2, .chunk = UNITS / 64, .n = 32};
 	run_workers(w, &vm, 1, &ad);
-	check_errors();
-	shadow_clean();
+	report_check();
+	shadow_check_clean(&g_own);
 	clean_check(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	uint64_t ok = 0, fr = 0, nm = 0;
 	for (int i = 0; i < NTHREADS; i++) {
 		ok += w[i].ok[0];
@@ -368,14 +237,14 @@ static void mixed(vmem_size_t qmax, int flags, uint64_t seed, uint64_t iters)
 static void test_mixed(void **state)
 {
 	(void)state;
-	mixed(0, 0, tu_seed(101), ops_for(1000000));
+	mixed(0, 0, test_seed(101), ops_for(1000000));
 }
 
 static void test_mixed_qcache_debug(void **state)
 {
 	(void)state;
-	mixed(16, 0, tu_seed(102), ops_for(200000));
-	mixed(8, VMC_DEBUG, tu_seed(103), ops_for(100000));
+	mixed(16, 0, test_seed(102), ops_for(200000));
+	mixed(8, VMC_DEBUG, test_seed(103), ops_for(100000));
 }
 
 /* Children made, used and destroyed over and over on a shared parent. */
@@ -390,8 +259,8 @@ static void *churner_main(void *arg)
 {
 	struct churner *c = arg;
 	uint64_t s = c->seed;
-	while (!atomic_load(&c->stop) && atomic_load(&g_err) == 0) {
-		uint64_t r = tu_rand(&s);
+	while (!atomic_load(&c->stop) && !reported()) {
+		uint64_t r = rand_next(&s);
 		vmem_t *vm = vmem_create("churned", 0, 0, 1, r & 1 ? 8 : 0, 0);
 		if (vm == NULL || vmem_set_source(vm, c->parent, (r >> 1) & 1 ? 512 : 0) != 0) {
 			report("churner: create/set_source failed");
@@ -401,22 +270,22 @@ static void *churner_main(void *arg)
 		struct held h[32];
 		int n = 0;
 		for (int i = 0; i < 32; i++) {
-			vmem_size_t size = 1 + tu_rand(&s) % 40;
+			vmem_size_t size = 1 + rand_next(&s) % 40;
 			vmem_addr_t a;
 			if (vmem_alloc(vm, size, policies[i % 5], &a) == 0) {
-				mark(a, size, "churned child");
+				shadow_mark(&g_own, a, size, "churned child");
 				h[n++] = (struct held){a, size, 0, 0};
 			}
 		}
 		/* free half, drop the rest with the arena: its spans go back */
 		for (int i = 0; i < n; i++) {
-			unmark(h[i].a, h[i].s);
+			shadow_unmark(&g_own, h[i].a, h[i].s);
 			if (i % 2 == 0 && vmem_free(vm, h[i].a, h[i].s) != 0)
 				report("churner: free failed");
 		}
-		char why[256];
-		if (vmem_check(vm, why, sizeof(why)) != 0)
-			report("churned child: %s", why);
+		char msg[600];
+		if (!arena_check(vm, msg, sizeof(msg)))
+			report("churned child: %s", msg);
 		vmem_destroy(vm);
 		c->cycles++;
 	}
@@ -427,17 +296,12 @@ static void *churner_main(void *arg)
 static void test_family(void **state)
 {
 	(void)state;
-	reset_errors();
-	memset(own, 0, UNITS);
-	uint64_t seed = tu_seed(104), iters = ops_for(1000000);
-	vmem_t *p = vmem_create("parent", 0, UNITS, 1, 16, 0);
-	vmem_t *c1 = vmem_create("child1", 0, 0, 1, 0, 0);
-	vmem_t *c2 = vmem_create("child2", 0, 0, 1, 16, 0);
-	assert_non_null(p);
-	assert_non_null(c1);
-	assert_non_null(c2);
-	assert_int_equal(vmem_set_source(c1, p, 1024), 0);
-	assert_int_equal(vmem_set_source(c2, p, 0), 0);
+	report_reset();
+	shadow_clear(&g_own);
+	uint64_t seed = test_seed(104), iters = ops_for(1000000);
+	vmem_t *p = arena_new("parent", 0, UNITS, 1, 16, 0);
+	vmem_t *c1 = arena_child("child1", p, 1, 0, 1024);
+	vmem_t *c2 = arena_child("child2", p, 1, 16, 0);
 	struct worker w[NTHREADS];
 	for (int i = 0; i < NTHREADS; i++)
 		w[i] = (struct worker){.ar = {c1, c2, p}, .nar = 3,
@@ -448,13 +312,11 @@ static void test_family(void **state)
 	run_workers(w, watch, 3, NULL);
 	atomic_store(&ch.stop, 1);
 	pthread_join(ch.tid, NULL);
-	check_errors();
-	shadow_clean();
-	vmem_stats_t s1, s2, sp;
+	report_check();
+	shadow_check_clean(&g_own);
 	vmem_reap(c1);
 	vmem_reap(c2);
-	get_stats(c1, &s1);
-	get_stats(c2, &s2);
+	vmem_stats_t s1 = stats_of(c1), s2 = stats_of(c2);
 	/* every imported span went back when it became free */
 	assert_int_equal(s1.span_total, 0);
 	assert_int_equal(s2.span_total, 0);
@@ -464,7 +326,7 @@ static void test_family(void **state)
 	CHECK_ARENA(c1);
 	CHECK_ARENA(c2);
 	clean_check(p);
-	get_stats(p, &sp);
+	vmem_stats_t sp = stats_of(p);
 	uint64_t ok[3] = {0}, fr[3] = {0}, nm[3] = {0};
 	for (int i = 0; i < NTHREADS; i++)
 		for (int k = 0; k < 3; k++) {
@@ -529,7 +391,6 @@ static void *watchdog_main(void *arg)
 }
 
 struct sleeper {
-	pthread_t tid;
 	vmem_t *vm;
 	vmem_addr_t base;  /* the arena's units, for the shadow */
 	vmem_size_t units;
@@ -541,14 +402,14 @@ static void *sleeper_main(void *arg)
 {
 	struct sleeper *z = arg;
 	uint64_t s = z->seed;
-	for (uint64_t i = 0; i < z->rounds && atomic_load(&g_err) == 0; i++) {
-		uint64_t r = tu_rand(&s);
+	for (uint64_t i = 0; i < z->rounds && !reported(); i++) {
+		uint64_t r = rand_next(&s);
 		vmem_size_t n = 1 + r % 6;
 		vmem_addr_t a;
 		int rc, x = (r >> 8) % 3 == 0;
 		if (x) {
 			/* constrained, always satisfiable in an empty arena */
-			vmem_addr_t lo = z->base, hi = M64;
+			vmem_addr_t lo = z->base, hi = VMEM_ADDR_MAX;
 			if ((r >> 12) & 1)
 				hi = z->base + z->units / 2 + 8;
 			rc = vmem_xalloc(z->vm, n, (r >> 16) & 1 ? 2 : 0, 0, (r >> 17) & 1 ? 8 : 0, lo,
@@ -564,12 +425,12 @@ static void *sleeper_main(void *arg)
 			report("a sleeper got [%#" PRIx64 ", +%" PRIu64 ") outside the arena", a, n);
 			break;
 		}
-		mark(a - z->base, n, "sleeper");
+		shadow_mark(&g_own, a - z->base, n, "sleeper");
 		if ((r >> 24) % 8 == 0)
 			usleep(50);
 		else
 			sched_yield();
-		unmark(a - z->base, n);
+		shadow_unmark(&g_own, a - z->base, n);
 		rc = x ? vmem_xfree(z->vm, a, n) : vmem_free(z->vm, a, n);
 		if (rc != 0)
 			report("a sleeper's free returned %d", rc);
@@ -579,18 +440,6 @@ static void *sleeper_main(void *arg)
 	return NULL;
 }
 
-static void sleepers_run(struct sleeper *z, int n)
-{
-	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&z[i].tid, NULL, sleeper_main, &z[i]), 0);
-}
-
-static void sleepers_join(struct sleeper *z, int n)
-{
-	for (int i = 0; i < n; i++)
-		pthread_join(z[i].tid, NULL);
-}
-
 /* Reaps and VM_NOSLEEP requests while the sleepers run. */
 static void *poker_main(void *arg)
 {
@@ -598,7 +447,7 @@ static void *poker_main(void *arg)
 	uint64_t s = 99;
 	while (!atomic_load(&g_sleep_done)) {
 		vmem_addr_t a;
-		vmem_size_t n = 1 + tu_rand(&s) % 3;
+		vmem_size_t n = 1 + rand_next(&s) % 3;
 		if (vmem_alloc(vm, n, VM_NOSLEEP, &a) == 0) {
 			/* not marked: the sleepers' shadow is theirs; just give it back */
 			if (vmem_free(vm, a, n) != 0)
@@ -613,69 +462,61 @@ static void *poker_main(void *arg)
 static void test_sleepers(void **state)
 {
 	(void)state;
-	reset_errors();
-	memset(own, 0, UNITS);
-	uint64_t seed = tu_seed(105), rounds = ops_for(20000);
+	report_reset();
+	shadow_clear(&g_own);
+	uint64_t seed = test_seed(105), rounds = ops_for(20000);
 	atomic_store(&g_sleep_done, 0);
 	pthread_t wd, pk;
 	assert_int_equal(pthread_create(&wd, NULL, watchdog_main, NULL), 0);
 
 	/* 1: sixteen sleepers on 24 units, with quantum caches */
-	vmem_t *vm = vmem_create("sleepers", 1000, 24, 1, 4, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleepers", 1000, 24, 1, 4, 0);
 	g_dump[0] = vm;
 	struct sleeper z[NSLEEP];
+	pthread_t zt[NSLEEP];
 	for (int i = 0; i < NSLEEP; i++)
 		z[i] = (struct sleeper){.vm = vm, .base = 1000, .units = 24,
 					.seed = seed + (uint64_t)i, .rounds = rounds};
 	assert_int_equal(pthread_create(&pk, NULL, poker_main, vm), 0);
-	sleepers_run(z, NSLEEP);
-	sleepers_join(z, NSLEEP);
-	check_errors();
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	uint64_t waits1 = st.waits;
+	threads_start(zt, NSLEEP, sleeper_main, z, sizeof(*z));
+	threads_join(zt, NSLEEP);
+	report_check();
+	uint64_t waits1 = stats_of(vm).waits;
 
 	/* 2: sleepers on an empty arena, woken by vmem_add */
-	vmem_t *e = vmem_create("sleepers-add", 0, 0, 1, 0, 0);
-	assert_non_null(e);
+	vmem_t *e = arena_new("sleepers-add", 0, 0, 1, 0, 0);
 	g_dump[1] = e;
 	struct sleeper y[NSLEEP / 2];
 	for (int i = 0; i < NSLEEP / 2; i++)
 		y[i] = (struct sleeper){.vm = e, .base = 1 << 20, .units = 64 * 16,
 					.seed = seed + 100 + (uint64_t)i, .rounds = rounds / 8};
-	sleepers_run(y, NSLEEP / 2);
+	threads_start(zt, NSLEEP / 2, sleeper_main, y, sizeof(*y));
 	for (int k = 0; k < 16; k++) {
 		usleep(k < 2 ? 20000 : 1000);
 		assert_int_equal(vmem_add(e, (1 << 20) + 64 * (vmem_addr_t)k, 64, VM_NOSLEEP), 0);
 	}
-	sleepers_join(y, NSLEEP / 2);
-	check_errors();
-	get_stats(e, &st);
-	uint64_t waits2 = st.waits;
+	threads_join(zt, NSLEEP / 2);
+	report_check();
+	uint64_t waits2 = stats_of(e).waits;
 
 	/* 3: sleepers on a child whose parent is nearly full */
-	vmem_t *p = vmem_create("sleepers-parent", 5000, 32, 1, 0, 0);
-	vmem_t *c = vmem_create("sleepers-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("sleepers-parent", 5000, 32, 1, 0, 0);
+	vmem_t *c = arena_child("sleepers-child", p, 1, 0, 0);
 	g_dump[2] = c;
 	struct sleeper x[NSLEEP / 2];
 	for (int i = 0; i < NSLEEP / 2; i++)
 		x[i] = (struct sleeper){.vm = c, .base = 5000, .units = 32,
 					.seed = seed + 200 + (uint64_t)i, .rounds = rounds / 8};
-	sleepers_run(x, NSLEEP / 2);
-	sleepers_join(x, NSLEEP / 2);
-	check_errors();
-	get_stats(c, &st);
-	uint64_t waits3 = st.waits;
+	threads_start(zt, NSLEEP / 2, sleeper_main, x, sizeof(*x));
+	threads_join(zt, NSLEEP / 2);
+	report_check();
+	uint64_t waits3 = stats_of(c).waits;
 
 	atomic_store(&g_sleep_done, 1);
 	pthread_join(pk, NULL);
 	pthread_join(wd, NULL);
 	memset(g_dump, 0, sizeof(g_dump));
-	shadow_clean();
+	shadow_check_clean(&g_own);
 	clean_check(vm);
 	clean_check(e);
 	CHECK_ARENA(c);
@@ -710,7 +551,7 @@ static void *fork_worker(void *arg)
 	struct held h[64];
 	int n = 0;
 	while (!atomic_load(&fstop)) {
-		uint64_t r = tu_rand(&s);
+		uint64_t r = rand_next(&s);
 		if (n == 64 || (n > 0 && (r & 1))) {
 			int k = (int)((r >> 8) % (uint64_t)n);
 			int rc = h[k].x ? vmem_xfree(farena[h[k].ar], h[k].a, h[k].s)
@@ -724,7 +565,7 @@ static void *fork_worker(void *arg)
 		vmem_size_t size = fq[ar] * (1 + (r >> 24) % 20);
 		int x = (r >> 40) % 4 == 0;
 		vmem_addr_t a;
-		int rc = x ? vmem_xalloc(farena[ar], size, 2 * fq[ar], 0, 0, 0, M64,
+		int rc = x ? vmem_xalloc(farena[ar], size, 2 * fq[ar], 0, 0, 0, VMEM_ADDR_MAX,
 					 policies[(r >> 44) % 5], &a)
 			   : vmem_alloc(farena[ar], size, policies[(r >> 44) % 5], &a);
 		if (rc == 0)
@@ -744,13 +585,14 @@ static void *fork_worker(void *arg)
 }
 
 /* In the child: exit codes only. */
-static int fork_child(uint64_t seed)
+static int fork_child(void *arg)
 {
+	uint64_t seed = *(const uint64_t *)arg;
 	alarm(20); /* a lock left taken at fork time kills us by SIGALRM */
-	char why[256];
+	char why[600];
 	for (int i = 0; i < NFARENA; i++) {
 		vmem_t *vm = farena[i];
-		if (vmem_check(vm, why, sizeof(why)) != 0) {
+		if (!arena_check(vm, why, sizeof(why))) {
 			fprintf(stderr, "fork child: %s: %s\n", vmem_name(vm), why);
 			return 10 + i;
 		}
@@ -759,7 +601,7 @@ static int fork_child(uint64_t seed)
 		for (int k = 0; k < 8; k++) {
 			sz[k] = fq[i] * (1 + (seed + (uint64_t)k) % 7);
 			int rc = k % 2 ? vmem_alloc(vm, sz[k], policies[k % 5], &a[k])
-				       : vmem_xalloc(vm, sz[k], 4 * fq[i], fq[i], 0, 0, M64,
+				       : vmem_xalloc(vm, sz[k], 4 * fq[i], fq[i], 0, 0, VMEM_ADDR_MAX,
 						     policies[k % 5], &a[k]);
 			if (rc != 0)
 				return 20 + i;
@@ -771,7 +613,7 @@ static int fork_child(uint64_t seed)
 			if (rc != 0)
 				return 40 + i;
 		}
-		if (vmem_check(vm, why, sizeof(why)) != 0)
+		if (!arena_check(vm, why, sizeof(why)))
 			return 50 + i;
 	}
 	vmem_t *own_vm = vmem_create("in-child", 0, 1 << 16, 1, 8, 0);
@@ -793,60 +635,39 @@ static int fork_child(uint64_t seed)
 static void test_forks(void **state)
 {
 	(void)state;
-	reset_errors();
-	uint64_t seed = tu_seed(106);
+	report_reset();
+	uint64_t seed = test_seed(106);
 	fq[0] = 1;
 	fq[1] = 4096;
 	fq[2] = 1;
 	fq[3] = 16;
-	farena[0] = vmem_create("fork-ids", 0, 1 << 20, 1, 16, 0);
-	farena[1] = vmem_create("fork-pages", 1ull << 32, 4096ull << 12, 4096, 0, 0);
-	farena[2] = vmem_create("fork-child", 0, 0, 1, 0, 0);
-	farena[3] = vmem_create("fork-debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
-	for (int i = 0; i < NFARENA; i++)
-		assert_non_null(farena[i]);
-	assert_int_equal(vmem_set_source(farena[2], farena[0], 256), 0);
+	farena[0] = arena_new("fork-ids", 0, 1 << 20, 1, 16, 0);
+	farena[1] = arena_new("fork-pages", 1ull << 32, 4096ull << 12, 4096, 0, 0);
+	farena[2] = arena_child("fork-child", farena[0], 1, 0, 256);
+	farena[3] = arena_new("fork-debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
 	atomic_store(&fstop, 0);
 	uint64_t before = atomic_load(&g_ops_total);
 	pthread_t t[3];
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, fork_worker, (void *)(uintptr_t)(seed + (uint64_t)i)), 0);
 
-	uint64_t nfork = tu_scale(sanitized() ? 100 : 1000);
+	uint64_t nfork = test_scale(test_sanitized() ? 100 : 1000);
 	char msg[256] = "";
 	uint64_t i;
-	for (i = 0; i < nfork && msg[0] == '\0'; i++) {
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			snprintf(msg, sizeof(msg), "fork: %s", strerror(errno));
-			break;
-		}
-		if (pid == 0)
-			_exit(fork_child(seed + i));
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		if (WIFSIGNALED(status))
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child killed by signal %d%s", i,
-				 WTERMSIG(status),
-				 WTERMSIG(status) == SIGALRM ? " (a lock held across fork)" : "");
-		else if (WEXITSTATUS(status) != 0)
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child exit status %d", i,
-				 WEXITSTATUS(status));
+	bool ok = true;
+	for (i = 0; i < nfork && ok; i++) {
+		uint64_t child_seed = seed + i;
+		ok = fork_run(fork_child, &child_seed, msg, sizeof(msg));
 	}
 	atomic_store(&fstop, 1);
-	for (int k = 0; k < 3; k++)
-		pthread_join(t[k], NULL);
-	if (msg[0] != '\0')
-		fail_msg("%s", msg);
-	check_errors();
+	threads_join(t, 3);
+	if (!ok)
+		fail_msg("fork %" PRIu64 ": %s", i - 1, msg);
+	report_check();
 	for (int k = 0; k < NFARENA; k++) {
 		vmem_reap(farena[k]);
 		CHECK_ARENA(farena[k]);
-		vmem_stats_t st;
-		get_stats(farena[k], &st);
+		vmem_stats_t st = stats_of(farena[k]);
 		assert_int_equal(st.alloc_total, 0);
 		assert_int_equal(st.allocs, st.frees);
 	}
@@ -887,7 +708,7 @@ static void *cycle_thread(void *arg)
 	vmem_addr_t a[32];
 	vmem_size_t sz[32];
 	for (int k = 0; k < 32; k++) {
-		sz[k] = 1 + tu_rand(&s) % 24;
+		sz[k] = 1 + rand_next(&s) % 24;
 		vmem_t *vm = k % 2 ? c->cached : c->plain;
 		if (vmem_alloc(vm, sz[k], VM_NOSLEEP, &a[k]) != 0) {
 			report("thread cycle: allocation failed");
@@ -904,12 +725,10 @@ static void *cycle_thread(void *arg)
 static void test_thread_cycles(void **state)
 {
 	(void)state;
-	reset_errors();
-	vmem_t *cached = vmem_create("cycles-cached", 0, 1 << 20, 1, 16, 0);
-	vmem_t *plain = vmem_create("cycles-plain", 0, 1 << 20, 1, 0, 0);
-	assert_non_null(cached);
-	assert_non_null(plain);
-	uint64_t cycles = tu_scale(sanitized() ? 300 : 2000), warm = cycles / 10;
+	report_reset();
+	vmem_t *cached = arena_new("cycles-cached", 0, 1 << 20, 1, 16, 0);
+	vmem_t *plain = arena_new("cycles-plain", 0, 1 << 20, 1, 0, 0);
+	uint64_t cycles = test_scale(test_sanitized() ? 300 : 2000), warm = cycles / 10;
 	size_t mapped0 = 0;
 	long rss0 = 0;
 	for (uint64_t i = 0; i < cycles; i++) {
@@ -923,7 +742,7 @@ static void test_thread_cycles(void **state)
 			assert_int_equal(pthread_create(&t[k], NULL, cycle_thread, &c[k]), 0);
 		for (int k = 0; k < 2; k++)
 			pthread_join(t[k], NULL);
-		check_errors();
+		report_check();
 	}
 	size_t mapped1 = os_mapped_bytes();
 	long rss1 = rss_kb();
@@ -954,14 +773,14 @@ static void test_figures(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	own = calloc(UNITS, sizeof(*own));
-	return own ? 0 : -1;
+	shadow_init(&g_own, UNITS);
+	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	free(own);
+	shadow_fini(&g_own);
 	return 0;
 }
 

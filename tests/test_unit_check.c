@@ -6,7 +6,8 @@
  * kind of damage would let the tests that call it after every step pass
  * over that bug.
  */
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #include <string.h>
 

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #define N 20000
 
@@ -38,20 +39,20 @@ static void del(vmem_t *vm, int k)
 static void test_hash_grow_shrink(void **state)
 {
 	(void)state;
-	uint64_t seed = tu_seed(7);
+	uint64_t seed = test_seed(7);
 	vmem_t *vm = vmem_create("hash", 0, 0, 4096, 0, 0);
 	pthread_mutex_lock(&vm->arena.lock);
 	size_t min_bytes = vm->arena.hash_bytes;
 	for (int k = 0; k < N; k++)
 		/* distinct page-aligned keys, spread over all 64 bits */
-		add(vm, k, (tu_rand(&seed) & ~0xfffffffull) | (vmem_addr_t)k << 12);
+		add(vm, k, (rand_next(&seed) & ~0xfffffffull) | (vmem_addr_t)k << 12);
 	assert_true(vm->arena.hash_bytes > min_bytes);
 	assert_int_equal(vm->arena.nalloc, N);
 	assert_true(vm->arena.nalloc <= vm->arena.hash_mask + 1);
 	for (int k = 0; k < N; k++)
 		assert_int_equal(hash_lookup(&vm->arena, keys[k]), tags[k]);
 	for (int k = 0; k < 1000; k++) {
-		vmem_addr_t absent = (tu_rand(&seed) | 1) << 12 | 0xfff000;
+		vmem_addr_t absent = (rand_next(&seed) | 1) << 12 | 0xfff000;
 		bt_idx i = hash_lookup(&vm->arena, absent);
 		assert_true(i == BT_NIL || BT(&vm->arena, i)->start == absent);
 	}

@@ -29,7 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 static bool pinned;
 
@@ -332,14 +333,14 @@ static void test_random_model(void **state)
 {
 	(void)state;
 	enum { SIZES = 8, MAXHELD = 3000 };
-	uint64_t rng = tu_seed(0x9cac4e);
+	uint64_t rng = test_seed(0x9cac4e);
 	vmem_t *vm = vmem_create("model", 0, 1 << 24, 4, SIZES * 4, 0);
 	static vmem_addr_t held[MAXHELD];
 	static vmem_size_t hsize[MAXHELD];
 	uint64_t nheld = 0, count[SIZES + 1] = {0};
-	uint64_t steps = tu_scale(20000);
+	uint64_t steps = test_scale(20000);
 	for (uint64_t step = 0; step < steps; step++) {
-		uint64_t r = tu_rand(&rng);
+		uint64_t r = rand_next(&rng);
 		bool grow = nheld == 0 || (nheld < MAXHELD && r % 100 < (step / 2000 % 2 ? 70 : 35));
 		if (r % 997 == 0) {
 			vmem_reap(vm);

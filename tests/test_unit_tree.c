@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #define NSLOT 512 /* segment k may live in [k * 1024, k * 1024 + 1024) */
 
@@ -64,24 +65,24 @@ static bt_idx brute_fit(vmem_t *vm, const struct ref *r, const struct fitreq *q,
 static void test_tree_random(void **state)
 {
 	(void)state;
-	uint64_t seed = tu_seed(42);
+	uint64_t seed = test_seed(42);
 	vmem_t *vm = vmem_create("tree", 0, 0, 1, 0, 0);
 	assert_non_null(vm);
 	struct ref r;
 	memset(&r, 0, sizeof(r));
 	pthread_mutex_lock(&vm->arena.lock);
 	vm->arena.tree_on = true;
-	uint64_t rounds = tu_scale(20000);
+	uint64_t rounds = test_scale(20000);
 	for (uint64_t i = 0; i < rounds; i++) {
-		int k = (int)(tu_rand(&seed) % NSLOT);
-		unsigned op = (unsigned)(tu_rand(&seed) % 4);
+		int k = (int)(rand_next(&seed) % NSLOT);
+		unsigned op = (unsigned)(rand_next(&seed) % 4);
 		if (r.tag[k] == BT_NIL && op < 2) {
 			assert_int_equal(tagslab_reserve(&vm->arena, 1), 0);
 			bt_idx t = tagslab_get(&vm->arena);
 			struct bt *b = BT(&vm->arena, t);
 			b->type = BT_FREE;
-			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
-			b->size = 1 + tu_rand(&seed) % 512;
+			b->start = (vmem_addr_t)k * 1024 + rand_next(&seed) % 512;
+			b->size = 1 + rand_next(&seed) % 512;
 			tree_insert(&vm->arena, t);
 			r.tag[k] = t;
 		} else if (r.tag[k] != BT_NIL && op == 2) {
@@ -91,23 +92,23 @@ static void test_tree_random(void **state)
 		} else if (r.tag[k] != BT_NIL) {
 			/* reshape within the slot: order is kept, max must follow */
 			struct bt *b = BT(&vm->arena, r.tag[k]);
-			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
-			b->size = 1 + tu_rand(&seed) % 512;
+			b->start = (vmem_addr_t)k * 1024 + rand_next(&seed) % 512;
+			b->size = 1 + rand_next(&seed) % 512;
 			tree_update(&vm->arena, r.tag[k]);
 		}
 		if (i % 16 == 0)
 			check_against(vm, &r);
 		struct fitreq q = {
-			.size = 1 + tu_rand(&seed) % 600,
-			.align = 1ull << (tu_rand(&seed) % 8),
+			.size = 1 + rand_next(&seed) % 600,
+			.align = 1ull << (rand_next(&seed) % 8),
 			.nocross = 0,
-			.minaddr = tu_rand(&seed) % (NSLOT * 1024),
+			.minaddr = rand_next(&seed) % (NSLOT * 1024),
 			.maxaddr = VMEM_ADDR_MAX,
 		};
-		q.phase = tu_rand(&seed) % q.align;
-		if (tu_rand(&seed) % 2)
-			q.maxaddr = q.minaddr + tu_rand(&seed) % (NSLOT * 1024);
-		if (tu_rand(&seed) % 4 == 0)
+		q.phase = rand_next(&seed) % q.align;
+		if (rand_next(&seed) % 2)
+			q.maxaddr = q.minaddr + rand_next(&seed) % (NSLOT * 1024);
+		if (rand_next(&seed) % 4 == 0)
 			q.minaddr = 0;
 		vmem_addr_t a1 = 0, a2 = 0;
 		bt_idx want = brute_fit(vm, &r, &q, &a1);
