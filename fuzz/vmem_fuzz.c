@@ -270,13 +270,7 @@ static struct {
 static void model_start(struct model *m, const char *role, vmem_t *vm, vmem_size_t q,
 			vmem_size_t qmax, bool debug)
 {
-	/* the recent frees outlive the arena, and the input */
-	struct model_alloc recent[RECENT];
-	unsigned int nrecent = m->nrecent;
-	memcpy(recent, m->recent, sizeof(recent));
 	model_reset(m, role, vm, q);
-	memcpy(m->recent, recent, sizeof(recent));
-	m->nrecent = nrecent;
 	m->qmax = qcache_max_clamped(q, qmax);
 	m->debug = debug;
 	m->recent_cap = RECENT;
