@@ -1207,62 +1207,39 @@ static void do_bulk(struct model *m, struct input *in)
 
 /* ---- the run ------------------------------------------------------------------------- */
 
+/* What op (below 15) does: an allocation (3 in 15), a constrained one (3),
+ * a free (3), a bad free, a span, a reap, bad arguments, vmem_contains, a
+ * bulk of allocations. */
+static const char *const op_names[15] = {
+	"alloc", "alloc", "alloc", "xalloc", "xalloc", "xalloc", "free", "free", "free",
+	"bad free", "add", "reap", "bad arguments", "contains", "bulk",
+};
+
 static void one_op(struct model *m, struct input *in, unsigned int op)
 {
-	switch (op) {
-	case 0:
-	case 1:
-	case 2:
-		g_opname = "alloc";
+	g_opname = op_names[op];
+	if (op < 6) {
 		if (room(m))
-			do_alloc(m, in, false);
-		break;
-	case 3:
-	case 4:
-	case 5:
-		g_opname = "xalloc";
-		if (room(m))
-			do_alloc(m, in, true);
-		break;
-	case 6:
-	case 7:
-	case 8: {
-		g_opname = "free";
+			do_alloc(m, in, op >= 3);
+	} else if (op < 9) {
 		if (m->nal == 0)
-			break;
+			return;
 		size_t i = in16(in) % m->nal;
-		if (m->al[i].kind == MA_IMPORT)
-			break;
-		do_free(m, i, in8(in));
-		break;
-	}
-	case 9:
-		g_opname = "bad free";
+		if (m->al[i].kind != MA_IMPORT)
+			do_free(m, i, in8(in));
+	} else if (op == 9) {
 		do_bad_free(m, in);
-		break;
-	case 10:
-		g_opname = "add";
+	} else if (op == 10) {
 		do_add(m, in);
-		break;
-	case 11:
-		g_opname = "reap";
+	} else if (op == 11) {
 		CALL("vmem_reap(%s)", m->name);
 		vmem_reap(m->vm);
-		break;
-	case 12:
-		g_opname = "bad arguments";
+	} else if (op == 12) {
 		do_bad_args(m, in);
-		break;
-	case 13:
-		g_opname = "contains";
+	} else if (op == 13) {
 		do_contains(m, in);
-		break;
-	case 14:
-		g_opname = "bulk";
+	} else {
 		do_bulk(m, in);
-		break;
-	default:
-		break;
 	}
 }
 
