@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,12 @@ void check_arena_at(vmem_t *vm, const char *file, int line)
 	char msg[600];
 	if (!arena_check(vm, msg, sizeof(msg)))
 		fail_msg("%s:%d: %s", file, line, msg);
+}
+
+void check_and_destroy_at(vmem_t *vm, const char *file, int line)
+{
+	check_arena_at(vm, file, line);
+	vmem_destroy(vm);
 }
 
 vmem_t *arena_new(const char *name, vmem_addr_t base, vmem_size_t size, vmem_size_t q,
@@ -44,6 +51,29 @@ vmem_t *arena_child(const char *name, vmem_t *source, vmem_size_t q, vmem_size_t
 void walk_into(vmem_t *vm, int mask, struct seglist *l)
 {
 	assert_int_equal(seglist_walk(vm, mask, l), 0);
+}
+
+void alloc_each(vmem_t *vm, vmem_addr_t *a, int n, vmem_size_t unit, int period, int flags)
+{
+	for (int i = 0; i < n; i++) {
+		vmem_size_t size = unit * (1 + (vmem_size_t)(i % period));
+		int rc = vmem_alloc(vm, size, flags, &a[i]);
+		if (rc != 0)
+			fail_msg("%s: allocation %d of %d, %#" PRIx64 " units: %d", vmem_name(vm), i,
+				 n, size, rc);
+	}
+}
+
+void free_each(vmem_t *vm, const vmem_addr_t *a, int n, vmem_size_t unit, int period, int first,
+	       int step)
+{
+	for (int i = first; i < n; i += step) {
+		vmem_size_t size = unit * (1 + (vmem_size_t)(i % period));
+		int rc = vmem_free(vm, a[i], size);
+		if (rc != 0)
+			fail_msg("%s: free of [%#" PRIx64 ", +%#" PRIx64 "): %d", vmem_name(vm), a[i],
+				 size, rc);
+	}
 }
 
 bool walk_first(vmem_t *vm, int mask, struct seg *out)
@@ -73,6 +103,26 @@ vmem_stats_t stats_of(vmem_t *vm)
 {
 	vmem_stats_t st;
 	assert_int_equal(stats_read(vm, &st), 0);
+	return st;
+}
+
+vmem_stats_t expect_empty(vmem_t *vm)
+{
+	vmem_reap(vm);
+	CHECK_ARENA(vm);
+	vmem_stats_t st = stats_of(vm);
+	assert_int_equal(st.alloc_total, 0);
+	assert_int_equal(st.nalloc, 0);
+	assert_int_equal(st.cached_total, 0);
+	return st;
+}
+
+vmem_stats_t expect_child_empty(vmem_t *vm)
+{
+	vmem_stats_t st = expect_empty(vm);
+	assert_int_equal(st.import_total, 0);
+	assert_int_equal(st.span_total, 0);
+	assert_int_equal(st.imports, st.releases);
 	return st;
 }
 
@@ -418,7 +468,234 @@ void watch_until_joined(pthread_t *tids, int n, vmem_t *const *watch, int nwatch
 	free(joined);
 }
 
+/* ---- a random load ------------------------------------------------------------ */
+
+struct held {
+	vmem_addr_t addr;
+	vmem_size_t size;
+	bool x;
+	int ar;
+};
+
+static void load_free(struct load *w, const struct held *h)
+{
+	if (w->own)
+		shadow_unmark(w->own, h->addr, h->size);
+	vmem_t *vm = w->arena[h->ar];
+	int rc = h->x ? vmem_xfree(vm, h->addr, h->size) : vmem_free(vm, h->addr, h->size);
+	if (rc != 0)
+		report("%s: free of [%#" PRIx64 ", +%" PRIu64 ") (x=%d) returned %d", vmem_name(vm),
+		       h->addr, h->size, h->x, rc);
+	w->frees[h->ar]++;
+}
+
+/* One allocation on arena ar, drawn from r and the generator s. */
+static int load_alloc(struct load *w, int ar, uint64_t r, uint64_t *s, struct held *h)
+{
+	vmem_t *vm = w->arena[ar];
+	vmem_size_t q = w->quantum[ar] ? w->quantum[ar] : 1;
+	int pol = policies[(r >> 20) % NPOLICIES];
+	vmem_addr_t a = 0;
+	int rc;
+	*h = (struct held){0, 0, (int)((r >> 24) % 100) < w->xalloc_pct, ar};
+	if (!h->x) {
+		bool big = (int)((r >> 28) % 100) < w->big_pct;
+		h->size = q * (1 + (r >> 36) % (big ? w->big : w->small));
+		/* the default is VM_NOSLEEP: both ways */
+		rc = vmem_alloc(vm, h->size, pol | ((r >> 48) & 1 ? VM_NOSLEEP : 0), &a);
+	} else {
+		uint64_t r2 = rand_next(s);
+		vmem_size_t size = 1 + r2 % w->xsize;
+		vmem_size_t align = (r2 >> 8) % 3 == 0 ? 0 : (vmem_size_t)1 << ((r2 >> 12) % w->align_log);
+		vmem_size_t phase = align > 1 ? (r2 >> 16) % align : 0;
+		vmem_size_t nocross = 0;
+		if ((r2 >> 24) % 3 == 0) {
+			nocross = 1;
+			while (nocross < size || (w->nocross_fits && phase % nocross + size > nocross))
+				nocross <<= 1;
+			nocross <<= (r2 >> 28) % 3;
+		}
+		vmem_addr_t lo = 0, hi = VMEM_ADDR_MAX;
+		if (w->own && w->span && (r2 >> 32) % 4 == 0) {
+			lo = (r2 >> 36) % w->own->units;
+			hi = lo + w->window + (r2 >> 44) % w->span;
+		}
+		h->size = q * size;
+		rc = vmem_xalloc(vm, h->size, q * align, q * phase, q * nocross, lo, hi, pol, &a);
+		if (rc == 0)
+			report_unless_meets(a, h->size, q * align, q * phase, q * nocross, lo, hi);
+	}
+	h->addr = a;
+	if (rc == 0 && w->own)
+		shadow_mark(w->own, a, h->size, h->x ? "vmem_xalloc" : "vmem_alloc");
+	if (rc == 0 && w->check_contains && (r >> 56) == 0 && vmem_contains(vm, a, h->size) != 1)
+		report("vmem_contains says no for an allocation");
+	return rc;
+}
+
+void *load_main(void *arg)
+{
+	struct load *w = arg;
+	struct held live[LOAD_LIVE];
+	int n = 0;
+	uint64_t s = w->seed;
+	for (uint64_t it = 0; (w->stop ? !atomic_load(w->stop) : it < w->iters) && !reported();
+	     it++) {
+		uint64_t r = rand_next(&s);
+		w->ops++;
+		if (n == w->live || (n > 0 && (int)(r % 100) < w->free_pct)) {
+			int k = (int)((r >> 8) % (uint64_t)n);
+			load_free(w, &live[k]);
+			live[k] = live[--n];
+			continue;
+		}
+		int ar = (int)((r >> 16) % (uint64_t)w->narena);
+		int rc = load_alloc(w, ar, r, &s, &live[n]);
+		if (rc == 0) {
+			w->ok[ar]++;
+			n++;
+		} else if (rc == ENOMEM) {
+			w->nomem[ar]++;
+		} else {
+			report("%s: an allocation returned %d", vmem_name(w->arena[ar]), rc);
+		}
+	}
+	while (n > 0)
+		load_free(w, &live[--n]);
+	return NULL;
+}
+
+void loads_init(struct load *w, int n, const struct load *mix, vmem_t *const *arenas, int narena,
+		uint64_t seed, uint64_t step, uint64_t iters)
+{
+	for (int i = 0; i < n; i++) {
+		w[i] = *mix;
+		memcpy(w[i].arena, arenas, (size_t)narena * sizeof(*arenas));
+		w[i].narena = narena;
+		w[i].seed = seed + (uint64_t)i * step;
+		w[i].iters = iters;
+	}
+}
+
+struct load_total load_total(const struct load *w, int n, int ar)
+{
+	struct load_total t = {0, 0, 0, 0};
+	for (int i = 0; i < n; i++) {
+		t.ok += w[i].ok[ar];
+		t.nomem += w[i].nomem[ar];
+		t.frees += w[i].frees[ar];
+		t.ops += w[i].ops;
+	}
+	return t;
+}
+
+struct load_total expect_counted(vmem_t *vm, const struct load *w, int n, int ar)
+{
+	vmem_stats_t st = stats_of(vm);
+	struct load_total t = load_total(w, n, ar);
+	assert_int_equal(st.allocs, t.ok);
+	assert_int_equal(st.frees, t.frees);
+	assert_int_equal(st.fails, t.nomem);
+	return t;
+}
+
+/* ---- sleepers ------------------------------------------------------------------- */
+
+void *sleeper_main(void *arg)
+{
+	struct sleeper *z = arg;
+	uint64_t s = z->seed;
+	for (uint64_t i = 0; i < z->rounds && !reported(); i++) {
+		uint64_t r = rand_next(&s);
+		vmem_size_t n = 1 + r % z->max_size;
+		int flags = VM_SLEEP | policies[(r >> 20) % NPOLICIES];
+		bool x = (int)((r >> 8) % 100) < z->xalloc_pct;
+		vmem_addr_t a;
+		int rc;
+		if (x && z->constrain) {
+			/* always satisfiable in an empty arena */
+			vmem_addr_t hi = (r >> 12) & 1 ? z->base + z->units / 2 + 8 : VMEM_ADDR_MAX;
+			rc = vmem_xalloc(z->vm, n, (r >> 16) & 1 ? 2 : 0, 0, (r >> 17) & 1 ? 8 : 0,
+					 z->base, hi, flags, &a);
+		} else if (x) {
+			rc = vmem_xalloc(z->vm, n, 0, 0, 0, 0, VMEM_ADDR_MAX, flags, &a);
+		} else {
+			rc = vmem_alloc(z->vm, n, flags, &a);
+		}
+		if (rc != 0) {
+			report("%s: a VM_SLEEP request returned %d", vmem_name(z->vm), rc);
+			break;
+		}
+		if (a < z->base || a + n > z->base + z->units) {
+			report("%s: a sleeper got [%#" PRIx64 ", +%" PRIu64 ") outside the arena",
+			       vmem_name(z->vm), a, n);
+			break;
+		}
+		shadow_mark(z->own, a - z->base, n, "sleeper");
+		if ((int)((r >> 24) % 100) < z->nap_pct)
+			usleep(z->nap_us);
+		else
+			sched_yield();
+		shadow_unmark(z->own, a - z->base, n);
+		rc = x ? vmem_xfree(z->vm, a, n) : vmem_free(z->vm, a, n);
+		if (rc != 0)
+			report("%s: a sleeper's free returned %d", vmem_name(z->vm), rc);
+		z->done++;
+		if (z->progress)
+			atomic_fetch_add(z->progress, 1);
+	}
+	return NULL;
+}
+
 /* ---- fork ---------------------------------------------------------------------- */
+
+void fork_arenas_create(struct fork_arenas *fa)
+{
+	static const vmem_size_t q[FORK_ARENAS] = {1, 4096, 1, 16};
+	memcpy(fa->q, q, sizeof(q));
+	fa->vm[0] = arena_new("fork-ids", 0, 1 << 20, 1, 16, 0);
+	fa->vm[1] = arena_new("fork-pages", 1ull << 32, 4096ull << 12, 4096, 0, 0);
+	fa->vm[2] = arena_child("fork-child", fa->vm[0], 1, 8, 256);
+	fa->vm[3] = arena_new("fork-debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
+}
+
+/* What the threads do while the main thread forks. */
+static const struct load fork_mix = {
+	.live = 64, .free_pct = 50, .xalloc_pct = 25, .small = 24, .xsize = 24, .align_log = 2,
+	.nocross_fits = true,
+};
+
+void fork_loads_start(struct fork_arenas *fa, struct load *w, pthread_t *tids, int n,
+		      uint64_t seed, atomic_int *stop)
+{
+	loads_init(w, n, &fork_mix, fa->vm, FORK_ARENAS, seed, 77, 0);
+	for (int i = 0; i < n; i++) {
+		memcpy(w[i].quantum, fa->q, sizeof(fa->q));
+		w[i].stop = stop;
+	}
+	threads_start(tids, n, load_main, w, sizeof(*w));
+}
+
+void fork_arenas_finish(struct fork_arenas *fa)
+{
+	for (int i = 0; i < FORK_ARENAS; i++) {
+		vmem_reap(fa->vm[i]);
+		CHECK_ARENA(fa->vm[i]);
+	}
+	vmem_reap(fa->vm[2]); /* its slabs, back to ids */
+	for (int i = 0; i < FORK_ARENAS; i++) {
+		vmem_stats_t st = stats_of(fa->vm[i]);
+		assert_int_equal(st.alloc_total, 0);
+		assert_int_equal(st.allocs, st.frees);
+	}
+	fork_arenas_destroy(fa);
+}
+
+void fork_arenas_destroy(struct fork_arenas *fa)
+{
+	for (int k = FORK_ARENAS; k-- > 0;)
+		vmem_destroy(fa->vm[k]);
+}
 
 bool fork_run(int (*child)(void *), void *arg, char *msg, size_t len)
 {

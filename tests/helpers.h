@@ -26,11 +26,17 @@
 #include "seams.h"
 #include "vmem.h"
 
+/* A cmocka test: TEST(test_x) { ... }, whose state argument goes unused. */
+#define TEST(name) static void name(void **state __attribute__((unused)))
+
 /* ---- arenas ---------------------------------------------------------------- */
 
 /* Fail the current test when an invariant of vm is broken. */
 #define CHECK_ARENA(vm) check_arena_at((vm), __FILE__, __LINE__)
 void check_arena_at(vmem_t *vm, const char *file, int line);
+/* CHECK_ARENA, then vmem_destroy. */
+#define CHECK_AND_DESTROY(vm) check_and_destroy_at((vm), __FILE__, __LINE__)
+void check_and_destroy_at(vmem_t *vm, const char *file, int line);
 
 /* vmem_create that must work (the test fails with errno otherwise); the
  * new arena passes its invariants. */
@@ -43,6 +49,14 @@ vmem_t *arena_child(const char *name, vmem_t *source, vmem_size_t q, vmem_size_t
 /* vmem_walk(mask) into l (replacing what it held), which must work. */
 void walk_into(vmem_t *vm, int mask, struct seglist *l);
 
+/* a[i] = vmem_alloc of unit * (1 + i % period) for i in [0, n), each of
+ * which must work. */
+void alloc_each(vmem_t *vm, vmem_addr_t *a, int n, vmem_size_t unit, int period, int flags);
+/* vmem_free of a[first], a[first + step], ... below n, with the sizes
+ * alloc_each gave them; each must work. */
+void free_each(vmem_t *vm, const vmem_addr_t *a, int n, vmem_size_t unit, int period, int first,
+	       int step);
+
 /* The first segment vmem_walk(mask) shows; false when there is none. */
 bool walk_first(vmem_t *vm, int mask, struct seg *out);
 
@@ -51,6 +65,13 @@ bool walk_first(vmem_t *vm, int mask, struct seg *out);
  * the pool refuses (a release of something never imported). */
 int import_from_pool(void *pool, vmem_size_t size, int vmflags, vmem_addr_t *addrp);
 void release_to_pool(void *pool, vmem_addr_t addr, vmem_size_t size);
+
+/* After a reap nothing is allocated (or cached) and the invariants hold;
+ * the statistics then. */
+vmem_stats_t expect_empty(vmem_t *vm);
+
+/* The same for a child arena: every span it imported went back. */
+vmem_stats_t expect_child_empty(vmem_t *vm);
 
 /* The whole vmem_get_stats, which must work. */
 vmem_stats_t stats_of(vmem_t *vm);
@@ -187,7 +208,106 @@ int join_within(pthread_t t, unsigned int seconds);
 void watch_until_joined(pthread_t *tids, int n, vmem_t *const *watch, int nwatch,
 			unsigned int reap_every, unsigned int pause_us);
 
+/* ---- a random load ------------------------------------------------------------ */
+
+#define LOAD_ARENAS 4
+#define LOAD_LIVE 256
+
+/*
+ * A load thread, at random: frees what it holds, or allocates on one of
+ * its arenas with vmem_alloc (every policy; mostly small, often cached
+ * sizes) or vmem_xalloc with random constraints, whose result it checks.
+ * Sizes, alignments, phases and nocross blocks are in quanta of the arena.
+ * With a shadow, every unit it holds is marked (arenas of quantum 1 over
+ * the shadow's range).  It runs iters operations, or until *stop when
+ * stop is set, or until report() was called; then it frees what it holds.
+ */
+struct load {
+	/* the mix */
+	int live;                 /* the most it holds at once, up to LOAD_LIVE */
+	int free_pct;             /* chance of a free, while it holds something */
+	int xalloc_pct;           /* chance that an allocation is a vmem_xalloc */
+	int big_pct;              /* chance that a vmem_alloc takes 1..big quanta, not 1..small */
+	vmem_size_t small, big, xsize; /* vmem_xalloc takes 1..xsize quanta */
+	unsigned int align_log;   /* two in three get an alignment of 2^(0..align_log-1) */
+	bool nocross_fits;        /* a nocross block leaves room for the size at the phase */
+	vmem_size_t window, span; /* a quarter get [lo, lo + window + rand % span] */
+	bool check_contains;      /* now and then, vmem_contains of a new allocation */
+	/* the arenas */
+	vmem_t *arena[LOAD_ARENAS];
+	vmem_size_t quantum[LOAD_ARENAS]; /* 0: 1 */
+	int narena;
+	struct shadow *own;
+	uint64_t seed, iters;
+	atomic_int *stop;
+	/* what it did, by arena */
+	uint64_t ok[LOAD_ARENAS], nomem[LOAD_ARENAS], frees[LOAD_ARENAS];
+	uint64_t ops;
+};
+
+void *load_main(void *arg);
+
+/* n loads of the mix on the arenas, seeded seed, seed + step, ..., each
+ * to run iters operations. */
+void loads_init(struct load *w, int n, const struct load *mix, vmem_t *const *arenas, int narena,
+		uint64_t seed, uint64_t step, uint64_t iters);
+
+/* The counts of n loads on arena ar, added up. */
+struct load_total {
+	uint64_t ok, nomem, frees, ops;
+};
+struct load_total load_total(const struct load *w, int n, int ar);
+/* The arena counted what n loads did on it (arena ar of theirs): their
+ * allocations, frees and failures; the total. */
+struct load_total expect_counted(vmem_t *vm, const struct load *w, int n, int ar);
+
+/* ---- sleepers ------------------------------------------------------------------- */
+
+/*
+ * A sleeper makes VM_SLEEP requests of 1..max_size units and gives each
+ * back before the next, after a nap or a yield: every sleeper always
+ * finishes unless a wake-up is lost.  What it gets must lie in
+ * [base, base + units), and is marked in own at its offset from base.
+ * Errors go to report().
+ */
+struct sleeper {
+	vmem_t *vm;
+	vmem_addr_t base;
+	vmem_size_t units;
+	struct shadow *own;
+	vmem_size_t max_size;
+	int xalloc_pct;   /* chance of a vmem_xalloc */
+	bool constrain;   /* which now and then has an alignment, nocross or maxaddr */
+	int nap_pct;      /* chance of a nap of nap_us, else a yield */
+	unsigned int nap_us;
+	uint64_t seed, rounds;
+	uint64_t done;
+	atomic_uint_fast64_t *progress; /* counts every request met, when set */
+};
+
+void *sleeper_main(void *arg);
+
 /* ---- fork ---------------------------------------------------------------------- */
+
+/* The arenas the fork tests fork with: ids (quantum 1, caches), pages
+ * (quantum 4096), a child of ids (quantum 1, caches, imports of 256), and
+ * a VMC_DEBUG one (quantum 16, caches). */
+#define FORK_ARENAS 4
+struct fork_arenas {
+	vmem_t *vm[FORK_ARENAS];
+	vmem_size_t q[FORK_ARENAS];
+};
+
+void fork_arenas_create(struct fork_arenas *fa);
+/* Start n load threads (w[0..n)) on every arena, until *stop. */
+void fork_loads_start(struct fork_arenas *fa, struct load *w, pthread_t *tids, int n,
+		      uint64_t seed, atomic_int *stop);
+/* The parent after the forks: every arena intact, and once reaped empty,
+ * with as many frees as allocations; then destroyed. */
+void fork_arenas_finish(struct fork_arenas *fa);
+/* Destroy them, the child before its source: a forked child's copies are
+ * its own to destroy (valgrind counts tags left at exit as leaks). */
+void fork_arenas_destroy(struct fork_arenas *fa);
 
 /* Fork; the child runs child(arg) and exits with what it returns, without
  * cmocka.  True when it exited 0; else msg says what happened (a child

@@ -108,35 +108,39 @@ static void populate(struct state *s, uint64_t *rng)
 
 enum { S_EMPTY, S_FRESH, S_FRAGMENTED, S_CHILD, S_CALLBACK, S_QCACHE, S_DEBUG, S_NSTATES };
 
+/* The arena a state's cases run against: one span [base, base + size)
+ * unless size is 0, and an address outside every span. */
+static void state_arena(struct state *s, const char *name, const char *arena, vmem_addr_t base,
+			vmem_size_t size, vmem_size_t q, vmem_size_t qmax, int flags,
+			vmem_addr_t outside)
+{
+	s->name = name;
+	s->q = q;
+	s->qmax = qmax;
+	s->debug = flags & VMC_DEBUG;
+	s->vm = arena_new(arena, base, size, q, qmax, flags);
+	s->has_span = size != 0;
+	s->span = base;
+	s->span_s = size;
+	s->outside = outside;
+}
+
 static void state_make(struct state *s, int kind, uint64_t *rng)
 {
 	memset(s, 0, sizeof(*s));
 	switch (kind) {
 	case S_EMPTY:
-		s->name = "empty";
-		s->q = 16;
-		s->vm = arena_new("bad-empty", 0, 0, 16, 0, 0);
-		s->outside = 0x1000;
+		state_arena(s, "empty", "bad-empty", 0, 0, 16, 0, 0, 0x1000);
 		break;
 	case S_FRESH:
-		s->name = "fresh";
-		s->q = 1;
-		s->vm = arena_new("bad-fresh", 100, 1000, 1, 0, 0);
-		s->has_span = true;
-		s->span = 100;
-		s->span_s = 1000;
-		s->outside = 5000;
+		state_arena(s, "fresh", "bad-fresh", 100, 1000, 1, 0, 0, 5000);
 		break;
 	case S_FRAGMENTED:
-		s->name = "fragmented";
-		s->q = 4096;
-		s->vm = arena_new("bad-frag", 0x100000, 0x1000000, 4096, 0, 0);
+		state_arena(s, "fragmented", "bad-frag", 0x100000, 0x1000000, 4096, 0, 0, 0x4000000);
 		assert_int_equal(vmem_add(s->vm, (vmem_addr_t)(TOP_END - 0x100000), 0x100000, 0), 0);
 		assert_int_equal(vmem_add(s->vm, 0x1100000, 0x100000, 0), 0); /* adjacent */
-		s->has_span = true;
-		s->span = 0x1100000;
+		s->span = 0x1100000; /* the cases' span: that one */
 		s->span_s = 0x100000;
-		s->outside = 0x4000000;
 		populate(s, rng);
 		/* and an allocation in the span at the top */
 		vmem_addr_t t;
@@ -145,10 +149,8 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 				 0);
 		break;
 	case S_CHILD: {
-		s->name = "child with a source";
-		s->q = 16;
 		s->other = arena_new("bad-parent", 0x10000, 0x100000, 16, 0, 0);
-		s->vm = arena_new("bad-child", 0, 0, 16, 0, 0);
+		state_arena(s, "child with a source", "bad-child", 0, 0, 16, 0, 0, 0x8000000);
 		assert_int_equal(vmem_set_source(s->vm, s->other, 1024), 0);
 		s->has_source = true;
 		populate(s, rng);
@@ -159,40 +161,22 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 		s->span_s = f.size;
 		s->imp = f.addr; /* the parent holds it as an allocation of the same size */
 		s->imp_s = f.size;
-		s->outside = 0x8000000;
 		break;
 	}
 	case S_CALLBACK:
-		s->name = "child with import callbacks";
-		s->q = 64;
 		s->other = arena_new("bad-pool", 0x40000000, 0x1000000, 64, 0, 0);
-		s->vm = arena_new("bad-cb", 0, 0, 64, 0, 0);
-		assert_int_equal(vmem_set_import(s->vm, import_from_pool, release_to_pool, s->other, 4096), 0);
+		state_arena(s, "child with import callbacks", "bad-cb", 0, 0, 64, 0, 0, 0x10);
+		assert_int_equal(
+			vmem_set_import(s->vm, import_from_pool, release_to_pool, s->other, 4096), 0);
 		s->has_source = true;
 		populate(s, rng);
-		s->outside = 0x10;
 		break;
 	case S_QCACHE:
-		s->name = "quantum caches";
-		s->q = 8;
-		s->qmax = 64;
-		s->vm = arena_new("bad-qcache", 0x800, 0x80000, 8, 64, 0);
-		s->has_span = true;
-		s->span = 0x800;
-		s->span_s = 0x80000;
-		s->outside = 0x100000;
+		state_arena(s, "quantum caches", "bad-qcache", 0x800, 0x80000, 8, 64, 0, 0x100000);
 		populate(s, rng);
 		break;
 	case S_DEBUG:
-		s->name = "VMC_DEBUG";
-		s->q = 8;
-		s->qmax = 64;
-		s->debug = true;
-		s->vm = arena_new("bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG);
-		s->has_span = true;
-		s->span = 0x800;
-		s->span_s = 0x80000;
-		s->outside = 0x100000;
+		state_arena(s, "VMC_DEBUG", "bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG, 0x100000);
 		populate(s, rng);
 		/* a freed cached size, for a double free the debug checks see */
 		vmem_addr_t c = must_alloc(s->vm, 16, 0);
@@ -216,6 +200,17 @@ static void state_free(struct state *s)
 	vmem_destroy(s->vm);
 	vmem_destroy(s->other);
 	vmem_destroy(s->extra);
+}
+
+/* The same state, seen from the child's source: the cases run against
+ * the parent, and the child must not change either. */
+static struct state parent_state(const struct state *s)
+{
+	struct state p = *s;
+	p.vm = s->other;
+	p.other = s->vm;
+	p.name = "parent of a child";
+	return p;
 }
 
 /* ---- running a case ------------------------------------------------------------- */
@@ -435,11 +430,7 @@ static void run_rows(struct state *s)
 	}
 	/* the parent's copy of a child's import is the child's, and only at its size */
 	if (s->imp_s != 0) {
-		struct state p = *s;
-		p.vm = s->other;
-		p.other = s->vm;
-		p.name = "parent of a child";
-		struct state *saved = s;
+		struct state p = parent_state(s), *saved = s;
 		s = &p;
 		ROW(true, EINVAL, vmem_xfree(s->vm, saved->imp, saved->imp_s + saved->q));
 		ROW(true, EINVAL, vmem_xfree(s->vm, saved->imp, saved->imp_s - saved->q));
@@ -483,11 +474,7 @@ static void run_rows(struct state *s)
 	if (s->has_source && s->other && !s->imp_s) {
 		/* callback child: no loop possible through callbacks */
 	} else if (s->has_source && s->other) {
-		struct state p = *s;
-		p.vm = s->other;
-		p.other = s->vm;
-		p.name = "parent of a child";
-		struct state *saved = s;
+		struct state p = parent_state(s), *saved = s;
 		s = &p;
 		/* the parent allocated on behalf of the child: EBUSY or EINVAL */
 		ROW2(true, EINVAL, EBUSY, vmem_set_source(s->vm, saved->vm, 0));
@@ -572,9 +559,162 @@ static void create_rows(void)
 	vmem_destroy(arena_new("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG));
 }
 
-static void test_bad_input(void **state)
+/* ---- regressions found by the fuzzers (fuzz/regressions/) and the long
+ * runs of the reliability script; each reproduces one library bug ---------- */
+
+/* An import callback that hands its flags on to vmem_alloc (as illumos
+ * callbacks do) must only ever see flags vmem_alloc accepts.  fuzz_import
+ * found the quantum caches' fallback passing an internal bit (0x40000000):
+ * the callback's vmem_alloc said EINVAL and the allocation failed although
+ * the pool had room. */
+static int fwd_import(void *arg, vmem_size_t n, int vmflags, vmem_addr_t *a)
 {
-	(void)state;
+	int *bad = (int *)((void **)arg)[1];
+	if ((vmflags & ~(VM_SLEEP | VM_NOSLEEP)) != 0)
+		*bad = vmflags;
+	return vmem_alloc(((void **)arg)[0], n, vmflags, a);
+}
+
+static void fwd_release(void *arg, vmem_addr_t a, vmem_size_t n)
+{
+	if (vmem_free(((void **)arg)[0], a, n) != 0)
+		abort();
+}
+
+TEST(test_regress_callback_flags)
+{
+	int bad = 0;
+	vmem_t *pool = arena_new("pool", 0, 0x800, 0x100, 0, 0);
+	vmem_t *vm = arena_new("child", 0, 0, 0x400, 0x2400, 0);
+	void *arg[2] = {pool, &bad};
+	assert_int_equal(vmem_set_import(vm, fwd_import, fwd_release, arg, 0), 0);
+	vmem_addr_t a[2];
+	/* a cached size whose slab cannot be imported, then one more */
+	for (int i = 0; i < 2; i++) {
+		int rc = vmem_alloc(vm, 0x400, i ? VM_NOSLEEP : 0, &a[i]);
+		if (bad != 0)
+			fail_msg("the import callback got flags %#x", bad);
+		assert_int_equal(rc, 0);
+	}
+	free_each(vm, a, 2, 0x400, 1, 0, 1);
+	vmem_reap(vm);
+	CHECK_ARENA(pool);
+	CHECK_AND_DESTROY(vm);
+	expect_empty(pool);
+	vmem_destroy(pool);
+}
+
+/* A child whose import limit is held by idle quantum-cache slabs: the
+ * arena reaps its caches (the slabs go back to the source), and must then
+ * import and succeed, not return ENOMEM (found by fuzz_import). */
+TEST(test_regress_reap_then_import)
+{
+	vmem_t *p = arena_new("parent", 0x10000, 0x10000, 1, 0, 0);
+	vmem_t *c = arena_child("child", p, 1, 16, 0);
+	vmem_addr_t a, b;
+	assert_int_equal(vmem_alloc(c, 8, VM_NOSLEEP, &a), 0); /* cached: a slab comes in */
+	assert_int_equal(vmem_free(c, a, 8), 0);               /* and sits idle */
+	assert_int_equal(vmem_set_limit(c, 100), 0);
+	vmem_stats_t st = stats_of(c);
+	/* whatever the caches hold, one import of 2 units fits once they are reaped */
+	int rc = vmem_alloc(c, 2, VM_NEXTFIT | VM_NOSLEEP, &b);
+	if (rc != 0)
+		fail_msg("vmem_alloc(2, VM_NEXTFIT) = %d with %" PRIu64 " units imported for the "
+			 "caches (limit 100): they must be reaped and the import retried",
+			 rc, st.import_total);
+	assert_int_equal(vmem_free(c, b, 2), 0);
+	vmem_reap(c);
+	CHECK_AND_DESTROY(c);
+	CHECK_ARENA(p);
+	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
+	vmem_destroy(p);
+}
+
+/* A constrained request a source can meet, through a child whose import
+ * quantum is bigger than the request: the child asked the source for a
+ * span of the import quantum with the request's phase and nocross for the
+ * whole span, which no block can hold, and failed (found by test_faults at
+ * VMEM_TEST_SCALE=10).  The source has room for 240 units at 16 mod 64 in
+ * one 256-unit block. */
+TEST(test_regress_import_nocross)
+{
+	vmem_t *p = arena_new("parent", 0x100000, 1 << 28, 16, 0, 0);
+	vmem_t *c = arena_child("child", p, 16, 0, 256);
+	vmem_addr_t a;
+	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_xfree(p, a, 0xf0), 0);
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, pol[i] | VM_NOSLEEP, &a);
+		if (rc != 0)
+			fail_msg("policy %#x: the child returned %d; its source can meet the request",
+				 pol[i], rc);
+		assert_int_equal(a % 0x40, 0x10);
+		assert_int_equal(a / 0x100, (a + 0xef) / 0x100);
+		CHECK_ARENA(c);
+		assert_int_equal(vmem_xfree(c, a, 0xf0), 0);
+	}
+	CHECK_AND_DESTROY(c);
+	CHECK_AND_DESTROY(p);
+}
+
+/* A child whose import quantum is bigger than anything its source has
+ * left: a request the source can meet must still be met ("whenever the
+ * source can meet it"; the import quantum is a preference), as it is for
+ * nocross requests above (found by fuzz_import). */
+TEST(test_regress_import_quantum_fallback)
+{
+	vmem_t *p = arena_new("parent", 0, 0x400, 8, 0, 0);
+	vmem_t *c = arena_child("child", p, 0x100, 0, 0x1000);
+	vmem_addr_t a[4];
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		int rc = vmem_alloc(c, 0x100, pol[i] | VM_NOSLEEP, &a[i]);
+		if (rc != 0)
+			fail_msg("allocation %d (policy %#x) returned %d; the parent had %#" PRIx64
+				 " units free",
+				 i, pol[i], rc, vmem_size(p, VMEM_FREE));
+		CHECK_ARENA(c);
+	}
+	vmem_addr_t x;
+	assert_int_equal(vmem_alloc(c, 0x100, VM_NOSLEEP, &x), ENOMEM); /* now it is full */
+	free_each(c, a, 4, 0x100, 1, 0, 1);
+	CHECK_ARENA(c);
+	assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* all went back */
+	vmem_destroy(c);
+	CHECK_AND_DESTROY(p);
+}
+
+/* A request so close to 2^64 that rounding it up to the import quantum
+ * overflows: the import must fall back to the request itself rather than
+ * give up, because the source can still meet it (found by fuzz_import). */
+TEST(test_regress_import_near_top)
+{
+	vmem_t *p = arena_new("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
+	vmem_t *c = arena_child("child", p, 0x1000, 0, 0x10000);
+	const vmem_size_t want = 0xffffffffffff81ffULL; /* the child rounds it to 4 KiB */
+	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
+	for (int i = 0; i < 4; i++) {
+		vmem_addr_t a = 0;
+		int rc = vmem_alloc(c, want, pol[i] | VM_NOSLEEP, &a);
+		if (rc != 0)
+			fail_msg("policy %#x: vmem_alloc returned %d", pol[i], rc);
+		assert_int_equal(a & 0xfff, 0);
+		assert_true(a - 1 <= VMEM_ADDR_MAX - want); /* ends at or below 2^64 */
+		CHECK_ARENA(c);
+		CHECK_ARENA(p);
+		assert_int_equal(vmem_free(c, a, want), 0);
+		assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* span went back */
+		assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
+	}
+	vmem_destroy(c);
+	CHECK_AND_DESTROY(p);
+}
+
+/* ---- the table, in every state ----------------------------------------------------- */
+
+TEST(test_bad_input)
+{
 	uint64_t rng = test_seed(0xbad);
 	/* everything the library writes to stderr while bad input runs */
 	struct redirect log;
@@ -612,172 +752,6 @@ static void test_bad_input(void **state)
 	}
 	printf("# figure: bad inputs tried %" PRIu64 "\n", g_tried);
 	fflush(stdout);
-}
-
-/* ---- regressions found by the fuzzers (fuzz/regressions/) and the long
- * runs of the reliability script; each reproduces one library bug ---------- */
-
-/* An import callback that hands its flags on to vmem_alloc (as illumos
- * callbacks do) must only ever see flags vmem_alloc accepts.  fuzz_import
- * found the quantum caches' fallback passing an internal bit (0x40000000):
- * the callback's vmem_alloc said EINVAL and the allocation failed although
- * the pool had room. */
-static int fwd_import(void *arg, vmem_size_t n, int vmflags, vmem_addr_t *a)
-{
-	int *bad = (int *)((void **)arg)[1];
-	if ((vmflags & ~(VM_SLEEP | VM_NOSLEEP)) != 0)
-		*bad = vmflags;
-	return vmem_alloc(((void **)arg)[0], n, vmflags, a);
-}
-
-static void fwd_release(void *arg, vmem_addr_t a, vmem_size_t n)
-{
-	if (vmem_free(((void **)arg)[0], a, n) != 0)
-		abort();
-}
-
-static void test_regress_callback_flags(void **state)
-{
-	(void)state;
-	int bad = 0;
-	vmem_t *pool = arena_new("pool", 0, 0x800, 0x100, 0, 0);
-	vmem_t *vm = arena_new("child", 0, 0, 0x400, 0x2400, 0);
-	void *arg[2] = {pool, &bad};
-	assert_int_equal(vmem_set_import(vm, fwd_import, fwd_release, arg, 0), 0);
-	vmem_addr_t a[2];
-	/* a cached size whose slab cannot be imported, then one more */
-	for (int i = 0; i < 2; i++) {
-		int rc = vmem_alloc(vm, 0x400, i ? VM_NOSLEEP : 0, &a[i]);
-		if (bad != 0)
-			fail_msg("the import callback got flags %#x", bad);
-		assert_int_equal(rc, 0);
-	}
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(vmem_free(vm, a[i], 0x400), 0);
-	vmem_reap(vm);
-	CHECK_ARENA(vm);
-	CHECK_ARENA(pool);
-	vmem_destroy(vm);
-	vmem_stats_t st = stats_of(pool);
-	assert_int_equal(st.alloc_total, 0);
-	vmem_destroy(pool);
-}
-
-/* A child whose import limit is held by idle quantum-cache slabs: the
- * arena reaps its caches (the slabs go back to the source), and must then
- * import and succeed, not return ENOMEM (found by fuzz_import). */
-static void test_regress_reap_then_import(void **state)
-{
-	(void)state;
-	vmem_t *p = arena_new("parent", 0x10000, 0x10000, 1, 0, 0);
-	vmem_t *c = arena_child("child", p, 1, 16, 0);
-	vmem_addr_t a, b;
-	assert_int_equal(vmem_alloc(c, 8, VM_NOSLEEP, &a), 0); /* cached: a slab comes in */
-	assert_int_equal(vmem_free(c, a, 8), 0);               /* and sits idle */
-	assert_int_equal(vmem_set_limit(c, 100), 0);
-	vmem_stats_t st = stats_of(c);
-	/* whatever the caches hold, one import of 2 units fits once they are reaped */
-	int rc = vmem_alloc(c, 2, VM_NEXTFIT | VM_NOSLEEP, &b);
-	if (rc != 0)
-		fail_msg("vmem_alloc(2, VM_NEXTFIT) = %d with %" PRIu64 " units imported for the "
-			 "caches (limit 100): they must be reaped and the import retried",
-			 rc, st.import_total);
-	assert_int_equal(vmem_free(c, b, 2), 0);
-	vmem_reap(c);
-	CHECK_ARENA(c);
-	vmem_destroy(c);
-	CHECK_ARENA(p);
-	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
-	vmem_destroy(p);
-}
-
-/* A constrained request a source can meet, through a child whose import
- * quantum is bigger than the request: the child asked the source for a
- * span of the import quantum with the request's phase and nocross for the
- * whole span, which no block can hold, and failed (found by test_faults at
- * VMEM_TEST_SCALE=10).  The source has room for 240 units at 16 mod 64 in
- * one 256-unit block. */
-static void test_regress_import_nocross(void **state)
-{
-	(void)state;
-	vmem_t *p = arena_new("parent", 0x100000, 1 << 28, 16, 0, 0);
-	vmem_t *c = arena_child("child", p, 16, 0, 256);
-	vmem_addr_t a;
-	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
-	assert_int_equal(vmem_xfree(p, a, 0xf0), 0);
-	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
-	for (int i = 0; i < 4; i++) {
-		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, pol[i] | VM_NOSLEEP, &a);
-		if (rc != 0)
-			fail_msg("policy %#x: the child returned %d; its source can meet the request",
-				 pol[i], rc);
-		assert_int_equal(a % 0x40, 0x10);
-		assert_int_equal(a / 0x100, (a + 0xef) / 0x100);
-		CHECK_ARENA(c);
-		assert_int_equal(vmem_xfree(c, a, 0xf0), 0);
-	}
-	CHECK_ARENA(c);
-	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
-}
-
-/* A child whose import quantum is bigger than anything its source has
- * left: a request the source can meet must still be met ("whenever the
- * source can meet it"; the import quantum is a preference), as it is for
- * nocross requests above (found by fuzz_import). */
-static void test_regress_import_quantum_fallback(void **state)
-{
-	(void)state;
-	vmem_t *p = arena_new("parent", 0, 0x400, 8, 0, 0);
-	vmem_t *c = arena_child("child", p, 0x100, 0, 0x1000);
-	vmem_addr_t a[4];
-	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
-	for (int i = 0; i < 4; i++) {
-		int rc = vmem_alloc(c, 0x100, pol[i] | VM_NOSLEEP, &a[i]);
-		if (rc != 0)
-			fail_msg("allocation %d (policy %#x) returned %d; the parent had %#" PRIx64
-				 " units free",
-				 i, pol[i], rc, vmem_size(p, VMEM_FREE));
-		CHECK_ARENA(c);
-	}
-	vmem_addr_t x;
-	assert_int_equal(vmem_alloc(c, 0x100, VM_NOSLEEP, &x), ENOMEM); /* now it is full */
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(vmem_free(c, a[i], 0x100), 0);
-	CHECK_ARENA(c);
-	assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* all went back */
-	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
-}
-
-/* A request so close to 2^64 that rounding it up to the import quantum
- * overflows: the import must fall back to the request itself rather than
- * give up, because the source can still meet it (found by fuzz_import). */
-static void test_regress_import_near_top(void **state)
-{
-	(void)state;
-	vmem_t *p = arena_new("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
-	vmem_t *c = arena_child("child", p, 0x1000, 0, 0x10000);
-	const vmem_size_t want = 0xffffffffffff81ffULL; /* the child rounds it to 4 KiB */
-	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
-	for (int i = 0; i < 4; i++) {
-		vmem_addr_t a = 0;
-		int rc = vmem_alloc(c, want, pol[i] | VM_NOSLEEP, &a);
-		if (rc != 0)
-			fail_msg("policy %#x: vmem_alloc returned %d", pol[i], rc);
-		assert_int_equal(a & 0xfff, 0);
-		assert_true(a - 1 <= VMEM_ADDR_MAX - want); /* ends at or below 2^64 */
-		CHECK_ARENA(c);
-		CHECK_ARENA(p);
-		assert_int_equal(vmem_free(c, a, want), 0);
-		assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* span went back */
-		assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
-	}
-	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
 }
 
 int main(void)

@@ -258,9 +258,8 @@ static void *static_thread(void *arg)
 
 static uint64_t g_cycles;
 
-static void test_cycles(void **state)
+TEST(test_cycles)
 {
-	(void)state;
 	report_reset();
 	atomic_store(&g_stop, 0);
 	uint64_t seed = test_seed(0xd1);
@@ -339,9 +338,8 @@ static bool lib_mapped(void)
 	return found;
 }
 
-static void test_exports(void **state)
+TEST(test_exports)
 {
-	(void)state;
 	report_reset();
 	struct api a;
 	assert_true(api_open(&a));
@@ -391,9 +389,8 @@ static void *late_thread(void *arg)
 	return NULL; /* thread exit with the library gone */
 }
 
-static void test_thread_exit_after_dlclose(void **state)
+TEST(test_thread_exit_after_dlclose)
 {
-	(void)state;
 	report_reset();
 	for (int round = 0; round < 20; round++) {
 		struct api a;
@@ -426,9 +423,8 @@ static void test_thread_exit_after_dlclose(void **state)
 	report_check();
 }
 
-static void test_fork_after_dlclose(void **state)
+TEST(test_fork_after_dlclose)
 {
-	(void)state;
 	report_reset();
 	for (int round = 0; round < 10; round++) {
 		struct api a;
@@ -465,9 +461,8 @@ static void test_fork_after_dlclose(void **state)
 	}
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: dlopen cycles %" PRIu64 "\n", g_cycles);
 	fflush(stdout);
 }

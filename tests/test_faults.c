@@ -391,9 +391,8 @@ static void workload(struct world *w, uint64_t seed, unsigned int scale)
 
 static uint64_t g_leaked;
 
-static void test_fault_sweep(void **state)
+TEST(test_fault_sweep)
 {
-	(void)state;
 	uint64_t seed = test_seed(0xfa17);
 	unsigned int scale = 1;
 	static struct world w;
@@ -454,9 +453,8 @@ static void test_fault_sweep(void **state)
 
 /* ---- leaks -------------------------------------------------------------------- */
 
-static void test_create_destroy_cycles(void **state)
+TEST(test_create_destroy_cycles)
 {
-	(void)state;
 	uint64_t rng = test_seed(0xc1c1e);
 	uint64_t cycles = test_scale(test_sanitized() ? 300 : 1000);
 	size_t baseline = os_mapped_bytes();
@@ -502,8 +500,7 @@ static void test_create_destroy_cycles(void **state)
 			assert_int_equal(vmem_free(vm, held[j], hsize[j]), 0);
 		CHECK_ARENA(vm);
 		if (child != NULL) {
-			CHECK_ARENA(child);
-			vmem_destroy(child);
+			CHECK_AND_DESTROY(child);
 		}
 		if (pool != NULL)
 			vmem_destroy(pool);
@@ -618,17 +615,15 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 
 static uint64_t g_churn_ops;
 
-static void test_churn_bounded(void **state)
+TEST(test_churn_bounded)
 {
-	(void)state;
 	uint64_t ops = test_scale(test_sanitized() ? 200000 : 1000000);
 	churn(0, test_seed(0xc4u), ops / 2, &g_churn_ops);
 	churn(16, test_seed(0xc5u), ops / 2, &g_churn_ops);
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: churn operations %" PRIu64 "\n", g_churn_ops);
 	printf("# figure: leaked bytes %" PRIu64 "\n", g_leaked);
 	fflush(stdout);

@@ -381,20 +381,8 @@ static void gen_req(const struct model *m, uint64_t *s, bool x, vmem_addr_t lo, 
 	const vmem_size_t q = m->q;
 	memset(o, 0, sizeof(*o));
 	o->x = x;
-	uint64_t units;
-	switch (rand_below(s, 10)) {
-	case 0:
-		units = 1 + rand_below(s, 256);
-		break;
-	case 1:
-	case 2:
-	case 3:
-		units = 1 + rand_below(s, 32);
-		break;
-	default:
-		units = 1 + rand_below(s, 4);
-		break;
-	}
+	uint64_t k = rand_below(s, 10); /* mostly a few quanta, sometimes hundreds */
+	uint64_t units = 1 + rand_below(s, k == 0 ? 256 : k < 4 ? 32 : 4);
 	o->asked = units * q - rand_below(s, q);
 	o->r.size = units * q;
 	o->flags = policies[rand_below(s, 5)] | (rand_below(s, 2) ? VM_NOSLEEP : 0);
@@ -1059,6 +1047,15 @@ static void step(struct model *m, uint64_t *s)
 		op_contains(m, s);
 }
 
+/* A new import limit for the child m, none a third of the time. */
+static void new_limit(struct model *m, uint64_t *s)
+{
+	vmem_size_t l = rand_below(s, 3) == 0 ? 0 : m->q * (64 + rand_below(s, 4096));
+	assert_int_equal(vmem_set_limit(m->vm, l), 0);
+	m->limit = l;
+	model_verify(m);
+}
+
 /* ---- the runs -------------------------------------------------------------------- */
 
 static void run_plain(uint64_t seed, vmem_size_t q, uint64_t nops)
@@ -1156,10 +1153,7 @@ static void run_source(uint64_t seed, vmem_size_t pq, uint64_t nops)
 			else
 				op_alloc(p, &s, k == 2);
 		} else if (r < 12) {
-			vmem_size_t l = rand_below(&s, 3) == 0 ? 0 : cq * (64 + rand_below(&s, 4096));
-			assert_int_equal(vmem_set_limit(c->vm, l), 0);
-			c->limit = l;
-			model_verify(c);
+			new_limit(c, &s);
 		} else {
 			step(c, &s);
 		}
@@ -1239,14 +1233,10 @@ static void run_callbacks(uint64_t seed, vmem_size_t q, uint64_t nops)
 			 "callbacks q=%#" PRIx64 " iq=%#" PRIx64 " limit=%#" PRIx64
 			 " seed %#" PRIx64 " op %" PRIu64 ": ",
 			 q, ct.iq, c->limit, seed, i);
-		if (rand_below(&s, 100) < 2) {
-			vmem_size_t l = rand_below(&s, 3) == 0 ? 0 : q * (64 + rand_below(&s, 4096));
-			assert_int_equal(vmem_set_limit(c->vm, l), 0);
-			c->limit = l;
-			model_verify(c);
-		} else {
+		if (rand_below(&s, 100) < 2)
+			new_limit(c, &s);
+		else
 			step(c, &s);
-		}
 	}
 	snprintf(g_ctx, sizeof(g_ctx), "callbacks q=%#" PRIx64 " seed %#" PRIx64 " drain: ", q,
 		 seed);
@@ -1271,10 +1261,33 @@ static void run_callbacks(uint64_t seed, vmem_size_t q, uint64_t nops)
 
 /* ---- the tests -------------------------------------------------------------------- */
 
-/* The model's fit function against brute force, so the model can be trusted. */
-static void test_reference(void **state)
+/*
+ * Which free goes with which allocation when quantum caching is on: a
+ * vmem_xalloc segment of a cached size must go back with vmem_xfree
+ * (EINVAL under VMC_DEBUG, nothing changed); a larger one may go back with
+ * vmem_free.  The random runs use qcache_max 0, where every vmem_xalloc
+ * segment is "larger than qcache_max".
+ */
+TEST(test_free_kinds)
 {
-	(void)state;
+	vmem_t *vm = arena_new("kinds", 0x10000, 0x10000, 16, 4 * 16, VMC_DEBUG);
+	vmem_addr_t a, b;
+	assert_int_equal(vmem_xalloc(vm, 16, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_xalloc(vm, 128, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &b), 0);
+	CHECK_ARENA(vm);
+	fprintf(stderr, "# a VMC_DEBUG report of a bad free is expected next:\n");
+	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, a, 16)); /* a cached-size vmem_xalloc segment */
+	assert_int_equal(vmem_xfree(vm, a, 16), 0);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_free(vm, b, 128), 0); /* acts as vmem_xfree */
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
+	vmem_destroy(vm);
+}
+
+/* The model's fit function against brute force, so the model can be trusted. */
+TEST(test_reference)
+{
 	uint64_t s = 12345;
 	for (int i = 0; i < 20000; i++) {
 		struct fitq r;
@@ -1319,47 +1332,19 @@ static void run_each_quantum(uint64_t seed, uint64_t nops,
 			run(seed + (uint64_t)k * 0x1000 + (uint64_t)qi, qs[qi], nops);
 }
 
-static void test_plain(void **state)
+TEST(test_plain)
 {
-	(void)state;
 	run_each_quantum(test_seed(0x6d6f64656c), test_scale(4000), run_plain);
 }
 
-static void test_source(void **state)
+TEST(test_source)
 {
-	(void)state;
 	run_each_quantum(test_seed(0x736f75726365), test_scale(3000), run_source);
 }
 
-static void test_callbacks(void **state)
+TEST(test_callbacks)
 {
-	(void)state;
 	run_each_quantum(test_seed(0x63616c6c), test_scale(3000), run_callbacks);
-}
-
-/*
- * Which free goes with which allocation when quantum caching is on: a
- * vmem_xalloc segment of a cached size must go back with vmem_xfree
- * (EINVAL under VMC_DEBUG, nothing changed); a larger one may go back with
- * vmem_free.  The random runs use qcache_max 0, where every vmem_xalloc
- * segment is "larger than qcache_max".
- */
-static void test_free_kinds(void **state)
-{
-	(void)state;
-	vmem_t *vm = arena_new("kinds", 0x10000, 0x10000, 16, 4 * 16, VMC_DEBUG);
-	vmem_addr_t a, b;
-	assert_int_equal(vmem_xalloc(vm, 16, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
-	assert_int_equal(vmem_xalloc(vm, 128, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &b), 0);
-	CHECK_ARENA(vm);
-	fprintf(stderr, "# a VMC_DEBUG report of a bad free is expected next:\n");
-	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, a, 16)); /* a cached-size vmem_xalloc segment */
-	assert_int_equal(vmem_xfree(vm, a, 16), 0);
-	CHECK_ARENA(vm);
-	assert_int_equal(vmem_free(vm, b, 128), 0); /* acts as vmem_xfree */
-	CHECK_ARENA(vm);
-	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
-	vmem_destroy(vm);
 }
 
 int main(void)

@@ -45,7 +45,6 @@
 
 #define NTHREADS 4
 #define UNITS (1u << 22)
-#define LIVE 256
 
 /* Operations per thread for a base count: scaled, and cut under sanitizers. */
 static uint64_t ops_for(uint64_t n)
@@ -53,102 +52,21 @@ static uint64_t ops_for(uint64_t n)
 	return test_scale(test_sanitized() ? n / 10 : n);
 }
 
-static struct shadow g_own;
+static atomic_uchar g_units[UNITS];
+static struct shadow g_own = {g_units, UNITS};
 static atomic_uint_fast64_t g_ops_total;
 static uint64_t g_forks_total;
 
 /* ---- mixed workers -------------------------------------------------------- */
 
-#define MAXAR 3
-
-struct held {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int x, ar;
+/* The workers' mix (load_main, helpers.c): half the operations frees, 30%
+ * of the allocations constrained, one in eight of the others up to 256
+ * units; now and then vmem_contains of what came back. */
+static const struct load mix = {
+	.live = 256, .free_pct = 48, .xalloc_pct = 30, .big_pct = 12, .small = 16, .big = 256,
+	.xsize = 48, .align_log = 10, .nocross_fits = true, .window = 1024, .span = UNITS / 4,
+	.check_contains = true, .own = &g_own,
 };
-
-struct worker {
-	vmem_t *ar[MAXAR];
-	int nar;
-	uint64_t seed, iters;
-	uint64_t ok[MAXAR], nomem[MAXAR], frees[MAXAR];
-};
-
-static void w_free(struct worker *w, struct held *h)
-{
-	shadow_unmark(&g_own, h->a, h->s);
-	int rc = h->x ? vmem_xfree(w->ar[h->ar], h->a, h->s) : vmem_free(w->ar[h->ar], h->a, h->s);
-	if (rc != 0)
-		report("free of [%#" PRIx64 ", +%" PRIu64 ") (x=%d) on arena %d returned %d", h->a,
-		       h->s, h->x, h->ar, rc);
-	w->frees[h->ar]++;
-}
-
-static void *w_main(void *arg)
-{
-	struct worker *w = arg;
-	struct held live[LIVE];
-	int n = 0;
-	uint64_t s = w->seed;
-	for (uint64_t it = 0; it < w->iters && !reported();
-	     it++) {
-		uint64_t r = rand_next(&s);
-		if (n == LIVE || (n > 0 && r % 100 < 48)) {
-			int k = (int)((r >> 8) % (uint64_t)n);
-			w_free(w, &live[k]);
-			live[k] = live[--n];
-			continue;
-		}
-		int ar = (int)((r >> 16) % (uint64_t)w->nar);
-		vmem_t *vm = w->ar[ar];
-		int pol = policies[(r >> 20) % 5];
-		int x = (r >> 24) % 10 < 3;
-		vmem_addr_t a = 0;
-		vmem_size_t size;
-		int rc;
-		if (!x) {
-			size = (r >> 28) % 8 == 0 ? 1 + (r >> 32) % 256 : 1 + (r >> 32) % 16;
-			rc = vmem_alloc(vm, size, pol | ((r >> 48) & 1 ? VM_NOSLEEP : 0), &a);
-			if (rc == 0)
-				shadow_mark(&g_own, a, size, "vmem_alloc");
-		} else {
-			uint64_t r2 = rand_next(&s);
-			size = 1 + r2 % 48;
-			vmem_size_t align = (r2 >> 8) % 3 == 0 ? 0 : (vmem_size_t)1 << ((r2 >> 12) % 10);
-			vmem_size_t phase = align > 1 ? (r2 >> 16) % align : 0;
-			vmem_size_t nocross = 0;
-			if ((r2 >> 24) % 3 == 0) {
-				nocross = 1;
-				while (nocross < size || phase % nocross + size > nocross)
-					nocross <<= 1;
-				nocross <<= (r2 >> 28) % 3;
-			}
-			vmem_addr_t lo = 0, hi = VMEM_ADDR_MAX;
-			if ((r2 >> 32) % 4 == 0) {
-				lo = (r2 >> 36) % UNITS;
-				hi = lo + 1024 + (r2 >> 44) % (UNITS / 4);
-			}
-			rc = vmem_xalloc(vm, size, align, phase, nocross, lo, hi, pol, &a);
-			if (rc == 0) {
-				report_unless_meets(a, size, align, phase, nocross, lo, hi);
-				shadow_mark(&g_own, a, size, "vmem_xalloc");
-			}
-		}
-		if (rc == 0) {
-			w->ok[ar]++;
-			live[n++] = (struct held){a, size, x, ar};
-			if ((r >> 56) == 0 && vmem_contains(vm, a, size) != 1)
-				report("vmem_contains says no for an allocation");
-		} else if (rc == ENOMEM) {
-			w->nomem[ar]++;
-		} else {
-			report("allocation returned %d", rc);
-		}
-	}
-	while (n > 0)
-		w_free(w, &live[--n]);
-	return NULL;
-}
 
 /* Adds spans to an arena while the workers run. */
 struct adder {
@@ -174,11 +92,11 @@ static void *adder_main(void *arg)
 }
 
 /* Run w[0..NTHREADS) against arenas; the main thread watches. */
-static void run_workers(struct worker *w, vmem_t **watch, int nwatch, struct adder *ad)
+static void run_workers(struct load *w, vmem_t **watch, int nwatch, struct adder *ad)
 {
 	atomic_int stop = 0;
 	pthread_t tids[NTHREADS], adder;
-	threads_start(tids, NTHREADS, w_main, w, sizeof(*w));
+	threads_start(tids, NTHREADS, load_main, w, sizeof(*w));
 	if (ad) {
 		ad->stop = &stop;
 		assert_int_equal(pthread_create(&adder, NULL, adder_main, ad), 0);
@@ -190,59 +108,36 @@ static void run_workers(struct worker *w, vmem_t **watch, int nwatch, struct add
 		pthread_join(adder, NULL);
 }
 
-static void clean_check(vmem_t *vm)
-{
-	vmem_reap(vm);
-	CHECK_ARENA(vm);
-	vmem_stats_t st = stats_of(vm);
-	assert_int_equal(st.alloc_total, 0);
-	assert_int_equal(st.nalloc, 0);
-	assert_int_equal(st.cached_total, 0);
-}
-
 static void mixed(vmem_size_t qmax, int flags, uint64_t seed, uint64_t iters)
 {
 	report_reset();
 	shadow_clear(&g_own);
 	vmem_t *vm = arena_new("stress", 0, UNITS / 2, 1, qmax, flags);
-	struct worker w[NTHREADS];
-	for (int i = 0; i < NTHREADS; i++)
-		w[i] = (struct worker){.ar = {vm}, .nar = 1, .seed = seed + 7919 * (uint64_t)i,
-				       .iters = iters};
+	struct load w[NTHREADS];
+	loads_init(w, NTHREADS, &mix, &vm, 1, seed, 7919, iters);
 	struct adder ad = {.vm = vm, .base = UNITS / 2, .chunk = UNITS / 64, .n = 32};
 	run_workers(w, &vm, 1, &ad);
 	report_check();
 	shadow_check_clean(&g_own);
-	clean_check(vm);
-	vmem_stats_t st = stats_of(vm);
-	uint64_t ok = 0, fr = 0, nm = 0;
-	for (int i = 0; i < NTHREADS; i++) {
-		ok += w[i].ok[0];
-		fr += w[i].frees[0];
-		nm += w[i].nomem[0];
-	}
-	assert_int_equal(st.allocs, ok);
-	assert_int_equal(st.frees, fr);
-	assert_int_equal(st.fails, nm);
+	vmem_stats_t st = expect_empty(vm);
+	struct load_total t = expect_counted(vm, w, NTHREADS, 0);
 	assert_int_equal(st.nspans, 1 + (uint64_t)ad.done);
 	assert_int_equal(st.span_total, UNITS / 2 + (uint64_t)ad.done * (UNITS / 64));
-	assert_true(ok > iters); /* it did work */
+	assert_true(t.ok > iters); /* it did work */
 	atomic_fetch_add(&g_ops_total, NTHREADS * iters);
 	print_message("# shared arena (qcache_max %" PRIu64 "%s): %d x %" PRIu64 " operations, %" PRIu64
 		      " allocations, %" PRIu64 " ENOMEM, %d spans added\n",
-		      qmax, flags ? ", debug" : "", NTHREADS, iters, ok, nm, ad.done);
+		      qmax, flags ? ", debug" : "", NTHREADS, iters, t.ok, t.nomem, ad.done);
 	vmem_destroy(vm);
 }
 
-static void test_mixed(void **state)
+TEST(test_mixed)
 {
-	(void)state;
 	mixed(0, 0, test_seed(101), ops_for(1000000));
 }
 
-static void test_mixed_qcache_debug(void **state)
+TEST(test_mixed_qcache_debug)
 {
-	(void)state;
 	mixed(16, 0, test_seed(102), ops_for(200000));
 	mixed(8, VMC_DEBUG, test_seed(103), ops_for(100000));
 }
@@ -267,20 +162,20 @@ static void *churner_main(void *arg)
 			vmem_destroy(vm);
 			return NULL;
 		}
-		struct held h[32];
+		vmem_addr_t ha[32];
+		vmem_size_t hs[32];
 		int n = 0;
 		for (int i = 0; i < 32; i++) {
-			vmem_size_t size = 1 + rand_next(&s) % 40;
-			vmem_addr_t a;
-			if (vmem_alloc(vm, size, policies[i % 5], &a) == 0) {
-				shadow_mark(&g_own, a, size, "churned child");
-				h[n++] = (struct held){a, size, 0, 0};
+			hs[n] = 1 + rand_next(&s) % 40;
+			if (vmem_alloc(vm, hs[n], policies[i % 5], &ha[n]) == 0) {
+				shadow_mark(&g_own, ha[n], hs[n], "churned child");
+				n++;
 			}
 		}
 		/* free half, drop the rest with the arena: its spans go back */
 		for (int i = 0; i < n; i++) {
-			shadow_unmark(&g_own, h[i].a, h[i].s);
-			if (i % 2 == 0 && vmem_free(vm, h[i].a, h[i].s) != 0)
+			shadow_unmark(&g_own, ha[i], hs[i]);
+			if (i % 2 == 0 && vmem_free(vm, ha[i], hs[i]) != 0)
 				report("churner: free failed");
 		}
 		char msg[600];
@@ -293,19 +188,17 @@ static void *churner_main(void *arg)
 }
 
 /* A parent and two children importing from it; threads use all three. */
-static void test_family(void **state)
+TEST(test_family)
 {
-	(void)state;
 	report_reset();
 	shadow_clear(&g_own);
 	uint64_t seed = test_seed(104), iters = ops_for(1000000);
 	vmem_t *p = arena_new("parent", 0, UNITS, 1, 16, 0);
 	vmem_t *c1 = arena_child("child1", p, 1, 0, 1024);
 	vmem_t *c2 = arena_child("child2", p, 1, 16, 0);
-	struct worker w[NTHREADS];
-	for (int i = 0; i < NTHREADS; i++)
-		w[i] = (struct worker){.ar = {c1, c2, p}, .nar = 3,
-				       .seed = seed + 104729 * (uint64_t)i, .iters = iters};
+	struct load w[NTHREADS];
+	vmem_t *arenas[3] = {c1, c2, p};
+	loads_init(w, NTHREADS, &mix, arenas, 3, seed, 104729, iters);
 	vmem_t *watch[3] = {p, c1, c2};
 	struct churner ch = {.parent = p, .seed = seed ^ 0xc0ffee};
 	assert_int_equal(pthread_create(&ch.tid, NULL, churner_main, &ch), 0);
@@ -314,36 +207,19 @@ static void test_family(void **state)
 	pthread_join(ch.tid, NULL);
 	report_check();
 	shadow_check_clean(&g_own);
-	vmem_reap(c1);
-	vmem_reap(c2);
-	vmem_stats_t s1 = stats_of(c1), s2 = stats_of(c2);
 	/* every imported span went back when it became free */
-	assert_int_equal(s1.span_total, 0);
-	assert_int_equal(s2.span_total, 0);
-	assert_int_equal(s1.imports, s1.releases);
-	assert_int_equal(s2.imports, s2.releases);
+	vmem_stats_t s1 = expect_child_empty(c1), s2 = expect_child_empty(c2);
 	assert_true(s1.imports > 0 && s2.imports > 0);
-	CHECK_ARENA(c1);
-	CHECK_ARENA(c2);
-	clean_check(p);
-	vmem_stats_t sp = stats_of(p);
-	uint64_t ok[3] = {0}, fr[3] = {0}, nm[3] = {0};
-	for (int i = 0; i < NTHREADS; i++)
-		for (int k = 0; k < 3; k++) {
-			ok[k] += w[i].ok[k];
-			fr[k] += w[i].frees[k];
-			nm[k] += w[i].nomem[k];
-		}
-	assert_int_equal(s1.allocs, ok[0]);
-	assert_int_equal(s2.allocs, ok[1]);
-	assert_int_equal(s1.fails, nm[0]);
-	assert_int_equal(s2.fails, nm[1]);
+	vmem_stats_t sp = expect_empty(p);
+	expect_counted(c1, w, NTHREADS, 0);
+	expect_counted(c2, w, NTHREADS, 1);
+	struct load_total tp = load_total(w, NTHREADS, 2);
 	/* the children's imports are the parent's allocations (the churned
 	 * children's too: they are all back) */
-	assert_true(sp.allocs >= ok[2] + s1.imports + s2.imports);
+	assert_true(sp.allocs >= tp.ok + s1.imports + s2.imports);
 	assert_int_equal(sp.allocs - sp.frees, 0);
-	assert_int_equal(sp.allocs - (ok[2] + s1.imports + s2.imports),
-			 sp.frees - (fr[2] + s1.releases + s2.releases));
+	assert_int_equal(sp.allocs - (tp.ok + s1.imports + s2.imports),
+			 sp.frees - (tp.frees + s1.releases + s2.releases));
 	assert_true(ch.cycles > 0);
 	atomic_fetch_add(&g_ops_total, NTHREADS * iters);
 	print_message("# family: %d x %" PRIu64 " operations; imports %" PRIu64 " + %" PRIu64
@@ -390,54 +266,25 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-struct sleeper {
-	vmem_t *vm;
-	vmem_addr_t base;  /* the arena's units, for the shadow */
-	vmem_size_t units;
-	uint64_t seed, rounds;
-	uint64_t done;
+/* Sleepers (sleeper_main, helpers.c) of up to 6 units: a third of them
+ * constrained, one in eight napping. */
+static const struct sleeper sleepy = {
+	.own = &g_own, .max_size = 6, .xalloc_pct = 33, .constrain = true, .nap_pct = 12,
+	.nap_us = 50, .progress = &g_progress,
 };
 
-static void *sleeper_main(void *arg)
+/* n sleepers on vm, whose units are [base, base + units). */
+static void sleepers_init(struct sleeper *z, int n, vmem_t *vm, vmem_addr_t base,
+			  vmem_size_t units, uint64_t seed, uint64_t rounds)
 {
-	struct sleeper *z = arg;
-	uint64_t s = z->seed;
-	for (uint64_t i = 0; i < z->rounds && !reported(); i++) {
-		uint64_t r = rand_next(&s);
-		vmem_size_t n = 1 + r % 6;
-		vmem_addr_t a;
-		int rc, x = (r >> 8) % 3 == 0;
-		if (x) {
-			/* constrained, always satisfiable in an empty arena */
-			vmem_addr_t lo = z->base, hi = VMEM_ADDR_MAX;
-			if ((r >> 12) & 1)
-				hi = z->base + z->units / 2 + 8;
-			rc = vmem_xalloc(z->vm, n, (r >> 16) & 1 ? 2 : 0, 0, (r >> 17) & 1 ? 8 : 0, lo,
-					 hi, VM_SLEEP | policies[(r >> 20) % 5], &a);
-		} else {
-			rc = vmem_alloc(z->vm, n, VM_SLEEP | policies[(r >> 20) % 5], &a);
-		}
-		if (rc != 0) {
-			report("a VM_SLEEP request returned %d", rc);
-			break;
-		}
-		if (a < z->base || a + n > z->base + z->units) {
-			report("a sleeper got [%#" PRIx64 ", +%" PRIu64 ") outside the arena", a, n);
-			break;
-		}
-		shadow_mark(&g_own, a - z->base, n, "sleeper");
-		if ((r >> 24) % 8 == 0)
-			usleep(50);
-		else
-			sched_yield();
-		shadow_unmark(&g_own, a - z->base, n);
-		rc = x ? vmem_xfree(z->vm, a, n) : vmem_free(z->vm, a, n);
-		if (rc != 0)
-			report("a sleeper's free returned %d", rc);
-		z->done++;
-		atomic_fetch_add(&g_progress, 1);
+	for (int i = 0; i < n; i++) {
+		z[i] = sleepy;
+		z[i].vm = vm;
+		z[i].base = base;
+		z[i].units = units;
+		z[i].seed = seed + (uint64_t)i;
+		z[i].rounds = rounds;
 	}
-	return NULL;
 }
 
 /* Reaps and VM_NOSLEEP requests while the sleepers run. */
@@ -459,9 +306,8 @@ static void *poker_main(void *arg)
 	return NULL;
 }
 
-static void test_sleepers(void **state)
+TEST(test_sleepers)
 {
-	(void)state;
 	report_reset();
 	shadow_clear(&g_own);
 	uint64_t seed = test_seed(105), rounds = ops_for(20000);
@@ -474,9 +320,7 @@ static void test_sleepers(void **state)
 	g_dump[0] = vm;
 	struct sleeper z[NSLEEP];
 	pthread_t zt[NSLEEP];
-	for (int i = 0; i < NSLEEP; i++)
-		z[i] = (struct sleeper){.vm = vm, .base = 1000, .units = 24,
-					.seed = seed + (uint64_t)i, .rounds = rounds};
+	sleepers_init(z, NSLEEP, vm, 1000, 24, seed, rounds);
 	assert_int_equal(pthread_create(&pk, NULL, poker_main, vm), 0);
 	threads_start(zt, NSLEEP, sleeper_main, z, sizeof(*z));
 	threads_join(zt, NSLEEP);
@@ -487,9 +331,7 @@ static void test_sleepers(void **state)
 	vmem_t *e = arena_new("sleepers-add", 0, 0, 1, 0, 0);
 	g_dump[1] = e;
 	struct sleeper y[NSLEEP / 2];
-	for (int i = 0; i < NSLEEP / 2; i++)
-		y[i] = (struct sleeper){.vm = e, .base = 1 << 20, .units = 64 * 16,
-					.seed = seed + 100 + (uint64_t)i, .rounds = rounds / 8};
+	sleepers_init(y, NSLEEP / 2, e, 1 << 20, 64 * 16, seed + 100, rounds / 8);
 	threads_start(zt, NSLEEP / 2, sleeper_main, y, sizeof(*y));
 	for (int k = 0; k < 16; k++) {
 		usleep(k < 2 ? 20000 : 1000);
@@ -504,9 +346,7 @@ static void test_sleepers(void **state)
 	vmem_t *c = arena_child("sleepers-child", p, 1, 0, 0);
 	g_dump[2] = c;
 	struct sleeper x[NSLEEP / 2];
-	for (int i = 0; i < NSLEEP / 2; i++)
-		x[i] = (struct sleeper){.vm = c, .base = 5000, .units = 32,
-					.seed = seed + 200 + (uint64_t)i, .rounds = rounds / 8};
+	sleepers_init(x, NSLEEP / 2, c, 5000, 32, seed + 200, rounds / 8);
 	threads_start(zt, NSLEEP / 2, sleeper_main, x, sizeof(*x));
 	threads_join(zt, NSLEEP / 2);
 	report_check();
@@ -517,10 +357,10 @@ static void test_sleepers(void **state)
 	pthread_join(wd, NULL);
 	memset(g_dump, 0, sizeof(g_dump));
 	shadow_check_clean(&g_own);
-	clean_check(vm);
-	clean_check(e);
+	expect_empty(vm);
+	expect_empty(e);
 	CHECK_ARENA(c);
-	clean_check(p);
+	expect_empty(p);
 	uint64_t total = 0;
 	for (int i = 0; i < NSLEEP; i++)
 		total += z[i].done;
@@ -540,49 +380,8 @@ static void test_sleepers(void **state)
 
 /* ---- forks ------------------------------------------------------------------ */
 
-#define NFARENA 4
-static vmem_t *farena[NFARENA];
-static vmem_size_t fq[NFARENA];
-static atomic_int fstop;
-
-static void *fork_worker(void *arg)
-{
-	uint64_t s = (uint64_t)(uintptr_t)arg;
-	struct held h[64];
-	int n = 0;
-	while (!atomic_load(&fstop)) {
-		uint64_t r = rand_next(&s);
-		if (n == 64 || (n > 0 && (r & 1))) {
-			int k = (int)((r >> 8) % (uint64_t)n);
-			int rc = h[k].x ? vmem_xfree(farena[h[k].ar], h[k].a, h[k].s)
-					: vmem_free(farena[h[k].ar], h[k].a, h[k].s);
-			if (rc != 0)
-				report("fork worker: free returned %d", rc);
-			h[k] = h[--n];
-			continue;
-		}
-		int ar = (int)((r >> 16) % NFARENA);
-		vmem_size_t size = fq[ar] * (1 + (r >> 24) % 20);
-		int x = (r >> 40) % 4 == 0;
-		vmem_addr_t a;
-		int rc = x ? vmem_xalloc(farena[ar], size, 2 * fq[ar], 0, 0, 0, VMEM_ADDR_MAX,
-					 policies[(r >> 44) % 5], &a)
-			   : vmem_alloc(farena[ar], size, policies[(r >> 44) % 5], &a);
-		if (rc == 0)
-			h[n++] = (struct held){a, size, x, ar};
-		else if (rc != ENOMEM)
-			report("fork worker: allocation returned %d", rc);
-		atomic_fetch_add_explicit(&g_ops_total, 1, memory_order_relaxed);
-	}
-	while (n > 0) {
-		n--;
-		int rc = h[n].x ? vmem_xfree(farena[h[n].ar], h[n].a, h[n].s)
-				: vmem_free(farena[h[n].ar], h[n].a, h[n].s);
-		if (rc != 0)
-			report("fork worker: final free returned %d", rc);
-	}
-	return NULL;
-}
+#define NFORKLOAD 3
+static struct fork_arenas g_fa;
 
 /* In the child: exit codes only. */
 static int fork_child(void *arg)
@@ -590,8 +389,9 @@ static int fork_child(void *arg)
 	uint64_t seed = *(const uint64_t *)arg;
 	alarm(20); /* a lock left taken at fork time kills us by SIGALRM */
 	char why[600];
-	for (int i = 0; i < NFARENA; i++) {
-		vmem_t *vm = farena[i];
+	for (int i = 0; i < FORK_ARENAS; i++) {
+		vmem_t *vm = g_fa.vm[i];
+		vmem_size_t q = g_fa.q[i];
 		if (!arena_check(vm, why, sizeof(why))) {
 			fprintf(stderr, "fork child: %s: %s\n", vmem_name(vm), why);
 			return 10 + i;
@@ -599,13 +399,13 @@ static int fork_child(void *arg)
 		vmem_addr_t a[8];
 		vmem_size_t sz[8];
 		for (int k = 0; k < 8; k++) {
-			sz[k] = fq[i] * (1 + (seed + (uint64_t)k) % 7);
+			sz[k] = q * (1 + (seed + (uint64_t)k) % 7);
 			int rc = k % 2 ? vmem_alloc(vm, sz[k], policies[k % 5], &a[k])
-				       : vmem_xalloc(vm, sz[k], 4 * fq[i], fq[i], 0, 0, VMEM_ADDR_MAX,
+				       : vmem_xalloc(vm, sz[k], 4 * q, q, 0, 0, VMEM_ADDR_MAX,
 						     policies[k % 5], &a[k]);
 			if (rc != 0)
 				return 20 + i;
-			if (k % 2 == 0 && a[k] % (4 * fq[i]) != fq[i])
+			if (k % 2 == 0 && a[k] % (4 * q) != q)
 				return 30 + i;
 		}
 		for (int k = 0; k < 8; k++) {
@@ -623,61 +423,39 @@ static int fork_child(void *arg)
 	if (vmem_alloc(own_vm, 100, VM_NOSLEEP, &a) != 0 || vmem_free(own_vm, a, 100) != 0)
 		return 61;
 	vmem_destroy(own_vm);
-	/* the child's copies are the child's to destroy (and valgrind, run on
-	 * the suite, counts tags of arenas alive at exit as leaks) */
-	vmem_destroy(farena[2]);
-	for (int i = NFARENA - 1; i >= 0; i--)
-		if (i != 2)
-			vmem_destroy(farena[i]);
+	fork_arenas_destroy(&g_fa);
 	return 0;
 }
 
-static void test_forks(void **state)
+TEST(test_forks)
 {
-	(void)state;
 	report_reset();
+	fork_arenas_create(&g_fa);
 	uint64_t seed = test_seed(106);
-	fq[0] = 1;
-	fq[1] = 4096;
-	fq[2] = 1;
-	fq[3] = 16;
-	farena[0] = arena_new("fork-ids", 0, 1 << 20, 1, 16, 0);
-	farena[1] = arena_new("fork-pages", 1ull << 32, 4096ull << 12, 4096, 0, 0);
-	farena[2] = arena_child("fork-child", farena[0], 1, 0, 256);
-	farena[3] = arena_new("fork-debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
-	atomic_store(&fstop, 0);
-	uint64_t before = atomic_load(&g_ops_total);
-	pthread_t t[3];
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, fork_worker, (void *)(uintptr_t)(seed + (uint64_t)i)), 0);
+	atomic_int stop = 0;
+	struct load w[NFORKLOAD];
+	pthread_t t[NFORKLOAD];
+	fork_loads_start(&g_fa, w, t, NFORKLOAD, seed, &stop);
 
 	uint64_t nfork = test_scale(test_sanitized() ? 100 : 1000);
 	char msg[256] = "";
-	uint64_t i;
 	bool ok = true;
+	uint64_t i;
 	for (i = 0; i < nfork && ok; i++) {
 		uint64_t child_seed = seed + i;
 		ok = fork_run(fork_child, &child_seed, msg, sizeof(msg));
 	}
-	atomic_store(&fstop, 1);
-	threads_join(t, 3);
+	atomic_store(&stop, 1);
+	threads_join(t, NFORKLOAD);
 	if (!ok)
 		fail_msg("fork %" PRIu64 ": %s", i - 1, msg);
 	report_check();
-	for (int k = 0; k < NFARENA; k++) {
-		vmem_reap(farena[k]);
-		CHECK_ARENA(farena[k]);
-		vmem_stats_t st = stats_of(farena[k]);
-		assert_int_equal(st.alloc_total, 0);
-		assert_int_equal(st.allocs, st.frees);
-	}
+	uint64_t ops = load_total(w, NFORKLOAD, 0).ops;
+	atomic_fetch_add(&g_ops_total, ops);
 	g_forks_total += i;
-	print_message("# %" PRIu64 " forks while 3 threads made %" PRIu64 " operations\n", i,
-		      atomic_load(&g_ops_total) - before);
-	vmem_destroy(farena[2]);
-	vmem_destroy(farena[3]);
-	vmem_destroy(farena[1]);
-	vmem_destroy(farena[0]);
+	print_message("# %" PRIu64 " forks while %d threads made %" PRIu64 " operations\n", i,
+		      NFORKLOAD, ops);
+	fork_arenas_finish(&g_fa);
 }
 
 /* ---- thread create/exit cycles ---------------------------------------------- */
@@ -722,9 +500,8 @@ static void *cycle_thread(void *arg)
 	return NULL;
 }
 
-static void test_thread_cycles(void **state)
+TEST(test_thread_cycles)
 {
-	(void)state;
 	report_reset();
 	vmem_t *cached = arena_new("cycles-cached", 0, 1 << 20, 1, 16, 0);
 	vmem_t *plain = arena_new("cycles-plain", 0, 1 << 20, 1, 0, 0);
@@ -755,16 +532,15 @@ static void test_thread_cycles(void **state)
 	if (rss0 > 0 && rss1 > rss0 + 4096)
 		fail_msg("RSS grew from %ld to %ld kB over %" PRIu64 " thread cycles", rss0, rss1,
 			 cycles - warm);
-	clean_check(cached);
-	clean_check(plain);
+	expect_empty(cached);
+	expect_empty(plain);
 	atomic_fetch_add(&g_ops_total, cycles * 2 * 64);
 	vmem_destroy(cached);
 	vmem_destroy(plain);
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: operations stressed %" PRIu64 "\n", (uint64_t)atomic_load(&g_ops_total));
 	printf("# figure: forks %" PRIu64 "\n", g_forks_total);
 	fflush(stdout);

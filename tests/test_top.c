@@ -134,9 +134,8 @@ static void xfree_ok(vmem_t *vm, vmem_addr_t a, vmem_size_t s)
 /* ---- the cases ------------------------------------------------------------ */
 
 /* The paper's example (§4.3): the lowest valid answer is 200, not 262. */
-static void test_paper_example(void **state)
+TEST(test_paper_example)
 {
-	(void)state;
 	struct fitq r = R(20, 64, 8, 0, 200, 300);
 	for (int i = 0; i < 5; i++) {
 		vmem_t *vm = vmem_create("paper", 100, 400, 1, 0, 0);
@@ -160,9 +159,8 @@ static void test_paper_example(void **state)
 }
 
 /* A span ending exactly at 2^64, quantum 4096: every page, the top one too. */
-static void test_span_to_top_pages(void **state)
+TEST(test_span_to_top_pages)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 16 * PG;
 	for (int p = 0; p < 5; p++) {
 		vmem_t *vm = vmem_create("top", base, 16 * PG, PG, 0, 0);
@@ -239,9 +237,8 @@ static void test_span_to_top_pages(void **state)
 }
 
 /* The top page alone: quantum 4096, base 2^64 - 4096. */
-static void test_top_page(void **state)
+TEST(test_top_page)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("toppage", (vmem_addr_t)0 - PG, PG, PG, 0, 0);
 	assert_non_null(vm);
 	CHECK_ARENA(vm);
@@ -273,9 +270,8 @@ static void test_top_page(void **state)
 }
 
 /* Alignments of 2^63 and 2^62 with phases, in [2^63, 2^64). */
-static void test_large_align(void **state)
+TEST(test_large_align)
 {
-	(void)state;
 	for (int p = 0; p < 5; p++) {
 		int pol = policy_order[p];
 		bool exact = pol == VM_FIRSTFIT;
@@ -354,9 +350,8 @@ static void test_large_align(void **state)
 }
 
 /* nocross near the top, q = 1, span [2^64 - 2^20, 2^64). */
-static void test_nocross_top(void **state)
+TEST(test_nocross_top)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 0x100000;
 	const vmem_addr_t lastblk = (vmem_addr_t)0 - 0x10000;
 	for (int p = 0; p < 5; p++) {
@@ -399,9 +394,8 @@ static void test_nocross_top(void **state)
 }
 
 /* Resource 0 and a span [0, 2^64 - 1). */
-static void test_whole_space(void **state)
+TEST(test_whole_space)
 {
-	(void)state;
 	for (int p = 0; p < 5; p++) {
 		int pol = policy_order[p];
 		vmem_t *vm = vmem_create("all", 0, VMEM_ADDR_MAX, 1, 0, 0);
@@ -447,15 +441,13 @@ static void test_whole_space(void **state)
 		assert_int_equal(a, 0);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_free(vm, 0, VMEM_ADDR_MAX), 0);
-		CHECK_ARENA(vm);
-		vmem_destroy(vm);
+		CHECK_AND_DESTROY(vm);
 	}
 }
 
 /* Adjacent spans at the top are not merged; the very last unit. */
-static void test_last_unit_adjacent(void **state)
+TEST(test_last_unit_adjacent)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 0x100000;
 	for (int p = 0; p < 5; p++) {
 		int pol = policy_order[p];
@@ -512,15 +504,13 @@ static void test_last_unit_adjacent(void **state)
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0x100000);
 		assert_int_equal(vmem_free(vm, TOP_LAST, 1), 0);
 		assert_int_equal(vmem_free(vm, base, 0x100000 - 1), 0);
-		CHECK_ARENA(vm);
-		vmem_destroy(vm);
+		CHECK_AND_DESTROY(vm);
 	}
 }
 
 /* Spans that would wrap: EINVAL in vmem_create and vmem_add. */
-static void test_wrapping_spans(void **state)
+TEST(test_wrapping_spans)
 {
-	(void)state;
 	errno = 0;
 	assert_null(vmem_create("w", (vmem_addr_t)0 - PG, 2 * PG, PG, 0, 0));
 	assert_int_equal(errno, EINVAL);
@@ -577,9 +567,8 @@ static void test_wrapping_spans(void **state)
 }
 
 /* vmem_roundup_size overflow, and sizes whose rounding overflows. */
-static void test_rounding_overflow(void **state)
+TEST(test_rounding_overflow)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("r", 0, 64 * PG, PG, 0, 0);
 	assert_non_null(vm);
 	assert_int_equal(vmem_roundup_size(vm, 1), PG);
@@ -632,14 +621,12 @@ static void test_rounding_overflow(void **state)
 	CHECK_ARENA(vm);
 	assert_int_equal(stats_of(vm).alloc_total, 4 * PG);
 	assert_int_equal(vmem_free(vm, a, 3 * PG + 1), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* NEXTFIT across 2^64: the cursor after an allocation ending at 2^64 wraps. */
-static void test_nextfit_wrap(void **state)
+TEST(test_nextfit_wrap)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("nf", 0, 16, 1, 0, 0);
 	assert_non_null(vm);
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 16, 16, 0), 0);
@@ -689,9 +676,8 @@ static void test_nextfit_wrap(void **state)
  * large alignments included.  FIRSTFIT must give the lowest address, no
  * policy may fail while a free segment can hold the request, and nothing
  * may wrap. */
-static void test_random_top(void **state)
+TEST(test_random_top)
 {
-	(void)state;
 	uint64_t seed = test_seed(0x70b70b);
 	uint64_t n = test_scale(3000);
 	for (int round = 0; round < 4; round++) {

@@ -29,10 +29,8 @@ static vmem_t *populated(int flags, vmem_addr_t *held, int nheld)
 	vmem_t *vm = vmem_create("check", 0x10000, 1 << 20, 1, 2, flags);
 	assert_non_null(vm);
 	vmem_addr_t a[200];
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
-	for (int i = nheld; i < 200; i++)
-		assert_int_equal(vmem_free(vm, a[i], 1), 0);
+	alloc_each(vm, a, 200, 1, 1, VM_NOSLEEP);
+	free_each(vm, a, 200, 1, 1, nheld, 1);
 	memcpy(held, a, (size_t)nheld * sizeof(*held));
 	CHECK_ARENA(vm);
 	return vm;
@@ -64,9 +62,8 @@ static uint8_t *state_of(vmem_t *vm, vmem_addr_t addr)
 	return b;
 }
 
-static void test_q1_conservation(void **state)
+TEST(test_q1_conservation)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	cache1(vm)->allocs++; /* one more object with callers than there is */
@@ -76,9 +73,8 @@ static void test_q1_conservation(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q2_gate(void **state)
+TEST(test_q2_gate)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	vm->arena.arena_small++; /* the arena claims a segment it does not have */
@@ -92,9 +88,8 @@ static void test_q2_gate(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q3_slabs(void **state)
+TEST(test_q3_slabs)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	cache1(vm)->nslabs++;
@@ -109,9 +104,8 @@ static void test_q3_slabs(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q4_slab_records(void **state)
+TEST(test_q4_slab_records)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	struct qc_slab *s = cache1(vm)->partial;
@@ -123,9 +117,8 @@ static void test_q4_slab_records(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q5_magazines(void **state)
+TEST(test_q5_magazines)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	struct qcache *c = cache1(vm);
@@ -141,9 +134,8 @@ static void test_q5_magazines(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q6_twins(void **state)
+TEST(test_q6_twins)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	struct qc_cpu *cc = busy_slot(vm);
@@ -166,9 +158,8 @@ static void test_q6_twins(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_q7_states(void **state)
+TEST(test_q7_states)
 {
-	(void)state;
 	vmem_addr_t held[10];
 	vmem_t *vm = populated(0, held, 10);
 	struct qc_slab *s = cache1(vm)->partial;

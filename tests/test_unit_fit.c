@@ -149,9 +149,8 @@ static void check_one(vmem_addr_t start, vmem_size_t size, const struct fitreq *
 }
 
 /* The 128-bit reference is what the big cases trust: check it first. */
-static void test_reference_vs_brute(void **state)
+TEST(test_reference_vs_brute)
 {
-	(void)state;
 	uint64_t s = test_seed(0xf17f17);
 	uint64_t n = test_scale(20000);
 	for (uint64_t i = 0; i < n; i++) {
@@ -167,55 +166,51 @@ static void test_reference_vs_brute(void **state)
 	}
 }
 
-static void test_small_brute(void **state)
+/* n small cases against the brute force, moved up by shift (with their
+ * bounds); how many had a fit, and how many segments ended at the end of
+ * the small space. */
+static void small_cases(uint64_t seed, uint64_t n, vmem_addr_t shift, const char *what,
+			uint64_t *nfit, uint64_t *attop)
 {
-	(void)state;
-	uint64_t s = test_seed(0x5a11);
-	uint64_t n = test_scale(30000);
-	uint64_t nfit = 0;
+	uint64_t s = seed;
+	*nfit = *attop = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		vmem_addr_t start, a = 0;
 		vmem_size_t size;
 		struct fitreq r;
 		small_case(&s, &start, &size, &r);
 		bool want = brute_fit(start, size, &r, &a);
-		nfit += want;
-		check_one(start, size, &r, want, a, "small");
+		*nfit += want;
+		*attop += (start + size == SMALL_SPACE);
+		if (r.minaddr != VMEM_ADDR_MIN)
+			r.minaddr += shift;
+		if (r.maxaddr != VMEM_ADDR_MAX)
+			r.maxaddr += shift;
+		check_one(start + shift, size, &r, want, a + shift, what);
 	}
+}
+
+TEST(test_small_brute)
+{
+	uint64_t n = test_scale(30000), nfit, attop;
+	small_cases(test_seed(0x5a11), n, 0, "small", &nfit, &attop);
 	/* the generator must exercise both outcomes */
 	assert_true(nfit > n / 10 && nfit < n - n / 10);
 }
 
 /* The small cases moved up so that the small space ends exactly at 2^64. */
-static void test_small_shifted_to_top(void **state)
+TEST(test_small_shifted_to_top)
 {
-	(void)state;
 	const vmem_addr_t shift = (vmem_addr_t)0 - SMALL_SPACE; /* a multiple of 256 */
 	assert_int_equal(shift % SMALL_MAXALIGN, 0);
-	uint64_t s = test_seed(0x70b);
-	uint64_t n = test_scale(30000);
-	uint64_t attop = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		vmem_addr_t start, a = 0;
-		vmem_size_t size;
-		struct fitreq r;
-		small_case(&s, &start, &size, &r);
-		bool want = brute_fit(start, size, &r, &a);
-		struct fitreq t = r;
-		if (t.minaddr != VMEM_ADDR_MIN)
-			t.minaddr += shift;
-		if (t.maxaddr != VMEM_ADDR_MAX)
-			t.maxaddr += shift;
-		attop += (start + size == SMALL_SPACE);
-		check_one(start + shift, size, &t, want, a + shift, "shifted to 2^64");
-	}
+	uint64_t n = test_scale(30000), nfit, attop;
+	small_cases(test_seed(0x70b), n, shift, "shifted to 2^64", &nfit, &attop);
 	assert_true(attop > n / 8);
 }
 
 /* Hand-picked edges. */
-static void test_edges(void **state)
+TEST(test_edges)
 {
-	(void)state;
 	const vmem_addr_t top = VMEM_ADDR_MAX;
 	struct fitreq r = {.size = 1, .align = 1, .phase = 0, .nocross = 0,
 			   .minaddr = VMEM_ADDR_MIN, .maxaddr = VMEM_ADDR_MAX};
@@ -291,9 +286,8 @@ static void test_edges(void **state)
 
 /* Random requests anywhere in the 64-bit space, alignments up to 2^63,
  * against the 128-bit reference. */
-static void test_big_random(void **state)
+TEST(test_big_random)
 {
-	(void)state;
 	uint64_t s = test_seed(0xb16);
 	uint64_t n = test_scale(200000);
 	uint64_t nfit = 0;

@@ -36,9 +36,8 @@ static void del(vmem_t *vm, int k)
 	tags[k] = BT_NIL;
 }
 
-static void test_hash_grow_shrink(void **state)
+TEST(test_hash_grow_shrink)
 {
-	(void)state;
 	uint64_t seed = test_seed(7);
 	vmem_t *vm = vmem_create("hash", 0, 0, 4096, 0, 0);
 	pthread_mutex_lock(&vm->arena.lock);
@@ -67,14 +66,12 @@ static void test_hash_grow_shrink(void **state)
 	assert_int_equal(vm->arena.nalloc, 0);
 	assert_int_equal(vm->arena.hash_bytes, min_bytes);
 	pthread_mutex_unlock(&vm->arena.lock);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* A growth that cannot map its new table keeps the old one and loses nothing. */
-static void test_hash_resize_fails(void **state)
+TEST(test_hash_resize_fails)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("hashfail", 0, 1 << 20, 1, 0, 0);
 	size_t bytes = vm->arena.hash_bytes;
 	uint64_t nb = vm->arena.hash_mask + 1;
@@ -93,8 +90,7 @@ static void test_hash_resize_fails(void **state)
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0); /* now it grows */
 	assert_true(vm->arena.hash_bytes > bytes);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 int main(void)

@@ -9,9 +9,8 @@
 #include "helpers.h"
 #include "vmem_impl.h"
 
-static void test_tagslab_grow_keeps_tags(void **state)
+TEST(test_tagslab_grow_keeps_tags)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("slab", 0, 0, 1, 0, 0);
 	pthread_mutex_lock(&vm->arena.lock);
 	uint32_t cap0 = vm->arena.bt_cap, n = cap0 * 5;
@@ -32,13 +31,11 @@ static void test_tagslab_grow_keeps_tags(void **state)
 		tagslab_put(&vm->arena, got[i]);
 	assert_int_equal(vm->arena.bt_nunused, vm->arena.bt_cap - BT_FIRST);
 	pthread_mutex_unlock(&vm->arena.lock);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
-static void test_tagslab_reserve_fails(void **state)
+TEST(test_tagslab_reserve_fails)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("slabfail", 0, 0, 1, 0, 0);
 	pthread_mutex_lock(&vm->arena.lock);
 	uint32_t cap = vm->arena.bt_cap, unused = vm->arena.bt_nunused;
@@ -50,15 +47,13 @@ static void test_tagslab_reserve_fails(void **state)
 	assert_int_equal(tagslab_reserve(&vm->arena, unused + 1), 0);
 	assert_true(vm->arena.bt_cap > cap);
 	pthread_mutex_unlock(&vm->arena.lock);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* Exhaust the tag reserve, then make every mapping fail: an operation that
  * needs one or two new tags must fail whole, never half a split. */
-static void test_no_half_split(void **state)
+TEST(test_no_half_split)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("split", 0x1000, 1 << 20, 16, 0, 0);
 	vmem_addr_t a;
 	/* use up every spare tag */
@@ -93,9 +88,8 @@ static void test_no_half_split(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_mapped_bytes_return(void **state)
+TEST(test_mapped_bytes_return)
 {
-	(void)state;
 	size_t base = os_mapped_bytes();
 	for (int round = 0; round < 200; round++) {
 		vmem_t *vm = vmem_create("cycle", 0, 1 << 24, 1, 0, 0);
