@@ -75,7 +75,9 @@ int stats_read(vmem_t *vm, vmem_stats_t *st)
 
 const char *invariant_name(int inv, char *buf, size_t len)
 {
-	if (inv > 100)
+	if (inv == 0)
+		snprintf(buf, len, "none");
+	else if (inv > 100)
 		snprintf(buf, len, "Q%d", inv - 100);
 	else
 		snprintf(buf, len, "I%d", inv);
@@ -194,23 +196,11 @@ vmem_size_t qcache_max_clamped(vmem_size_t q, vmem_size_t qmax)
 
 void model_reset(struct model *m, const char *name, vmem_t *vm, vmem_size_t q)
 {
-	struct model_span *sp = m->sp;
-	struct model_alloc *al = m->al;
-	size_t capsp = m->capsp, capal = m->capal;
-	struct seglist expect = m->expect, runs = m->runs, walk = m->walk;
-	memset(m, 0, sizeof(*m));
-	m->sp = sp;
-	m->capsp = capsp;
-	m->al = al;
-	m->capal = capal;
-	m->expect = expect;
-	m->runs = runs;
-	m->walk = walk;
+	const struct model old = *m; /* its buffers stay, emptied */
+	*m = (struct model){.name = name, .vm = vm, .q = q, .recent_cap = MODEL_RECENT,
+			    .sp = old.sp, .capsp = old.capsp, .al = old.al, .capal = old.capal,
+			    .expect = old.expect, .runs = old.runs, .walk = old.walk};
 	m->expect.n = m->runs.n = m->walk.n = 0;
-	m->name = name;
-	m->vm = vm;
-	m->q = q;
-	m->recent_cap = MODEL_RECENT;
 }
 
 void model_fini(struct model *m)

@@ -72,7 +72,8 @@ int stats_read(vmem_t *vm, vmem_stats_t *st);
  * which one broke, named as the Theory Statements name it (I1..I12 for
  * the arena, Q1.. for the caches). */
 bool arena_check(vmem_t *vm, char *msg, size_t len);
-/* The name of invariant number inv as vmem_check returns it: "I3", "Q2". */
+/* The name of invariant number inv as vmem_check returns it: "I3", "Q2"
+ * ("none" for 0). */
 const char *invariant_name(int inv, char *buf, size_t len);
 
 /* ---- the fit oracle --------------------------------------------------------- */
