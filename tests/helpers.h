@@ -231,7 +231,8 @@ struct load {
 	vmem_size_t small, big, xsize; /* vmem_xalloc takes 1..xsize quanta */
 	unsigned int align_log;   /* two in three get an alignment of 2^(0..align_log-1) */
 	bool nocross_fits;        /* a nocross block leaves room for the size at the phase */
-	vmem_size_t window, span; /* a quarter get [lo, lo + window + rand % span] */
+	vmem_size_t window, span; /* with a shadow, a quarter get [lo, lo + window +
+				   * rand % span], lo in its range */
 	bool check_contains;      /* now and then, vmem_contains of a new allocation */
 	/* the arenas */
 	vmem_t *arena[LOAD_ARENAS];
