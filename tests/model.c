@@ -30,15 +30,12 @@ const char *policy_name(int flags)
 
 /* ---- the arena as it shows itself -------------------------------------------- */
 
-void seglist_push(struct seglist *l, vmem_addr_t addr, vmem_size_t size, int type)
+void seglist_grow(struct seglist *l)
 {
-	if (l->n == l->cap) {
-		l->cap = l->cap ? 2 * l->cap : 256;
-		l->v = realloc(l->v, l->cap * sizeof(*l->v));
-		if (l->v == NULL)
-			abort();
-	}
-	l->v[l->n++] = (struct seg){addr, size, type};
+	l->cap = l->cap ? 2 * l->cap : 256;
+	l->v = realloc(l->v, l->cap * sizeof(*l->v));
+	if (l->v == NULL)
+		abort();
 }
 
 static void seglist_cb(void *arg, vmem_addr_t addr, vmem_size_t size, int type)
@@ -373,16 +370,21 @@ static const char *type_name(int t)
 	return t == VMEM_ALLOC ? "alloc" : t == VMEM_FREE ? "free" : t == VMEM_SPAN ? "span" : "?";
 }
 
+/* Into m->walk, every segment of a known type. */
+static void model_walk_cb(void *arg, vmem_addr_t addr, vmem_size_t size, int type)
+{
+	struct model *m = arg;
+	if (type != VMEM_ALLOC && type != VMEM_FREE && type != VMEM_SPAN)
+		MODEL_FAIL(m, "%s: vmem_walk gave type %d", m->name, type);
+	seglist_push(&m->walk, addr, size, type);
+}
+
 void model_read_walk(struct model *m)
 {
-	int e = seglist_walk(m->vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, &m->walk);
+	m->walk.n = 0;
+	int e = vmem_walk(m->vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, model_walk_cb, m);
 	if (e != 0)
 		MODEL_FAIL(m, "%s: vmem_walk returned %d", m->name, e);
-	for (size_t i = 0; i < m->walk.n; i++) {
-		int t = m->walk.v[i].type;
-		if (t != VMEM_ALLOC && t != VMEM_FREE && t != VMEM_SPAN)
-			MODEL_FAIL(m, "%s: vmem_walk gave type %d", m->name, t);
-	}
 }
 
 bool model_walk_exact(const struct model *m, const struct seglist *w, char *why, size_t len)

@@ -57,7 +57,13 @@ struct seglist {
 	size_t n, cap;
 };
 
-void seglist_push(struct seglist *l, vmem_addr_t addr, vmem_size_t size, int type);
+void seglist_grow(struct seglist *l);
+static inline void seglist_push(struct seglist *l, vmem_addr_t addr, vmem_size_t size, int type)
+{
+	if (l->n == l->cap)
+		seglist_grow(l);
+	l->v[l->n++] = (struct seg){addr, size, type};
+}
 /* The arena's vmem_walk(mask) into l, replacing what l held; vmem_walk's
  * return value. */
 int seglist_walk(vmem_t *vm, int mask, struct seglist *l);
