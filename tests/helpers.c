@@ -226,13 +226,6 @@ void expect_unchanged_at(vmem_t *vm, struct snapshot *before, uint64_t extra_fai
 		fail_msg("%s:%d: after %s: %s", file, line, what, why);
 }
 
-void model_failure_cmocka(const struct model *m, const char *msg)
-{
-	if (m != NULL)
-		model_print(m, stderr);
-	fail_msg("%s", msg);
-}
-
 /* ---- randomness and size of a run ------------------------------------------ */
 
 uint64_t rand_next(uint64_t *state)
@@ -344,8 +337,10 @@ void report_check(void)
 	fail_msg("%s", msg);
 }
 
-void report_unless_meets(vmem_addr_t a, vmem_size_t size, vmem_size_t align, vmem_size_t phase,
-			 vmem_size_t nocross, vmem_addr_t lo, vmem_addr_t hi)
+/* a, the result of vmem_xalloc(size, align, phase, nocross, lo, hi), must
+ * meet the request (align 0: none); else report(). */
+static void report_unless_meets(vmem_addr_t a, vmem_size_t size, vmem_size_t align,
+				vmem_size_t phase, vmem_size_t nocross, vmem_addr_t lo, vmem_addr_t hi)
 {
 	struct fitq r = {size, align ? align : 1, phase, nocross, lo, hi};
 	if (!fitq_holds(&r, a))

@@ -118,9 +118,6 @@ void expect_unchanged_at(vmem_t *vm, struct snapshot *before, uint64_t extra_fai
 				    __LINE__);                                                     \
 	} while (0)
 
-/* Model failures as cmocka failures, with the model printed first. */
-void model_failure_cmocka(const struct model *m, const char *msg);
-
 /* ---- randomness and size of a run ------------------------------------------ */
 
 /* splitmix64: small, seedable, so that a failure replays. */
@@ -172,11 +169,6 @@ void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool reported(void);
 void report_reset(void);
 void report_check(void);
-
-/* a, the result of vmem_xalloc(size, align, phase, nocross, lo, hi), must
- * meet the request (align 0: none); else report(). */
-void report_unless_meets(vmem_addr_t a, vmem_size_t size, vmem_size_t align, vmem_size_t phase,
-			 vmem_size_t nocross, vmem_addr_t lo, vmem_addr_t hi);
 
 /* One byte per unit of [0, units): a unit handed out twice, at the same
  * moment, is caught when it happens (set with an atomic exchange), and so
