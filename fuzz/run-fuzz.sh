@@ -36,7 +36,7 @@ if [ ! -x "$bindir/fuzz_arena" ] || [ ! -x "$bindir/fuzz_import" ]; then
 		echo "run-fuzz: no clang, and $builddir has no fuzz targets" >&2
 		exit 2
 	fi
-	flags=(-O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Ilib -pthread
+	flags=(-O1 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Ilib -Itests -pthread
 	       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	       '-DVMEM_VERSION_STRING="1.0.0"')
 	# one translation unit, as lib/meson.build builds it
@@ -44,8 +44,8 @@ if [ ! -x "$bindir/fuzz_arena" ] || [ ! -x "$bindir/fuzz_import" ]; then
 	for i in "${!targets[@]}"; do
 		t=${targets[$i]}
 		echo "== compiling fuzz_$t with $cc"
-		"$cc" "${flags[@]}" -DFUZZ_MODE="$i" fuzz/vmem_fuzz.c "$bindir/vmem_unity.c" \
-			-o "$bindir/fuzz_$t" || exit 2
+		"$cc" "${flags[@]}" -DFUZZ_MODE="$i" fuzz/vmem_fuzz.c tests/model.c \
+			"$bindir/vmem_unity.c" -o "$bindir/fuzz_$t" || exit 2
 	done
 fi
 
@@ -76,7 +76,7 @@ for i in "${!targets[@]}"; do
 		crashes=$((crashes + (found > 0 ? found : 1)))
 		status=1
 		echo "== fuzz_$t FAILED (exit $rc); the report:"
-		grep -m1 -A12 -E '^vmem_fuzz.c:|ERROR: (AddressSanitizer|UndefinedBehavior|libFuzzer)|runtime error' \
+		grep -m1 -A12 -E '^(vmem_fuzz|model).c:|ERROR: (AddressSanitizer|UndefinedBehavior|libFuzzer)|runtime error' \
 			"$out/$t.log"
 		find "$out/$t" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
 			-o -name 'oom-*' \) -printf '   reproduce: %p\n'

@@ -1,190 +1,42 @@
 /*
  * test_api.c - every public function and every error the contract names.
  *
- * The pattern throughout: take a snapshot of an arena (vmem_get_stats plus
- * a vmem_walk of every segment), make a call that must fail, take another
- * snapshot and require the two to be identical (for ENOMEM: identical but
- * for the fails counter).  CHECK_ARENA runs the invariant checker after
- * every step.
+ * The pattern throughout (EXPECT_FAIL, helpers.h): take a snapshot of an
+ * arena (vmem_get_stats plus a vmem_walk of every segment), make a call
+ * that must fail, take another snapshot and require the two to be
+ * identical (for ENOMEM: identical but for the fails counter).
+ * CHECK_ARENA runs the invariant checker after every step.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
 #define PG 4096u
-
-/* ---- snapshots ---------------------------------------------------------- */
-
-#define MAXSEG 512
-
-struct seg {
-	vmem_addr_t addr;
-	vmem_size_t size;
-	int type;
-};
-
-struct snap {
-	vmem_stats_t st;
-	size_t n;
-	int overflow;
-	struct seg segs[MAXSEG];
-};
-
-static void snap_cb(void *arg, vmem_addr_t addr, vmem_size_t size, int type)
-{
-	struct snap *s = arg;
-	if (s->n == MAXSEG) {
-		s->overflow = 1;
-		return;
-	}
-	s->segs[s->n].addr = addr;
-	s->segs[s->n].size = size;
-	s->segs[s->n].type = type;
-	s->n++;
-}
-
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-static struct snap *snap_take(vmem_t *vm)
-{
-	struct snap *s = calloc(1, sizeof(*s));
-	assert_non_null(s);
-	get_stats(vm, &s->st);
-	assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, snap_cb, s), 0);
-	assert_false(s->overflow);
-	return s;
-}
-
-#define STATS_FIELDS(X)                                                                            \
-	X(size)                                                                                    \
-	X(reserved)                                                                                \
-	X(span_total)                                                                              \
-	X(alloc_total)                                                                             \
-	X(free_total)                                                                              \
-	X(cached_total)                                                                            \
-	X(import_total)                                                                            \
-	X(nspans)                                                                                  \
-	X(nalloc)                                                                                  \
-	X(nfree)                                                                                   \
-	X(allocs)                                                                                  \
-	X(frees)                                                                                   \
-	X(fails)                                                                                   \
-	X(imports)                                                                                 \
-	X(releases)                                                                                \
-	X(waits)                                                                                   \
-	X(tag_bytes)                                                                               \
-	X(qcache_hits)                                                                             \
-	X(qcache_misses)                                                                           \
-	X(hash_bytes)                                                                              \
-	X(arena_bytes)
-
-static void stats_same_at(const vmem_stats_t *a, const vmem_stats_t *b, const char *what,
-			  int line)
-{
-#define CMP(f)                                                                                     \
-	if (a->f != b->f)                                                                          \
-		fail_msg("line %d (%s): stats." #f " changed: %llu -> %llu", line, what,           \
-			 (unsigned long long)a->f, (unsigned long long)b->f);
-	STATS_FIELDS(CMP)
-#undef CMP
-}
-
-/* before and after must be identical; extra_fails: how much fails may grow */
-static void snap_same_at(const struct snap *a, const struct snap *b, uint64_t extra_fails,
-			 const char *what, int line)
-{
-	vmem_stats_t sa = a->st;
-	sa.fails += extra_fails;
-	stats_same_at(&sa, &b->st, what, line);
-	if (a->n != b->n)
-		fail_msg("line %d (%s): walk had %zu segments, now %zu", line, what, a->n, b->n);
-	for (size_t i = 0; i < a->n; i++) {
-		const struct seg *x = &a->segs[i], *y = &b->segs[i];
-		if (x->addr != y->addr || x->size != y->size || x->type != y->type)
-			fail_msg("line %d (%s): segment %zu was [%#llx,+%#llx) type %d, now "
-				 "[%#llx,+%#llx) type %d",
-				 line, what, i, (unsigned long long)x->addr,
-				 (unsigned long long)x->size, x->type, (unsigned long long)y->addr,
-				 (unsigned long long)y->size, y->type);
-	}
-}
-
-/* Run a call that must fail with err; the arena must not change (apart
- * from fails += 1 for ENOMEM). */
-#define EXPECT_FAIL(vm, err, call)                                                                 \
-	do {                                                                                       \
-		struct snap *b_ = snap_take(vm);                                                   \
-		int rc_ = (call);                                                                  \
-		if (rc_ != (err))                                                                  \
-			fail_msg("line %d: %s returned %d, expected %d", __LINE__, #call, rc_,     \
-				 (err));                                                           \
-		struct snap *a_ = snap_take(vm);                                                   \
-		snap_same_at(b_, a_, (err) == ENOMEM ? 1 : 0, #call, __LINE__);                    \
-		free(b_);                                                                          \
-		free(a_);                                                                          \
-		CHECK_ARENA(vm);                                                                   \
-	} while (0)
-
-struct firstfree {
-	vmem_addr_t addr;
-	int found;
-};
-
-static void firstfree_cb(void *arg, vmem_addr_t addr, vmem_size_t size, int type)
-{
-	struct firstfree *f = arg;
-	(void)size;
-	if (type == VMEM_FREE && !f->found) {
-		f->addr = addr;
-		f->found = 1;
-	}
-}
 
 /* The start of some free segment: an address never handed out. */
 static vmem_addr_t free_addr(vmem_t *vm)
 {
-	struct firstfree f = { 0, 0 };
-	assert_int_equal(vmem_walk(vm, VMEM_FREE, firstfree_cb, &f), 0);
-	assert_true(f.found);
+	struct seg f;
+	assert_true(walk_first(vm, VMEM_FREE, &f));
 	return f.addr;
-}
-
-static vmem_t *mk(const char *name, vmem_addr_t base, vmem_size_t size, vmem_size_t q,
-		  vmem_size_t qmax, int flags)
-{
-	vmem_t *vm = vmem_create(name, base, size, q, qmax, flags);
-	if (vm == NULL)
-		fail_msg("vmem_create(%s) failed: errno %d", name ? name : "(null)", errno);
-	CHECK_ARENA(vm);
-	return vm;
 }
 
 static uint64_t qc_count(vmem_t *vm)
 {
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	return st.qcache_hits + st.qcache_misses;
 }
 
 static void stats_consistent(vmem_t *vm)
 {
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.span_total, st.alloc_total + st.free_total);
 	assert_true(st.cached_total <= st.alloc_total);
 	assert_true(st.import_total <= st.span_total);
@@ -195,9 +47,8 @@ static void stats_consistent(vmem_t *vm)
 
 /* ---- version, create, names --------------------------------------------- */
 
-static void test_version(void **state)
+TEST(test_version)
 {
-	(void)state;
 	char buf[64];
 	snprintf(buf, sizeof(buf), "%d.%d.%d", VMEM_VERSION_MAJOR, VMEM_VERSION_MINOR,
 		 VMEM_VERSION_PATCH);
@@ -221,9 +72,8 @@ static void expect_create_einval(const char *what, vmem_addr_t base, vmem_size_t
 		fail_msg("vmem_create (%s): errno %d, expected EINVAL", what, errno);
 }
 
-static void test_create_errors(void **state)
+TEST(test_create_errors)
 {
-	(void)state;
 	expect_create_einval("quantum 0", 0, 4096, 0, 0, 0);
 	expect_create_einval("quantum 3", 0, 4096, 3, 0, 0);
 	expect_create_einval("quantum 6", 0, 4096, 6, 0, 0);
@@ -246,48 +96,45 @@ static void test_create_errors(void **state)
 
 	/* the accepted corners */
 	vmem_t *vm;
-	vm = mk("end at 2^64", VMEM_ADDR_MAX - PG + 1, PG, PG, 0, 0);
+	vm = arena_new("end at 2^64", VMEM_ADDR_MAX - PG + 1, PG, PG, 0, 0);
 	assert_int_equal(vmem_size(vm, VMEM_FREE), PG);
 	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX - PG + 1, PG), 1);
 	vmem_destroy(vm);
-	vm = mk("last unit", VMEM_ADDR_MAX, 1, 1, 0, 0);
+	vm = arena_new("last unit", VMEM_ADDR_MAX, 1, 1, 0, 0);
 	vmem_addr_t a = 0;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	assert_true(a == VMEM_ADDR_MAX);
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_free(vm, a, 1), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
-	vm = mk("up to 2^64 from 1", 1, VMEM_ADDR_MAX, 1, 0, 0);
+	CHECK_AND_DESTROY(vm);
+	vm = arena_new("up to 2^64 from 1", 1, VMEM_ADDR_MAX, 1, 0, 0);
 	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX, 1), 1);
 	assert_int_equal(vmem_contains(vm, 0, 1), 0);
 	vmem_destroy(vm);
-	vm = mk("everything but the last", 0, VMEM_ADDR_MAX, 1, 0, 0);
+	vm = arena_new("everything but the last", 0, VMEM_ADDR_MAX, 1, 0, 0);
 	assert_true(vmem_size(vm, VMEM_FREE) == VMEM_ADDR_MAX);
 	vmem_destroy(vm);
-	vm = mk("empty", 0, 0, 1, 0, 0);
+	vm = arena_new("empty", 0, 0, 1, 0, 0);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC | VMEM_FREE), 0);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), ENOMEM);
 	vmem_destroy(vm);
-	vm = mk("empty, odd base", 12345, 0, 1, 0, 0);
+	vm = arena_new("empty, odd base", 12345, 0, 1, 0, 0);
 	vmem_destroy(vm);
-	vm = mk("huge quantum", 1ull << 63, 1ull << 63, 1ull << 63, 0, 0);
+	vm = arena_new("huge quantum", 1ull << 63, 1ull << 63, 1ull << 63, 0, 0);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	assert_true(a == 1ull << 63);
-	CHECK_ARENA(vm);
+	CHECK_AND_DESTROY(vm);
+	vm = arena_new("sleep flag", 0, PG, PG, 0, VM_SLEEP);
 	vmem_destroy(vm);
-	vm = mk("sleep flag", 0, PG, PG, 0, VM_SLEEP);
+	vm = arena_new("nosleep flag", 0, PG, PG, 0, VM_NOSLEEP);
 	vmem_destroy(vm);
-	vm = mk("nosleep flag", 0, PG, PG, 0, VM_NOSLEEP);
-	vmem_destroy(vm);
-	vm = mk("debug flag", 0, PG, PG, 0, VMC_DEBUG | VM_NOSLEEP);
+	vm = arena_new("debug flag", 0, PG, PG, 0, VMC_DEBUG | VM_NOSLEEP);
 	vmem_destroy(vm);
 }
 
-static void test_names(void **state)
+TEST(test_names)
 {
-	(void)state;
-	vmem_t *vm = mk(NULL, 0, PG, PG, 0, 0);
+	vmem_t *vm = arena_new(NULL, 0, PG, PG, 0, 0);
 	assert_non_null(vmem_name(vm));
 	assert_string_equal(vmem_name(vm), "");
 	vmem_destroy(vm);
@@ -295,7 +142,7 @@ static void test_names(void **state)
 	char buf[200];
 	memset(buf, 'n', sizeof(buf));
 	buf[sizeof(buf) - 1] = '\0';
-	vm = mk(buf, 0, PG, PG, 0, 0);
+	vm = arena_new(buf, 0, PG, PG, 0, 0);
 	assert_int_equal(strlen(vmem_name(vm)), VMEM_NAMELEN - 1);
 	assert_memory_equal(vmem_name(vm), buf, VMEM_NAMELEN - 1);
 	vmem_destroy(vm);
@@ -304,7 +151,7 @@ static void test_names(void **state)
 		memset(buf, 0, sizeof(buf));
 		for (size_t i = 0; i < len; i++)
 			buf[i] = (char)('a' + i % 26);
-		vm = mk(buf, 0, PG, PG, 0, 0);
+		vm = arena_new(buf, 0, PG, PG, 0, 0);
 		size_t want = len < VMEM_NAMELEN - 1 ? len : VMEM_NAMELEN - 1;
 		assert_int_equal(strlen(vmem_name(vm)), want);
 		assert_memory_equal(vmem_name(vm), buf, want);
@@ -315,33 +162,28 @@ static void test_names(void **state)
 		vmem_destroy(vm);
 	}
 
-	vm = mk("short", 0, PG, PG, 0, 0);
+	vm = arena_new("short", 0, PG, PG, 0, 0);
 	assert_string_equal(vmem_name(vm), "short");
 	vmem_destroy(vm);
 }
 
-static void test_destroy_null(void **state)
+TEST(test_destroy_null)
 {
-	(void)state;
 	vmem_destroy(NULL);
 	/* destroy returns every page the arena mapped */
-	vmem_t *vm = mk("warm", 0, 1 << 20, 16, 64, 0);
+	vmem_t *vm = arena_new("warm", 0, 1 << 20, 16, 64, 0);
 	vmem_destroy(vm);
 	size_t before = os_mapped_bytes();
-	vm = mk("pages", 0, 1 << 20, 16, 64, 0);
+	vm = arena_new("pages", 0, 1 << 20, 16, 64, 0);
 	vmem_addr_t a[300];
-	for (int i = 0; i < 300; i++)
-		assert_int_equal(vmem_alloc(vm, (vmem_size_t)(16 * (1 + i % 20)), VM_NOSLEEP, &a[i]), 0);
-	for (int i = 0; i < 300; i += 2)
-		assert_int_equal(vmem_free(vm, a[i], (vmem_size_t)(16 * (1 + i % 20))), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	alloc_each(vm, a, 300, 16, 20, VM_NOSLEEP);
+	free_each(vm, a, 300, 16, 20, 0, 2);
+	CHECK_AND_DESTROY(vm);
 	assert_int_equal(os_mapped_bytes(), before);
 }
 
-static void test_qcache_max(void **state)
+TEST(test_qcache_max)
 {
-	(void)state;
 	vmem_addr_t a;
 	struct {
 		vmem_size_t qmax, cached, uncached;
@@ -355,7 +197,7 @@ static void test_qcache_max(void **state)
 		{ VMEM_ADDR_MAX - 3, 16 * VMEM_QCACHE_MAX, 16 * VMEM_QCACHE_MAX + 16 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		vmem_t *vm = mk("qc", 0x10000, 1 << 20, 16, cases[i].qmax, 0);
+		vmem_t *vm = arena_new("qc", 0x10000, 1 << 20, 16, cases[i].qmax, 0);
 		uint64_t n0 = qc_count(vm);
 		assert_int_equal(vmem_alloc(vm, cases[i].cached, VM_NOSLEEP, &a), 0);
 		if (qc_count(vm) != n0 + 1)
@@ -376,7 +218,7 @@ static void test_qcache_max(void **state)
 		vmem_destroy(vm);
 	}
 	/* 0 turns caching off */
-	vmem_t *vm = mk("qc0", 0x10000, 1 << 20, 16, 0, 0);
+	vmem_t *vm = arena_new("qc0", 0x10000, 1 << 20, 16, 0, 0);
 	assert_int_equal(vmem_alloc(vm, 16, VM_NOSLEEP, &a), 0);
 	assert_int_equal(qc_count(vm), 0);
 	assert_int_equal(vmem_free(vm, a, 16), 0);
@@ -389,20 +231,17 @@ static void test_qcache_max(void **state)
  * quantum caches holding something. */
 static vmem_t *busy_arena(int flags, vmem_addr_t *keep)
 {
-	vmem_t *vm = mk("busy", 0x100000, 0x100000, 16, 64, flags);
+	vmem_t *vm = arena_new("busy", 0x100000, 0x100000, 16, 64, flags);
 	vmem_addr_t a[40];
-	for (int i = 0; i < 40; i++)
-		assert_int_equal(vmem_alloc(vm, (vmem_size_t)(16 * (1 + i % 10)), VM_NOSLEEP, &a[i]), 0);
-	for (int i = 0; i < 40; i += 3)
-		assert_int_equal(vmem_free(vm, a[i], (vmem_size_t)(16 * (1 + i % 10))), 0);
+	alloc_each(vm, a, 40, 16, 10, VM_NOSLEEP);
+	free_each(vm, a, 40, 16, 10, 0, 3);
 	assert_int_equal(vmem_xalloc(vm, 256, 256, 32, 0, 0, VMEM_ADDR_MAX, VM_BESTFIT, keep), 0);
 	CHECK_ARENA(vm);
 	return vm;
 }
 
-static void test_alloc_errors(void **state)
+TEST(test_alloc_errors)
 {
-	(void)state;
 	vmem_addr_t x, a = 0;
 	vmem_t *vm = busy_arena(0, &x);
 	vmem_addr_t *addrp = &a;
@@ -477,15 +316,13 @@ static void test_alloc_errors(void **state)
 	assert_int_equal(vmem_xfree(vm, a, 20), 0);
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_xfree(vm, x, 256), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
-static void test_enomem(void **state)
+TEST(test_enomem)
 {
-	(void)state;
 	vmem_addr_t a = 0, p[4];
-	vmem_t *vm = mk("full", 0x10000, 4 * PG, PG, 0, 0);
+	vmem_t *vm = arena_new("full", 0x10000, 4 * PG, PG, 0, 0);
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(vmem_alloc(vm, PG, VM_FIRSTFIT, &p[i]), 0);
 		assert_int_equal(p[i], 0x10000 + i * PG);
@@ -513,31 +350,31 @@ static void test_enomem(void **state)
 	/* the two free pages are usable */
 	assert_int_equal(vmem_alloc(vm, 2 * PG, VM_NOSLEEP, &a), 0);
 	assert_true(a == p[1] && p[2] == p[1] + PG);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 
 	/* ENOMEM with quantum caches present, for a size above them */
-	vm = mk("full qc", 0, 64 * 16, 16, 64, 0);
+	vm = arena_new("full qc", 0, 64 * 16, 16, 64, 0);
 	vmem_addr_t s[64];
-	for (int i = 0; i < 64; i++)
-		assert_int_equal(vmem_alloc(vm, 16, VM_NOSLEEP, &s[i]), 0);
-	for (int i = 0; i < 64; i += 2)
-		assert_int_equal(vmem_free(vm, s[i], 16), 0);
+	alloc_each(vm, s, 64, 16, 1, VM_NOSLEEP);
+	free_each(vm, s, 64, 16, 1, 0, 2);
 	EXPECT_FAIL(vm, ENOMEM, vmem_alloc(vm, 160, VM_NOSLEEP, &a));
-	for (int i = 1; i < 64; i += 2)
-		assert_int_equal(vmem_free(vm, s[i], 16), 0);
-	vmem_reap(vm);
+	free_each(vm, s, 64, 16, 1, 1, 2);
+	expect_empty(vm);
 	stats_consistent(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	assert_int_equal(st.alloc_total, 0);
 	vmem_destroy(vm);
 }
 
-static void test_bad_free(void **state)
+/* vmem_free of [a, +s) works, once: a second is refused and changes nothing. */
+static void free_once(vmem_t *vm, vmem_addr_t a, vmem_size_t s)
 {
-	(void)state;
-	vmem_t *vm = mk("frees", 0x100000, 0x10000, 16, 64, 0);
+	assert_int_equal(vmem_free(vm, a, s), 0);
+	CHECK_ARENA(vm);
+	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, a, s));
+}
+
+TEST(test_bad_free)
+{
+	vmem_t *vm = arena_new("frees", 0x100000, 0x10000, 16, 64, 0);
 	vmem_addr_t a, b, c, x;
 	assert_int_equal(vmem_alloc(vm, 256, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_alloc(vm, 256, VM_NOSLEEP, &b), 0);
@@ -576,14 +413,10 @@ static void test_bad_free(void **state)
 	CHECK_ARENA(vm);
 	EXPECT_FAIL(vm, EINVAL, vmem_xfree(vm, x, 512));
 	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, x, 512));
-	assert_int_equal(vmem_free(vm, a, 256), 0);
-	assert_int_equal(vmem_free(vm, c, 1024), 0);
-	CHECK_ARENA(vm);
-	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, a, 256));
-	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, c, 1024));
+	free_once(vm, a, 256);
+	free_once(vm, c, 1024);
 	stats_consistent(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.alloc_total, 0);
 	assert_int_equal(st.allocs, 4);
 	assert_int_equal(st.frees, 4);
@@ -591,17 +424,13 @@ static void test_bad_free(void **state)
 }
 
 /* Under VMC_DEBUG the check covers cached sizes too. */
-static void test_bad_free_debug(void **state)
+TEST(test_bad_free_debug)
 {
-	(void)state;
 	/* the debug arena may report misuse on stderr: keep it out of the log */
-	fflush(stderr);
-	int saved = dup(2);
-	FILE *tf = tmpfile();
-	assert_non_null(tf);
-	dup2(fileno(tf), 2);
+	struct redirect quiet;
+	redirect_begin(&quiet, 2);
 
-	vmem_t *vm = mk("dbg", 0x100000, 0x10000, 16, 64, VMC_DEBUG);
+	vmem_t *vm = arena_new("dbg", 0x100000, 0x10000, 16, 64, VMC_DEBUG);
 	vmem_addr_t a, b, c, x, y;
 	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &b), 0);
@@ -621,29 +450,22 @@ static void test_bad_free_debug(void **state)
 	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, x, 32));        /* xalloc'd, cached size */
 	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, y, 16));
 	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, y, 64));
-	assert_int_equal(vmem_free(vm, a, 32), 0);
-	assert_int_equal(vmem_free(vm, c, 16), 0);
 	assert_int_equal(vmem_xfree(vm, x, 32), 0);
 	assert_int_equal(vmem_free(vm, y, 512), 0);
-	CHECK_ARENA(vm);
-	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, a, 32));
-	EXPECT_FAIL(vm, EINVAL, vmem_free(vm, c, 16));
+	free_once(vm, a, 32);
+	free_once(vm, c, 16);
 	vmem_reap(vm);
 	stats_consistent(vm);
 	vmem_destroy(vm);
 
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	fclose(tf);
+	redirect_end(&quiet);
 }
 
 /* ---- spans -------------------------------------------------------------- */
 
-static void test_add(void **state)
+TEST(test_add)
 {
-	(void)state;
-	vmem_t *vm = mk("spans", 0x10000, 0x10000, PG, 0, 0);
+	vmem_t *vm = arena_new("spans", 0x10000, 0x10000, PG, 0, 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, PG, VM_NOSLEEP, &a), 0);
 
@@ -669,8 +491,7 @@ static void test_add(void **state)
 	CHECK_ARENA(vm);
 	EXPECT_FAIL(vm, EINVAL, vmem_add(vm, VMEM_ADDR_MAX - PG + 1, PG, VM_NOSLEEP));
 
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.nspans, 4);
 	assert_int_equal(st.span_total, 0x20000 + 2 * PG);
 	assert_int_equal(st.import_total, 0);
@@ -688,8 +509,7 @@ static void test_add(void **state)
 	assert_true(a == VMEM_ADDR_MAX - PG + 1);
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_xfree(vm, a, PG), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* ---- import callbacks --------------------------------------------------- */
@@ -712,18 +532,13 @@ struct imp {
 	int free_rc;
 };
 
-static int lock_is_free(vmem_t *vm)
-{
-	return vmem_seam_lock_free(vm);
-}
-
 static int imp_fn(void *arg, vmem_size_t n, int flags, vmem_addr_t *addrp)
 {
 	struct imp *c = arg;
 	c->calls++;
 	c->last_n = n;
 	c->last_flags = flags;
-	if (!lock_is_free(c->vm))
+	if (!vmem_seam_lock_free(c->vm))
 		c->lock_held++;
 	else if (c->free_size != 0) {
 		c->free_rc = vmem_free(c->vm, c->free_addr, c->free_size);
@@ -744,7 +559,7 @@ static void rel_fn(void *arg, vmem_addr_t addr, vmem_size_t n)
 {
 	struct imp *c = arg;
 	c->rcalls++;
-	if (!lock_is_free(c->vm))
+	if (!vmem_seam_lock_free(c->vm))
 		c->lock_held++;
 	for (int i = 0; i < c->nlive; i++) {
 		if (c->live_addr[i] == addr) {
@@ -759,11 +574,10 @@ static void rel_fn(void *arg, vmem_addr_t addr, vmem_size_t n)
 	c->bad++;
 }
 
-static void test_import(void **state)
+TEST(test_import)
 {
-	(void)state;
 	struct imp c = { .next = 0x1000000 };
-	vmem_t *vm = mk("imp", 0, 0, PG, 0, 0);
+	vmem_t *vm = arena_new("imp", 0, 0, PG, 0, 0);
 	c.vm = vm;
 	EXPECT_FAIL(vm, EINVAL, vmem_set_import(vm, imp_fn, rel_fn, &c, 100));
 	EXPECT_FAIL(vm, EINVAL, vmem_set_import(vm, imp_fn, rel_fn, &c, PG + PG / 2));
@@ -778,8 +592,7 @@ static void test_import(void **state)
 	assert_true(c.last_n >= 16 * PG && c.last_n % PG == 0);
 	assert_false(c.last_flags & VM_SLEEP);
 	assert_true(a >= c.live_addr[0] && a + PG <= c.live_addr[0] + c.live_size[0]);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.imports, 1);
 	assert_int_equal(st.import_total, c.last_n);
 	assert_int_equal(st.span_total, c.last_n);
@@ -806,7 +619,7 @@ static void test_import(void **state)
 	assert_int_equal(c.nlive, 0);
 	assert_int_equal(c.bad, 0);
 	assert_int_equal(c.lock_held, 0);
-	get_stats(vm, &st);
+	st = stats_of(vm);
 	assert_int_equal(st.releases, st.imports);
 	assert_int_equal(st.import_total, 0);
 	assert_int_equal(st.span_total, 0);
@@ -841,11 +654,10 @@ static void test_import(void **state)
 
 /* An import that turns out not to be needed (space came free meanwhile,
  * and the fit lies elsewhere) must not stay in the arena wholly free. */
-static void test_import_unused(void **state)
+TEST(test_import_unused)
 {
-	(void)state;
 	struct imp c = { .next = 0x1000000 };
-	vmem_t *vm = mk("unused", 0x10000, 2 * PG, PG, 0, 0);
+	vmem_t *vm = arena_new("unused", 0x10000, 2 * PG, PG, 0, 0);
 	c.vm = vm;
 	assert_int_equal(vmem_set_import(vm, imp_fn, rel_fn, &c, 0), 0);
 	vmem_addr_t x, a;
@@ -862,24 +674,21 @@ static void test_import_unused(void **state)
 	if (c.nlive != 0 || c.rcalls != 1)
 		fail_msg("the imported span was not used and is still held (%d live, %d released)",
 			 c.nlive, c.rcalls);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.import_total, 0);
 	assert_int_equal(st.imports, st.releases);
 	assert_int_equal(vmem_free(vm, a, PG), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
-static void test_set_import_busy(void **state)
+TEST(test_set_import_busy)
 {
-	(void)state;
 	struct imp c = { .next = 0x1000000 };
-	vmem_t *src = mk("src", 0x1000000, 0x1000000, PG, 0, 0);
+	vmem_t *src = arena_new("src", 0x1000000, 0x1000000, PG, 0, 0);
 	vmem_addr_t a;
 
 	/* vmem_alloc, then free: still busy */
-	vmem_t *vm = mk("busy-alloc", 0x10000, 0x10000, PG, 4 * PG, 0);
+	vmem_t *vm = arena_new("busy-alloc", 0x10000, 0x10000, PG, 4 * PG, 0);
 	c.vm = vm;
 	assert_int_equal(vmem_set_import(vm, imp_fn, rel_fn, &c, 0), 0);
 	assert_int_equal(vmem_set_import(vm, imp_fn, rel_fn, &c, 4 * PG), 0);
@@ -892,7 +701,7 @@ static void test_set_import_busy(void **state)
 	vmem_destroy(vm);
 
 	/* vmem_xalloc counts too */
-	vm = mk("busy-xalloc", 0x10000, 0x10000, PG, 0, 0);
+	vm = arena_new("busy-xalloc", 0x10000, 0x10000, PG, 0, 0);
 	assert_int_equal(vmem_xalloc(vm, PG, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a), 0);
 	assert_int_equal(vmem_xfree(vm, a, PG), 0);
 	EXPECT_FAIL(vm, EBUSY, vmem_set_source(vm, src, 0));
@@ -900,7 +709,7 @@ static void test_set_import_busy(void **state)
 	vmem_destroy(vm);
 
 	/* a source that has allocated is still a fine source */
-	vm = mk("child", 0, 0, PG, 0, 0);
+	vm = arena_new("child", 0, 0, PG, 0, 0);
 	EXPECT_FAIL(vm, EINVAL, vmem_set_source(vm, src, 100));
 	EXPECT_FAIL(vm, EINVAL, vmem_set_source(vm, src, PG / 2));
 	assert_int_equal(vmem_set_source(vm, src, 2 * PG), 0);
@@ -915,12 +724,11 @@ static void test_set_import_busy(void **state)
 	vmem_destroy(src);
 }
 
-static void test_source_loop(void **state)
+TEST(test_source_loop)
 {
-	(void)state;
-	vmem_t *a = mk("a", 0, 0x100000, PG, 0, 0);
-	vmem_t *b = mk("b", 0, 0, PG, 0, 0);
-	vmem_t *c = mk("c", 0, 0, PG, 0, 0);
+	vmem_t *a = arena_new("a", 0, 0x100000, PG, 0, 0);
+	vmem_t *b = arena_new("b", 0, 0, PG, 0, 0);
+	vmem_t *c = arena_new("c", 0, 0, PG, 0, 0);
 	EXPECT_FAIL(a, EINVAL, vmem_set_source(a, a, 0));
 	assert_int_equal(vmem_set_source(b, a, 0), 0);
 	EXPECT_FAIL(a, EINVAL, vmem_set_source(a, b, 0));
@@ -949,11 +757,10 @@ static void test_source_loop(void **state)
 	vmem_destroy(a);
 }
 
-static void test_source_and_limit(void **state)
+TEST(test_source_and_limit)
 {
-	(void)state;
-	vmem_t *p = mk("parent", 0x100000, 256 * PG, PG, 0, 0);
-	vmem_t *c = mk("child", 0, 0, PG, 0, 0);
+	vmem_t *p = arena_new("parent", 0x100000, 256 * PG, PG, 0, 0);
+	vmem_t *c = arena_new("child", 0, 0, PG, 0, 0);
 	assert_int_equal(vmem_set_source(c, p, 4 * PG), 0);
 	vmem_addr_t a[16], x;
 	vmem_stats_t st;
@@ -961,13 +768,13 @@ static void test_source_and_limit(void **state)
 	assert_int_equal(vmem_alloc(c, PG, VM_NOSLEEP, &a[0]), 0);
 	CHECK_ARENA(c);
 	CHECK_ARENA(p);
-	get_stats(c, &st);
+	st = stats_of(c);
 	assert_int_equal(st.imports, 1);
 	assert_int_equal(st.import_total, 4 * PG);
 	assert_int_equal(vmem_size(p, VMEM_ALLOC), 4 * PG);
 	assert_int_equal(vmem_free(c, a[0], PG), 0);
 	CHECK_ARENA(c);
-	get_stats(c, &st);
+	st = stats_of(c);
 	assert_int_equal(st.releases, 1);
 	assert_int_equal(st.import_total, 0);
 	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
@@ -991,29 +798,26 @@ static void test_source_and_limit(void **state)
 
 	/* the limit */
 	assert_int_equal(vmem_set_limit(c, 8 * PG), 0);
-	for (int i = 0; i < 8; i++)
-		assert_int_equal(vmem_alloc(c, PG, VM_NOSLEEP, &a[i]), 0);
+	alloc_each(c, a, 8, PG, 1, VM_NOSLEEP);
 	CHECK_ARENA(c);
-	get_stats(c, &st);
+	st = stats_of(c);
 	assert_true(st.import_total <= 8 * PG);
 	EXPECT_FAIL(c, ENOMEM, vmem_alloc(c, PG, VM_NOSLEEP, &a[8]));
-	get_stats(c, &st);
+	st = stats_of(c);
 	assert_true(st.import_total <= 8 * PG);
 	assert_int_equal(vmem_size(p, VMEM_ALLOC), st.import_total);
 	assert_int_equal(vmem_set_limit(c, 0), 0);
 	assert_int_equal(vmem_alloc(c, PG, VM_NOSLEEP, &a[8]), 0);
 	CHECK_ARENA(c);
-	for (int i = 0; i < 9; i++)
-		assert_int_equal(vmem_free(c, a[i], PG), 0);
+	free_each(c, a, 9, PG, 1, 0, 1);
 	CHECK_ARENA(c);
 	CHECK_ARENA(p);
-	get_stats(c, &st);
+	st = stats_of(c);
 	assert_int_equal(st.import_total, 0);
 	assert_int_equal(st.imports, st.releases);
 	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
 	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
+	CHECK_AND_DESTROY(p);
 }
 
 /* ---- reclaim ------------------------------------------------------------ */
@@ -1037,7 +841,7 @@ static void rc_fn(vmem_t *vm, void *arg, int flags)
 	r->calls++;
 	if (vm != r->vm)
 		r->wrong_vm++;
-	if (!lock_is_free(r->vm)) {
+	if (!vmem_seam_lock_free(r->vm)) {
 		r->lock_held++;
 		return; /* calling in would deadlock */
 	}
@@ -1047,15 +851,13 @@ static void rc_fn(vmem_t *vm, void *arg, int flags)
 		r->rc = vmem_add(r->vm, 0x100000, PG, VM_NOSLEEP);
 }
 
-static void test_reclaim(void **state)
+TEST(test_reclaim)
 {
-	(void)state;
-	vmem_t *vm = mk("reclaim", 0x10000, 4 * PG, PG, 0, 0);
+	vmem_t *vm = arena_new("reclaim", 0x10000, 4 * PG, PG, 0, 0);
 	struct rc r = { .vm = vm };
 	vmem_addr_t p[4], a;
 	assert_int_equal(vmem_set_reclaim(vm, rc_fn, &r), 0);
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(vmem_alloc(vm, PG, VM_NOSLEEP, &p[i]), 0);
+	alloc_each(vm, p, 4, PG, 1, VM_NOSLEEP);
 	assert_int_equal(r.calls, 0);
 
 	r.mode = RC_NOTHING;
@@ -1098,10 +900,9 @@ static void test_reclaim(void **state)
 
 /* ---- looking inside ----------------------------------------------------- */
 
-static void test_size(void **state)
+TEST(test_size)
 {
-	(void)state;
-	vmem_t *vm = mk("size", 0, 256 * PG, PG, 0, 0);
+	vmem_t *vm = arena_new("size", 0, 256 * PG, PG, 0, 0);
 	vmem_addr_t a, b;
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
 	assert_int_equal(vmem_size(vm, VMEM_FREE), 256 * PG);
@@ -1118,74 +919,74 @@ static void test_size(void **state)
 	assert_int_equal(vmem_free(vm, a, 3 * PG), 0);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 5 * PG);
 	stats_consistent(vm);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 
 	/* cached holdings count as allocated */
-	vm = mk("size qc", 0, 1 << 16, 1, 8, 0);
+	vm = arena_new("size qc", 0, 1 << 16, 1, 8, 0);
 	vmem_addr_t s[10];
-	for (int i = 0; i < 10; i++)
-		assert_int_equal(vmem_alloc(vm, 3, VM_NOSLEEP, &s[i]), 0);
+	alloc_each(vm, s, 10, 3, 1, VM_NOSLEEP);
 	assert_true(vmem_size(vm, VMEM_ALLOC) >= 30);
 	stats_consistent(vm);
-	for (int i = 0; i < 10; i++)
-		assert_int_equal(vmem_free(vm, s[i], 3), 0);
+	free_each(vm, s, 10, 3, 1, 0, 1);
 	stats_consistent(vm);
 	vmem_reap(vm);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
 	assert_int_equal(vmem_size(vm, VMEM_FREE), 1 << 16);
 	stats_consistent(vm);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 static vmem_t *three_spans(void)
 {
 	/* [0x1000,0x2000) and [0x2000,0x3000) adjacent, [0x8000,0x9000) apart */
-	vmem_t *vm = mk("walk", 0x1000, 0x1000, 16, 0, 0);
+	vmem_t *vm = arena_new("walk", 0x1000, 0x1000, 16, 0, 0);
 	assert_int_equal(vmem_add(vm, 0x8000, 0x1000, 0), 0);
 	assert_int_equal(vmem_add(vm, 0x2000, 0x1000, 0), 0);
 	CHECK_ARENA(vm);
 	return vm;
 }
 
-static void test_contains(void **state)
+struct contains_case {
+	vmem_addr_t a;
+	vmem_size_t s;
+	int want;
+};
+
+static void expect_contains(vmem_t *vm, const struct contains_case *c, size_t n)
 {
-	(void)state;
+	for (size_t i = 0; i < n; i++)
+		if (vmem_contains(vm, c[i].a, c[i].s) != c[i].want)
+			fail_msg("vmem_contains(%#" PRIx64 ", %#" PRIx64 ") = %d, expected %d", c[i].a,
+				 c[i].s, vmem_contains(vm, c[i].a, c[i].s), c[i].want);
+}
+
+TEST(test_contains)
+{
 	vmem_t *vm = three_spans();
-	assert_int_equal(vmem_contains(vm, 0x1000, 0x1000), 1);
-	assert_int_equal(vmem_contains(vm, 0x1000, 1), 1);
-	assert_int_equal(vmem_contains(vm, 0x1fff, 1), 1);
-	assert_int_equal(vmem_contains(vm, 0x2000, 0x1000), 1);
-	assert_int_equal(vmem_contains(vm, 0x8800, 0x800), 1);
-	assert_int_equal(vmem_contains(vm, 0x1000, 0), 0);
-	assert_int_equal(vmem_contains(vm, 0x1800, 0), 0);
-	assert_int_equal(vmem_contains(vm, 0x1800, 0x1000), 0); /* straddles */
-	assert_int_equal(vmem_contains(vm, 0x1fff, 2), 0);
-	assert_int_equal(vmem_contains(vm, 0x1000, 0x2000), 0);
-	assert_int_equal(vmem_contains(vm, 0xfff, 2), 0);
-	assert_int_equal(vmem_contains(vm, 0x2fff, 2), 0);
-	assert_int_equal(vmem_contains(vm, 0x3000, 1), 0);
-	assert_int_equal(vmem_contains(vm, 0x8800, 0x801), 0);
-	assert_int_equal(vmem_contains(vm, 0, 1), 0);
-	assert_int_equal(vmem_contains(vm, 0x1000, VMEM_ADDR_MAX), 0);
-	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX, 2), 0);
+	static const struct contains_case inside[] = {
+		{0x1000, 0x1000, 1}, {0x1000, 1, 1}, {0x1fff, 1, 1}, {0x2000, 0x1000, 1},
+		{0x8800, 0x800, 1},
+		/* empty, straddling two spans, in no span, wrapping */
+		{0x1000, 0, 0}, {0x1800, 0, 0}, {0x1800, 0x1000, 0}, {0x1fff, 2, 0},
+		{0x1000, 0x2000, 0}, {0xfff, 2, 0}, {0x2fff, 2, 0}, {0x3000, 1, 0},
+		{0x8800, 0x801, 0}, {0, 1, 0}, {0x1000, VMEM_ADDR_MAX, 0}, {VMEM_ADDR_MAX, 2, 0},
+	};
+	expect_contains(vm, inside, sizeof(inside) / sizeof(inside[0]));
 	assert_int_equal(vmem_add(vm, VMEM_ADDR_MAX - 0xfff, 0x1000, 0), 0);
-	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX - 0xfff, 0x1000), 1);
-	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX, 1), 1);
-	assert_int_equal(vmem_contains(vm, VMEM_ADDR_MAX, 2), 0);
+	static const struct contains_case top[] = {
+		{VMEM_ADDR_MAX - 0xfff, 0x1000, 1}, {VMEM_ADDR_MAX, 1, 1}, {VMEM_ADDR_MAX, 2, 0},
+	};
+	expect_contains(vm, top, sizeof(top) / sizeof(top[0]));
 	/* allocated or free makes no difference */
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 0x800, VM_FIRSTFIT, &a), 0);
 	assert_int_equal(a, 0x1000);
 	assert_int_equal(vmem_contains(vm, 0x1400, 0x800), 1);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
-static void test_walk(void **state)
+TEST(test_walk)
 {
-	(void)state;
 	vmem_t *vm = three_spans();
 	vmem_addr_t a1, a2, a3;
 	assert_int_equal(vmem_alloc(vm, 64, VM_FIRSTFIT, &a1), 0);
@@ -1198,24 +999,22 @@ static void test_walk(void **state)
 	assert_true(a3 >= 0x8000 && a3 < 0x9000);
 	CHECK_ARENA(vm);
 
-	static struct snap s;
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	struct seglist s = {0};
+	vmem_stats_t st = stats_of(vm);
 	for (int mask = 1; mask <= 7; mask++) {
-		memset(&s, 0, sizeof(s));
-		assert_int_equal(vmem_walk(vm, mask, snap_cb, &s), 0);
+		walk_into(vm, mask, &s);
 		vmem_size_t tot[8] = { 0 };
 		size_t cnt[8] = { 0 };
 		for (size_t i = 0; i < s.n; i++) {
-			int t = s.segs[i].type;
+			int t = s.v[i].type;
 			assert_true(t == VMEM_ALLOC || t == VMEM_FREE || t == VMEM_SPAN);
 			assert_true(t & mask);
 			if (i > 0)
-				assert_true(s.segs[i].addr >= s.segs[i - 1].addr);
-			if (i > 0 && t != VMEM_SPAN && s.segs[i - 1].type != VMEM_SPAN)
-				assert_true(s.segs[i].addr >=
-					    s.segs[i - 1].addr + s.segs[i - 1].size);
-			tot[t] += s.segs[i].size;
+				assert_true(s.v[i].addr >= s.v[i - 1].addr);
+			if (i > 0 && t != VMEM_SPAN && s.v[i - 1].type != VMEM_SPAN)
+				assert_true(s.v[i].addr >=
+					    s.v[i - 1].addr + s.v[i - 1].size);
+			tot[t] += s.v[i].size;
 			cnt[t]++;
 		}
 		assert_int_equal(tot[VMEM_ALLOC], (mask & VMEM_ALLOC) ? st.alloc_total : 0);
@@ -1224,26 +1023,26 @@ static void test_walk(void **state)
 		assert_int_equal(cnt[VMEM_ALLOC], (mask & VMEM_ALLOC) ? 3 : 0);
 		assert_int_equal(cnt[VMEM_SPAN], (mask & VMEM_SPAN) ? 3 : 0);
 		if (mask == VMEM_ALLOC) {
-			assert_int_equal(s.segs[0].addr, a1);
-			assert_int_equal(s.segs[0].size, 64);
-			assert_int_equal(s.segs[1].addr, a2);
-			assert_int_equal(s.segs[1].size, 32);
-			assert_int_equal(s.segs[2].addr, a3);
-			assert_int_equal(s.segs[2].size, 0x100);
+			assert_int_equal(s.v[0].addr, a1);
+			assert_int_equal(s.v[0].size, 64);
+			assert_int_equal(s.v[1].addr, a2);
+			assert_int_equal(s.v[1].size, 32);
+			assert_int_equal(s.v[2].addr, a3);
+			assert_int_equal(s.v[2].size, 0x100);
 		}
 		if (mask == VMEM_SPAN) {
-			assert_int_equal(s.segs[0].addr, 0x1000);
-			assert_int_equal(s.segs[1].addr, 0x2000);
-			assert_int_equal(s.segs[2].addr, 0x8000);
+			assert_int_equal(s.v[0].addr, 0x1000);
+			assert_int_equal(s.v[1].addr, 0x2000);
+			assert_int_equal(s.v[2].addr, 0x8000);
 			for (int i = 0; i < 3; i++)
-				assert_int_equal(s.segs[i].size, 0x1000);
+				assert_int_equal(s.v[i].size, 0x1000);
 		}
 		if (mask == VMEM_FREE) {
 			/* no free segment crosses a span boundary; 0x1040..0x2000 and
 			 * 0x2020..0x3000 are distinct segments */
 			int found1 = 0, found2 = 0;
 			for (size_t i = 0; i < s.n; i++) {
-				vmem_addr_t lo = s.segs[i].addr, hi = lo + s.segs[i].size;
+				vmem_addr_t lo = s.v[i].addr, hi = lo + s.v[i].size;
 				assert_false(lo < 0x2000 && hi > 0x2000);
 				found1 |= lo == 0x1040 && hi == 0x2000;
 				found2 |= lo == 0x2020 && hi == 0x3000;
@@ -1252,24 +1051,23 @@ static void test_walk(void **state)
 		}
 	}
 	/* the segments of a whole walk tile the spans */
-	memset(&s, 0, sizeof(s));
-	assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE, snap_cb, &s), 0);
-	assert_int_equal(s.segs[0].addr, 0x1000);
+	walk_into(vm, VMEM_ALLOC | VMEM_FREE, &s);
+	assert_int_equal(s.v[0].addr, 0x1000);
 	for (size_t i = 1; i < s.n; i++) {
-		vmem_addr_t end = s.segs[i - 1].addr + s.segs[i - 1].size;
+		vmem_addr_t end = s.v[i - 1].addr + s.v[i - 1].size;
 		if (end != 0x3000)
-			assert_int_equal(s.segs[i].addr, end);
+			assert_int_equal(s.v[i].addr, end);
 		else
-			assert_int_equal(s.segs[i].addr, 0x8000);
+			assert_int_equal(s.v[i].addr, 0x8000);
 	}
-	assert_int_equal(s.segs[s.n - 1].addr + s.segs[s.n - 1].size, 0x9000);
+	assert_int_equal(s.v[s.n - 1].addr + s.v[s.n - 1].size, 0x9000);
+	seglist_free(&s);
 	vmem_destroy(vm);
 }
 
-static void test_get_stats(void **state)
+TEST(test_get_stats)
 {
-	(void)state;
-	vmem_t *vm = mk("stats", 0, 1 << 20, 16, 64, 0);
+	vmem_t *vm = arena_new("stats", 0, 1 << 20, 16, 64, 0);
 	vmem_addr_t a, b;
 	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_alloc(vm, 320, VM_NOSLEEP, &b), 0);
@@ -1279,8 +1077,7 @@ static void test_get_stats(void **state)
 	const size_t v1 = offsetof(vmem_stats_t, qcache_misses) + sizeof(uint64_t);
 	unsigned char buf[sizeof(vmem_stats_t) + 64] __attribute__((aligned(8)));
 	vmem_stats_t *st = (vmem_stats_t *)(void *)buf;
-	vmem_stats_t full;
-	get_stats(vm, &full);
+	vmem_stats_t full = stats_of(vm);
 	assert_int_equal(full.allocs, 2);
 	assert_int_equal(full.frees, 1);
 	assert_int_equal(full.fails, 0);
@@ -1321,10 +1118,9 @@ static void test_get_stats(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_dump(void **state)
+TEST(test_dump)
 {
-	(void)state;
-	vmem_t *vm = mk("dumpme", 0x1000, 0x10000, 16, 64, 0);
+	vmem_t *vm = arena_new("dumpme", 0x1000, 0x10000, 16, 64, 0);
 	vmem_addr_t a, b;
 	assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_alloc(vm, 320, VM_NOSLEEP, &b), 0);
@@ -1354,7 +1150,7 @@ static void test_dump(void **state)
 	vmem_destroy(vm);
 
 	/* a nameless arena dumps too */
-	vm = mk(NULL, 0, 0, 1, 0, 0);
+	vm = arena_new(NULL, 0, 0, 1, 0, 0);
 	fp = open_memstream(&text, &len);
 	assert_int_equal(vmem_dump(vm, fp), 0);
 	fclose(fp);
@@ -1362,25 +1158,21 @@ static void test_dump(void **state)
 	vmem_destroy(vm);
 }
 
-static void test_reap(void **state)
+TEST(test_reap)
 {
-	(void)state;
-	vmem_t *vm = mk("reap", 0, 1 << 20, 1, 16, 0);
+	vmem_t *vm = arena_new("reap", 0, 1 << 20, 1, 16, 0);
 	vmem_addr_t s[200];
 	vmem_reap(vm);
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(vmem_alloc(vm, (vmem_size_t)(1 + i % 16), VM_NOSLEEP, &s[i]), 0);
+	alloc_each(vm, s, 200, 1, 16, VM_NOSLEEP);
 	CHECK_ARENA(vm);
 	vmem_reap(vm);
 	CHECK_ARENA(vm);
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(vmem_free(vm, s[i], (vmem_size_t)(1 + i % 16)), 0);
+	free_each(vm, s, 200, 1, 16, 0, 1);
 	CHECK_ARENA(vm);
 	stats_consistent(vm);
 	vmem_reap(vm);
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_int_equal(st.cached_total, 0);
 	assert_int_equal(st.alloc_total, 0);
 	assert_int_equal(st.free_total, 1 << 20);
@@ -1399,10 +1191,9 @@ static void test_reap(void **state)
 
 /* ---- policies, briefly (test_model goes deep) -------------------------- */
 
-static void test_policies(void **state)
+TEST(test_policies)
 {
-	(void)state;
-	vmem_t *vm = mk("foo", 100, 400, 1, 0, 0);
+	vmem_t *vm = arena_new("foo", 100, 400, 1, 0, 0);
 	int pol[] = { 0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT };
 	vmem_addr_t a;
 	/* the paper's example, corrected: the lowest valid answer is 200 */
@@ -1423,7 +1214,7 @@ static void test_policies(void **state)
 	vmem_destroy(vm);
 
 	/* FIRSTFIT: lowest address; NEXTFIT: after the previous one */
-	vm = mk("ff", 0, 100, 1, 0, 0);
+	vm = arena_new("ff", 0, 100, 1, 0, 0);
 	vmem_addr_t f[3];
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(vmem_alloc(vm, 10, VM_FIRSTFIT, &f[i]), 0);
@@ -1451,57 +1242,30 @@ static void test_policies(void **state)
 		assert_int_equal(vmem_free(vm, a, 10), 0);
 		prev = a;
 	}
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* ---- output on stderr/stdout -------------------------------------------- */
 
+/* stdout and stderr into files, to count what the library wrote. */
 struct capture {
-	int saved1, saved2;
-	FILE *f1, *f2;
+	struct redirect out, err;
 };
 
 static void capture_start(struct capture *c)
 {
-	fflush(stdout);
-	fflush(stderr);
-	c->f1 = tmpfile();
-	c->f2 = tmpfile();
-	assert_non_null(c->f1);
-	assert_non_null(c->f2);
-	c->saved1 = dup(1);
-	c->saved2 = dup(2);
-	dup2(fileno(c->f1), 1);
-	dup2(fileno(c->f2), 2);
+	redirect_begin(&c->out, 1);
+	redirect_begin(&c->err, 2);
 }
 
 static void capture_end(struct capture *c, long *n1, long *n2)
 {
-	fflush(stdout);
-	fflush(stderr);
-	dup2(c->saved1, 1);
-	dup2(c->saved2, 2);
-	close(c->saved1);
-	close(c->saved2);
-	struct stat s1, s2;
-	fstat(fileno(c->f1), &s1);
-	fstat(fileno(c->f2), &s2);
-	*n1 = (long)s1.st_size;
-	*n2 = (long)s2.st_size;
-	fclose(c->f1);
-	fclose(c->f2);
+	*n2 = redirect_end(&c->err);
+	*n1 = redirect_end(&c->out);
 }
 
-static int debug_env(void)
+TEST(test_debug_leak_report)
 {
-	const char *e = getenv("VMEM_DEBUG");
-	return e != NULL && strcmp(e, "1") == 0;
-}
-
-static void test_debug_leak_report(void **state)
-{
-	(void)state;
 	struct capture c;
 	long n1, n2;
 	vmem_addr_t a;
@@ -1528,10 +1292,9 @@ static void test_debug_leak_report(void **state)
 	assert_int_equal(n1, 0);
 }
 
-static void test_silent(void **state)
+TEST(test_silent)
 {
-	(void)state;
-	if (debug_env()) {
+	if (os_debug_env()) {
 		print_message("# VMEM_DEBUG=1: the silence check does not apply\n");
 		return;
 	}
@@ -1581,10 +1344,9 @@ static void test_silent(void **state)
 
 /* ---- mapping failures --------------------------------------------------- */
 
-static void test_create_enomem(void **state)
+TEST(test_create_enomem)
 {
-	(void)state;
-	vmem_t *warm = mk("warm", 0, 4096, 1, 0, 0);
+	vmem_t *warm = arena_new("warm", 0, 4096, 1, 0, 0);
 	vmem_destroy(warm);
 	size_t before = os_mapped_bytes();
 	for (uint64_t n = 1; n <= 4; n++) {
@@ -1598,8 +1360,7 @@ static void test_create_enomem(void **state)
 			assert_int_equal(os_mapped_bytes(), before);
 		} else {
 			/* the fault fell after creation; the arena must be whole */
-			CHECK_ARENA(vm);
-			vmem_destroy(vm);
+			CHECK_AND_DESTROY(vm);
 			assert_int_equal(os_mapped_bytes(), before);
 		}
 	}

@@ -25,59 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "testutil.h"
-
-typedef unsigned __int128 u128;
-#define TOP ((u128)1 << 64)
-#define M64 VMEM_ADDR_MAX
-
-/* ---- photographs ------------------------------------------------------------ */
-
-struct seg {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int t;
-};
-
-struct photo {
-	vmem_stats_t st;
-	struct seg *v;
-	size_t n, cap;
-};
-
-static void photo_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct photo *p = arg;
-	if (p->n == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 256;
-		p->v = realloc(p->v, p->cap * sizeof(*p->v));
-		if (p->v == NULL)
-			abort();
-	}
-	p->v[p->n++] = (struct seg){a, s, t};
-}
-
-static void photo_take(vmem_t *vm, struct photo *p)
-{
-	memset(&p->st, 0, sizeof(p->st));
-	p->st.size = sizeof(p->st);
-	assert_int_equal(vmem_get_stats(vm, &p->st), 0);
-	p->n = 0;
-	assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, photo_cb, p), 0);
-}
-
-static bool photo_same(const struct photo *a, const struct photo *b)
-{
-	if (memcmp(&a->st, &b->st, sizeof(a->st)) != 0 || a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (a->v[i].a != b->v[i].a || a->v[i].s != b->v[i].s || a->v[i].t != b->v[i].t)
-			return false;
-	return true;
-}
+#include "helpers.h"
 
 /* ---- arena states ------------------------------------------------------------- */
 
@@ -108,15 +57,6 @@ struct state {
 	vmem_size_t imp_s;
 };
 
-static vmem_t *mk(const char *name, vmem_addr_t base, vmem_size_t size, vmem_size_t q,
-		  vmem_size_t qmax, int flags)
-{
-	vmem_t *vm = vmem_create(name, base, size, q, qmax, flags);
-	if (vm == NULL)
-		fail_msg("vmem_create(%s): errno %d", name, errno);
-	return vm;
-}
-
 static vmem_addr_t must_alloc(vmem_t *vm, vmem_size_t s, int flags)
 {
 	vmem_addr_t a;
@@ -129,38 +69,10 @@ static vmem_addr_t must_alloc(vmem_t *vm, vmem_size_t s, int flags)
 static vmem_addr_t must_xalloc(vmem_t *vm, vmem_size_t s, vmem_size_t align)
 {
 	vmem_addr_t a;
-	int rc = vmem_xalloc(vm, s, align, 0, 0, 0, M64, VM_NOSLEEP, &a);
+	int rc = vmem_xalloc(vm, s, align, 0, 0, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a);
 	if (rc != 0)
 		fail_msg("setup: vmem_xalloc(%s, %#" PRIx64 ") = %d", vmem_name(vm), s, rc);
 	return a;
-}
-
-struct firstfree {
-	vmem_addr_t a;
-	vmem_size_t s;
-	bool found;
-};
-static void ff_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct firstfree *f = arg;
-	(void)t;
-	if (!f->found) {
-		f->a = a;
-		f->s = s;
-		f->found = true;
-	}
-}
-
-static int cb_import(void *arg, vmem_size_t size, int flags, vmem_addr_t *addrp)
-{
-	(void)flags;
-	return vmem_alloc(arg, size, VM_NOSLEEP, addrp);
-}
-
-static void cb_release(void *arg, vmem_addr_t addr, vmem_size_t size)
-{
-	if (vmem_free(arg, addr, size) != 0)
-		abort();
 }
 
 /* The common tail of every state: allocations of each kind, one freed. */
@@ -172,7 +84,7 @@ static void populate(struct state *s, uint64_t *rng)
 	vmem_addr_t noise[64];
 	vmem_size_t nsz[64];
 	for (int i = 0; i < 64; i++) {
-		nsz[i] = q * (1 + tu_rand(rng) % 9) + s->qmax;
+		nsz[i] = q * (1 + rand_next(rng) % 9) + s->qmax;
 		noise[i] = must_alloc(s->vm, nsz[i], i % 2 ? VM_BESTFIT : VM_FIRSTFIT);
 	}
 	s->busy_s = big;
@@ -196,92 +108,75 @@ static void populate(struct state *s, uint64_t *rng)
 
 enum { S_EMPTY, S_FRESH, S_FRAGMENTED, S_CHILD, S_CALLBACK, S_QCACHE, S_DEBUG, S_NSTATES };
 
+/* The arena a state's cases run against: one span [base, base + size)
+ * unless size is 0, and an address outside every span. */
+static void state_arena(struct state *s, const char *name, const char *arena, vmem_addr_t base,
+			vmem_size_t size, vmem_size_t q, vmem_size_t qmax, int flags,
+			vmem_addr_t outside)
+{
+	s->name = name;
+	s->q = q;
+	s->qmax = qmax;
+	s->debug = flags & VMC_DEBUG;
+	s->vm = arena_new(arena, base, size, q, qmax, flags);
+	s->has_span = size != 0;
+	s->span = base;
+	s->span_s = size;
+	s->outside = outside;
+}
+
 static void state_make(struct state *s, int kind, uint64_t *rng)
 {
 	memset(s, 0, sizeof(*s));
 	switch (kind) {
 	case S_EMPTY:
-		s->name = "empty";
-		s->q = 16;
-		s->vm = mk("bad-empty", 0, 0, 16, 0, 0);
-		s->outside = 0x1000;
+		state_arena(s, "empty", "bad-empty", 0, 0, 16, 0, 0, 0x1000);
 		break;
 	case S_FRESH:
-		s->name = "fresh";
-		s->q = 1;
-		s->vm = mk("bad-fresh", 100, 1000, 1, 0, 0);
-		s->has_span = true;
-		s->span = 100;
-		s->span_s = 1000;
-		s->outside = 5000;
+		state_arena(s, "fresh", "bad-fresh", 100, 1000, 1, 0, 0, 5000);
 		break;
 	case S_FRAGMENTED:
-		s->name = "fragmented";
-		s->q = 4096;
-		s->vm = mk("bad-frag", 0x100000, 0x1000000, 4096, 0, 0);
-		assert_int_equal(vmem_add(s->vm, (vmem_addr_t)(TOP - 0x100000), 0x100000, 0), 0);
+		state_arena(s, "fragmented", "bad-frag", 0x100000, 0x1000000, 4096, 0, 0, 0x4000000);
+		assert_int_equal(vmem_add(s->vm, (vmem_addr_t)(TOP_END - 0x100000), 0x100000, 0), 0);
 		assert_int_equal(vmem_add(s->vm, 0x1100000, 0x100000, 0), 0); /* adjacent */
-		s->has_span = true;
-		s->span = 0x1100000;
+		s->span = 0x1100000; /* the cases' span: that one */
 		s->span_s = 0x100000;
-		s->outside = 0x4000000;
 		populate(s, rng);
 		/* and an allocation in the span at the top */
 		vmem_addr_t t;
-		assert_int_equal(vmem_xalloc(s->vm, 0x2000, 0, 0, 0, (vmem_addr_t)(TOP - 0x100000),
-					     M64, VM_FIRSTFIT, &t),
+		assert_int_equal(vmem_xalloc(s->vm, 0x2000, 0, 0, 0, (vmem_addr_t)(TOP_END - 0x100000),
+					     VMEM_ADDR_MAX, VM_FIRSTFIT, &t),
 				 0);
 		break;
 	case S_CHILD: {
-		s->name = "child with a source";
-		s->q = 16;
-		s->other = mk("bad-parent", 0x10000, 0x100000, 16, 0, 0);
-		s->vm = mk("bad-child", 0, 0, 16, 0, 0);
+		s->other = arena_new("bad-parent", 0x10000, 0x100000, 16, 0, 0);
+		state_arena(s, "child with a source", "bad-child", 0, 0, 16, 0, 0, 0x8000000);
 		assert_int_equal(vmem_set_source(s->vm, s->other, 1024), 0);
 		s->has_source = true;
 		populate(s, rng);
-		struct firstfree f = {0, 0, false};
-		assert_int_equal(vmem_walk(s->vm, VMEM_SPAN, ff_cb, &f), 0);
-		assert_true(f.found);
+		struct seg f;
+		assert_true(walk_first(s->vm, VMEM_SPAN, &f));
 		s->has_span = true;
-		s->span = f.a;
-		s->span_s = f.s;
-		s->imp = f.a; /* the parent holds it as an allocation of the same size */
-		s->imp_s = f.s;
-		s->outside = 0x8000000;
+		s->span = f.addr;
+		s->span_s = f.size;
+		s->imp = f.addr; /* the parent holds it as an allocation of the same size */
+		s->imp_s = f.size;
 		break;
 	}
 	case S_CALLBACK:
-		s->name = "child with import callbacks";
-		s->q = 64;
-		s->other = mk("bad-pool", 0x40000000, 0x1000000, 64, 0, 0);
-		s->vm = mk("bad-cb", 0, 0, 64, 0, 0);
-		assert_int_equal(vmem_set_import(s->vm, cb_import, cb_release, s->other, 4096), 0);
+		s->other = arena_new("bad-pool", 0x40000000, 0x1000000, 64, 0, 0);
+		state_arena(s, "child with import callbacks", "bad-cb", 0, 0, 64, 0, 0, 0x10);
+		assert_int_equal(
+			vmem_set_import(s->vm, import_from_pool, release_to_pool, s->other, 4096), 0);
 		s->has_source = true;
 		populate(s, rng);
-		s->outside = 0x10;
 		break;
 	case S_QCACHE:
-		s->name = "quantum caches";
-		s->q = 8;
-		s->qmax = 64;
-		s->vm = mk("bad-qcache", 0x800, 0x80000, 8, 64, 0);
-		s->has_span = true;
-		s->span = 0x800;
-		s->span_s = 0x80000;
-		s->outside = 0x100000;
+		state_arena(s, "quantum caches", "bad-qcache", 0x800, 0x80000, 8, 64, 0, 0x100000);
 		populate(s, rng);
 		break;
 	case S_DEBUG:
-		s->name = "VMC_DEBUG";
-		s->q = 8;
-		s->qmax = 64;
-		s->debug = true;
-		s->vm = mk("bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG);
-		s->has_span = true;
-		s->span = 0x800;
-		s->span_s = 0x80000;
-		s->outside = 0x100000;
+		state_arena(s, "VMC_DEBUG", "bad-debug", 0x800, 0x80000, 8, 64, VMC_DEBUG, 0x100000);
 		populate(s, rng);
 		/* a freed cached size, for a double free the debug checks see */
 		vmem_addr_t c = must_alloc(s->vm, 16, 0);
@@ -295,7 +190,7 @@ static void state_make(struct state *s, int kind, uint64_t *rng)
 	}
 	if (s->other == NULL) {
 		/* an unrelated arena, for source loops */
-		s->extra = mk("bad-extra", 0, 1 << 20, s->q, 0, 0);
+		s->extra = arena_new("bad-extra", 0, 1 << 20, s->q, 0, 0);
 	}
 	CHECK_ARENA(s->vm);
 }
@@ -307,38 +202,51 @@ static void state_free(struct state *s)
 	vmem_destroy(s->extra);
 }
 
+/* The same state, seen from the child's source: the cases run against
+ * the parent, and the child must not change either. */
+static struct state parent_state(const struct state *s)
+{
+	struct state p = *s;
+	p.vm = s->other;
+	p.other = s->vm;
+	p.name = "parent of a child";
+	return p;
+}
+
 /* ---- running a case ------------------------------------------------------------- */
 
 static uint64_t g_tried;
-static struct photo g_b1, g_b2, g_a1, g_a2;
-static char g_stderr_path[64];
+static struct snapshot g_before, g_before_other;
+static vmem_stats_t g_st;
+
+/* vm must show what *before saw; else fail, naming it. */
+static void unchanged(struct state *s, vmem_t *vm, struct snapshot *before, const char *which,
+		      const char *what, int line)
+{
+	char why[600];
+	if (!arena_unchanged(vm, before, 0, why, sizeof(why)))
+		fail_msg("state \"%s\", line %d: after %s, the %s: %s", s->name, line, what, which,
+			 why);
+}
 
 /* rc must be want (or want2 when that is not 0); nothing may change. */
 static void expect_at(struct state *s, int rc, int want, int want2, const char *what, int line)
 {
-	photo_take(s->vm, &g_a1);
-	if (s->other)
-		photo_take(s->other, &g_a2);
 	g_tried++;
 	if (rc != want && (want2 == 0 || rc != want2))
 		fail_msg("state \"%s\", line %d: %s returned %d, expected %d", s->name, line, what,
 			 rc, want);
-	if (!photo_same(&g_b1, &g_a1))
-		fail_msg("state \"%s\", line %d: %s changed the arena", s->name, line, what);
-	if (s->other && !photo_same(&g_b2, &g_a2))
-		fail_msg("state \"%s\", line %d: %s changed the %s", s->name, line, what,
-			 s->has_source ? "source" : "other arena");
-	char why[256];
-	int inv = vmem_check(s->vm, why, sizeof(why));
-	if (inv != 0)
-		fail_msg("state \"%s\", line %d: after %s: I%d %s", s->name, line, what, inv, why);
+	unchanged(s, s->vm, &g_before, "arena", what, line);
+	if (s->other)
+		unchanged(s, s->other, &g_before_other, s->has_source ? "source" : "other arena",
+			  what, line);
 }
 
 static void before(struct state *s)
 {
-	photo_take(s->vm, &g_b1);
+	snapshot_take(s->vm, &g_before);
 	if (s->other)
-		photo_take(s->other, &g_b2);
+		snapshot_take(s->other, &g_before_other);
 }
 
 /* One row of the table: run call when cond holds; it must give want. */
@@ -405,8 +313,8 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_alloc(vm, q, VM_NOSLEEP, NULL));
 	ROW(true, EINVAL, vmem_alloc(vm, big, VM_NOSLEEP, NULL));
 	ROW(true, EINVAL, vmem_alloc(NULL, q, VM_NOSLEEP, &a));
-	ROW(q > 1, EINVAL, vmem_alloc(vm, M64, VM_NOSLEEP, &a));
-	ROW(q > 1, EINVAL, vmem_alloc(vm, M64 - q + 2, VM_NOSLEEP, &a));
+	ROW(q > 1, EINVAL, vmem_alloc(vm, VMEM_ADDR_MAX, VM_NOSLEEP, &a));
+	ROW(q > 1, EINVAL, vmem_alloc(vm, VMEM_ADDR_MAX - q + 2, VM_NOSLEEP, &a));
 	ROW(true, EINVAL, vmem_alloc(vm, q, VM_SLEEP | VM_NOSLEEP, &a));
 	ROW(true, EINVAL, vmem_alloc(vm, big, VM_SLEEP | VM_NOSLEEP | VM_FIRSTFIT, &a));
 	for (int i = 0; i < 4; i++)
@@ -425,49 +333,49 @@ static void run_rows(struct state *s)
 		if (f & (VM_SLEEP | VM_NOSLEEP | VM_INSTANTFIT | VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT))
 			continue;
 		ROW(true, EINVAL, vmem_alloc(vm, q, f | VM_NOSLEEP, &a));
-		ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, f, &a));
+		ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, f, &a));
 		ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, f));
 	}
 
 	/* ---- vmem_xalloc ------------------------------------------------------- */
-	ROW(true, EINVAL, vmem_xalloc(vm, 0, 0, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, 0, NULL));
-	ROW(true, EINVAL, vmem_xalloc(NULL, q, 0, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, M64, 0, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, M64 - q + 2, 0, 0, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 0, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, NULL));
+	ROW(true, EINVAL, vmem_xalloc(NULL, q, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, VMEM_ADDR_MAX, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, VMEM_ADDR_MAX - q + 2, 0, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* align: a power of two and a multiple of the quantum */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 3 * q, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 6 * q, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 3, 0, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, q / 2, 0, 0, 0, M64, 0, &a));
-	ROW(q > 2, EINVAL, vmem_xalloc(vm, q, 1, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, M64, 0, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, (vmem_size_t)(TOP / 2 + q), 0, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 3 * q, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 6 * q, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 3, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, q / 2, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 2, EINVAL, vmem_xalloc(vm, q, 1, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, VMEM_ADDR_MAX, 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, (vmem_size_t)(TOP_END / 2 + q), 0, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* phase: a multiple of the quantum below max(align, quantum) */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 4 * q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, q, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, q, q, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, 1, 0, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, q + q / 2, 0, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, M64, 0, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 4 * q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, q, q, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, 1, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, q, 4 * q, q + q / 2, 0, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, VMEM_ADDR_MAX, 0, 0, VMEM_ADDR_MAX, 0, &a));
 	/* nocross: a power of two, a multiple of the quantum, at least the size */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 3 * q, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q, 0, 0, 2 * q, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q + 1, 0, 0, 4 * q, 0, M64, 0, &a));
-	ROW(q > 1, EINVAL, vmem_xalloc(vm, 1, 0, 0, q / 2, 0, M64, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, M64, 0, M64, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 3 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q, 0, 0, 2 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, 4 * q + 1, 0, 0, 4 * q, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(q > 1, EINVAL, vmem_xalloc(vm, 1, 0, 0, q / 2, 0, VMEM_ADDR_MAX, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, VMEM_ADDR_MAX, 0, VMEM_ADDR_MAX, 0, &a));
 	/* bounds */
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0x2000, 0x1fff, 0, &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, M64, 0, 0, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, VMEM_ADDR_MAX, 0, 0, &a));
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 1, 0, VM_FIRSTFIT, &a));
 	/* flags */
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, VM_SLEEP | VM_NOSLEEP, &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_SLEEP | VM_NOSLEEP, &a));
 	for (int i = 0; i < 4; i++)
 		for (int j = i + 1; j < 4; j++)
 			ROW(true, EINVAL,
-			    vmem_xalloc(vm, q, 0, 0, 0, 0, M64, policy_bits[i] | policy_bits[j], &a));
-	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, M64, VMC_DEBUG, &a));
+			    vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, policy_bits[i] | policy_bits[j], &a));
+	ROW(true, EINVAL, vmem_xalloc(vm, q, 0, 0, 0, 0, VMEM_ADDR_MAX, VMC_DEBUG, &a));
 	ROW(true, EINVAL, vmem_xalloc(vm, q, 4 * q, 8 * q, 3 * q, 1, 0, -1, &a)); /* everything */
 	assert_true(a == 0x5a5a); /* no failed call wrote a result */
 
@@ -476,8 +384,8 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_xfree(NULL, s->xbusy, s->xbusy_s));
 	ROW(true, EINVAL, vmem_free(vm, s->outside, big));
 	ROW(true, EINVAL, vmem_xfree(vm, s->outside, big));
-	ROW(true, EINVAL, vmem_free(vm, M64 - q + 1, q + s->qmax));
-	ROW(true, EINVAL, vmem_free(vm, M64, M64));
+	ROW(true, EINVAL, vmem_free(vm, VMEM_ADDR_MAX - q + 1, q + s->qmax));
+	ROW(true, EINVAL, vmem_free(vm, VMEM_ADDR_MAX, VMEM_ADDR_MAX));
 	ROW(true, EINVAL, vmem_free(vm, 0, big));
 	ROW(true, EINVAL, vmem_xfree(vm, 0, 0));
 	ROW(s->has_span, EINVAL, vmem_free(vm, s->span, s->span_s)); /* a span is not a segment */
@@ -488,7 +396,7 @@ static void run_rows(struct state *s)
 		ROW(true, EINVAL, vmem_free(vm, s->busy, s->busy_s + q));
 		ROW(true, EINVAL, vmem_free(vm, s->busy, s->busy_s - q));
 		ROW(true, EINVAL, vmem_free(vm, s->busy, 2 * s->busy_s));
-		ROW(true, EINVAL, vmem_free(vm, s->busy, M64));
+		ROW(true, EINVAL, vmem_free(vm, s->busy, VMEM_ADDR_MAX));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, 0));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, s->xbusy_s + q));
 		ROW(true, EINVAL, vmem_xfree(vm, s->xbusy, s->xbusy_s - q));
@@ -513,21 +421,16 @@ static void run_rows(struct state *s)
 			ROW(true, EINVAL, vmem_free(vm, s->cxbusy, s->cxbusy_s));
 		}
 		/* a free segment's start */
-		struct firstfree f = {0, 0, false};
-		assert_int_equal(vmem_walk(vm, VMEM_FREE, ff_cb, &f), 0);
-		if (f.found) {
-			ROW(chk_cached, EINVAL, vmem_free(vm, f.a, q));
-			ROW(true, EINVAL, vmem_free(vm, f.a, big));
-			ROW(true, EINVAL, vmem_xfree(vm, f.a, big));
+		struct seg f;
+		if (walk_first(vm, VMEM_FREE, &f)) {
+			ROW(chk_cached, EINVAL, vmem_free(vm, f.addr, q));
+			ROW(true, EINVAL, vmem_free(vm, f.addr, big));
+			ROW(true, EINVAL, vmem_xfree(vm, f.addr, big));
 		}
 	}
 	/* the parent's copy of a child's import is the child's, and only at its size */
 	if (s->imp_s != 0) {
-		struct state p = *s;
-		p.vm = s->other;
-		p.other = s->vm;
-		p.name = "parent of a child";
-		struct state *saved = s;
+		struct state p = parent_state(s), *saved = s;
 		s = &p;
 		ROW(true, EINVAL, vmem_xfree(s->vm, saved->imp, saved->imp_s + saved->q));
 		ROW(true, EINVAL, vmem_xfree(s->vm, saved->imp, saved->imp_s - saved->q));
@@ -540,9 +443,9 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, 0, 0));
 	ROW(q > 1, EINVAL, vmem_add(vm, 0x7000000000000000ull + q / 2, q, 0));
 	ROW(q > 1, EINVAL, vmem_add(vm, 0x7000000000000000ull, q + q / 2, 0));
-	ROW(true, EINVAL, vmem_add(vm, M64 - q + 1, 2 * q, 0));      /* wraps */
-	ROW(true, EINVAL, vmem_add(vm, 2 * q, M64 & ~(q - 1), 0));    /* wraps by a quantum */
-	ROW(q == 1, EINVAL, vmem_add(vm, 2, M64, 0));                 /* ends at 2^64 + 1 */
+	ROW(true, EINVAL, vmem_add(vm, VMEM_ADDR_MAX - q + 1, 2 * q, 0));      /* wraps */
+	ROW(true, EINVAL, vmem_add(vm, 2 * q, VMEM_ADDR_MAX & ~(q - 1), 0));    /* wraps by a quantum */
+	ROW(q == 1, EINVAL, vmem_add(vm, 2, VMEM_ADDR_MAX, 0));                 /* ends at 2^64 + 1 */
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, VM_SLEEP | VM_NOSLEEP));
 	ROW(true, EINVAL, vmem_add(vm, 0x7000000000000000ull, q, VM_FIRSTFIT | VM_BESTFIT));
 	if (s->has_span) {
@@ -554,42 +457,38 @@ static void run_rows(struct state *s)
 		ROW(sa >= q, EINVAL, vmem_add(vm, sa - q, 2 * q, 0));       /* over its start */
 		ROW(true, EINVAL, vmem_add(vm, sa + ss - q, 2 * q, 0));     /* over its end */
 		ROW(sa >= q, EINVAL, vmem_add(vm, sa - q, ss + 2 * q, 0));  /* around it */
-		ROW(true, EINVAL, vmem_add(vm, 0, M64 & ~(q - 1), 0));      /* around all */
+		ROW(true, EINVAL, vmem_add(vm, 0, VMEM_ADDR_MAX & ~(q - 1), 0));      /* around all */
 	}
 
 	/* ---- sources ------------------------------------------------------------------ */
 	vmem_t *src = s->other ? s->other : s->extra;
-	ROW(true, EINVAL, vmem_set_import(NULL, cb_import, cb_release, src, 0));
-	ROW(true, EINVAL, vmem_set_import(vm, NULL, cb_release, src, 0));
+	ROW(true, EINVAL, vmem_set_import(NULL, import_from_pool, release_to_pool, src, 0));
+	ROW(true, EINVAL, vmem_set_import(vm, NULL, release_to_pool, src, 0));
 	ROW(true, EINVAL, vmem_set_source(NULL, src, 0));
 	ROW(true, EINVAL, vmem_set_source(vm, NULL, 0));
-	ROW(q > 1, EINVAL, vmem_set_import(vm, cb_import, cb_release, src, q / 2));
-	ROW(q > 1, EINVAL, vmem_set_import(vm, cb_import, cb_release, src, q + 1));
+	ROW(q > 1, EINVAL, vmem_set_import(vm, import_from_pool, release_to_pool, src, q / 2));
+	ROW(q > 1, EINVAL, vmem_set_import(vm, import_from_pool, release_to_pool, src, q + 1));
 	ROW(q > 1, EINVAL, vmem_set_source(vm, src, q / 2));
 	/* a loop: itself, or through its source; once allocated EBUSY may come first */
 	ROW2(true, EINVAL, s->allocated ? EBUSY : 0, vmem_set_source(vm, vm, 0));
 	if (s->has_source && s->other && !s->imp_s) {
 		/* callback child: no loop possible through callbacks */
 	} else if (s->has_source && s->other) {
-		struct state p = *s;
-		p.vm = s->other;
-		p.other = s->vm;
-		p.name = "parent of a child";
-		struct state *saved = s;
+		struct state p = parent_state(s), *saved = s;
 		s = &p;
 		/* the parent allocated on behalf of the child: EBUSY or EINVAL */
 		ROW2(true, EINVAL, EBUSY, vmem_set_source(s->vm, saved->vm, 0));
 		s = saved;
 	}
 	if (s->allocated) {
-		ROW(true, EBUSY, vmem_set_import(vm, cb_import, cb_release, src, 0));
+		ROW(true, EBUSY, vmem_set_import(vm, import_from_pool, release_to_pool, src, 0));
 		ROW(s->extra != NULL, EBUSY, vmem_set_source(vm, s->extra, 0));
 	}
 	ROW(true, EINVAL, vmem_set_limit(NULL, 0));
 	ROW(true, EINVAL, vmem_set_reclaim(NULL, NULL, NULL));
 
 	/* ---- looking inside: errors, and answers that mean "no" --------------------- */
-	ROW(true, EINVAL, vmem_get_stats(NULL, &g_a1.st));
+	ROW(true, EINVAL, vmem_get_stats(NULL, &g_st));
 	ROW(true, EINVAL, vmem_get_stats(vm, NULL));
 	ROW(true, EINVAL, short_stats(vm, 0));
 	ROW(true, EINVAL, short_stats(vm, 8));
@@ -605,11 +504,11 @@ static void run_rows(struct state *s)
 	ROW(true, EINVAL, vmem_dump(NULL, stdout));
 	ROW(true, EINVAL, vmem_dump(vm, NULL));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, s->span, 0)));
-	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, M64 - q + 1, 2 * q)));
+	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, VMEM_ADDR_MAX - q + 1, 2 * q)));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(vm, s->outside, q)));
 	ROW(true, EINVAL, rc_of_contains(vmem_contains(NULL, s->span, q)));
-	ROW(true, EINVAL, vmem_roundup_size(vm, M64) == 0 || q == 1 ? EINVAL : 0);
-	ROW(q > 1, EINVAL, vmem_roundup_size(vm, M64 - q + 2) == 0 ? EINVAL : 0);
+	ROW(true, EINVAL, vmem_roundup_size(vm, VMEM_ADDR_MAX) == 0 || q == 1 ? EINVAL : 0);
+	ROW(q > 1, EINVAL, vmem_roundup_size(vm, VMEM_ADDR_MAX - q + 2) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, vmem_roundup_size(NULL, q) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, vmem_size(NULL, VMEM_ALLOC) == 0 ? EINVAL : 0);
 	ROW(true, EINVAL, strcmp(vmem_name(NULL), "") == 0 ? EINVAL : 0);
@@ -628,8 +527,8 @@ static void create_rows(void)
 		{0, 4096, 3, 0, 0},
 		{0, 4096, 24, 0, 0},
 		{0, 4096, 4096 + 1, 0, 0},
-		{0, 4096, M64, 0, 0},
-		{0, 4096, (vmem_size_t)(TOP / 2 + 1), 0, 0},
+		{0, 4096, VMEM_ADDR_MAX, 0, 0},
+		{0, 4096, (vmem_size_t)(TOP_END / 2 + 1), 0, 0},
 		{8, 4096, 16, 0, 0},
 		{0, 4100, 16, 0, 0},
 		{0, 4096, 16, 64, VM_SLEEP | VM_NOSLEEP},
@@ -639,10 +538,10 @@ static void create_rows(void)
 		{0, 4096, 16, 0, VMC_DEBUG | 0x40000},
 		{0, 4096, 16, 16, VMC_UNCHECKED | 0x4},
 		{0, 4096, 16, 0, -1},
-		{M64 - 15, 32, 16, 0, 0},
-		{32, M64 & ~15ull, 16, 0, 0},
-		{2, M64, 1, 0, 0},
-		{(vmem_addr_t)(TOP / 2), (vmem_size_t)(TOP / 2 + 4096), 4096, 0, 0},
+		{VMEM_ADDR_MAX - 15, 32, 16, 0, 0},
+		{32, VMEM_ADDR_MAX & ~15ull, 16, 0, 0},
+		{2, VMEM_ADDR_MAX, 1, 0, 0},
+		{(vmem_addr_t)(TOP_END / 2), (vmem_size_t)(TOP_END / 2 + 4096), 4096, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		size_t mapped = os_mapped_bytes();
@@ -655,74 +554,9 @@ static void create_rows(void)
 		assert_int_equal(os_mapped_bytes(), mapped);
 	}
 	/* and the corners that are allowed */
-	vmem_t *vm = vmem_create(NULL, (vmem_addr_t)(TOP - 4096), 4096, 4096, 0, VM_SLEEP | VMC_DEBUG);
-	assert_non_null(vm);
-	vmem_destroy(vm);
-	vm = vmem_create("", 1, M64, 1, M64, VM_NOSLEEP);
-	assert_non_null(vm);
-	vmem_destroy(vm);
-	vm = vmem_create("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG);
-	assert_non_null(vm);
-	vmem_destroy(vm);
-}
-
-static void test_bad_input(void **state)
-{
-	(void)state;
-	uint64_t rng = tu_seed(0xbad);
-	/* everything the library writes to stderr while bad input runs */
-	snprintf(g_stderr_path, sizeof(g_stderr_path), "/tmp/vmem-badinput-%d", (int)getpid());
-	fflush(stderr);
-	int saved = dup(2);
-	FILE *log = fopen(g_stderr_path, "w+");
-	assert_non_null(log);
-	dup2(fileno(log), 2);
-
-	create_rows();
-	long written[S_NSTATES];
-	for (int k = 0; k < S_NSTATES; k++) {
-		struct state s;
-		state_make(&s, k, &rng);
-		fflush(stderr);
-		struct stat before_st, after_st;
-		fstat(fileno(log), &before_st);
-		uint64_t n0 = g_tried;
-		run_rows(&s);
-		fflush(stderr);
-		fstat(fileno(log), &after_st);
-		written[k] = (long)(after_st.st_size - before_st.st_size);
-		print_message("# state \"%s\": %" PRIu64 " bad inputs\n", s.name, g_tried - n0);
-		/* the arena still works */
-		vmem_addr_t a;
-		if (k != S_EMPTY) {
-			assert_int_equal(vmem_alloc(s.vm, s.q, VM_NOSLEEP, &a), 0);
-			assert_int_equal(vmem_free(s.vm, a, s.q), 0);
-		}
-		CHECK_ARENA(s.vm);
-		state_free(&s); /* the debug arena's leak report goes to the log */
-	}
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	fclose(log);
-	unlink(g_stderr_path);
-
-	const char *env = getenv("VMEM_DEBUG");
-	bool env_debug = env != NULL && strcmp(env, "1") == 0;
-	for (int k = 0; k < S_NSTATES; k++) {
-		if (k == S_DEBUG) {
-			if (written[k] == 0)
-				fail_msg("the VMC_DEBUG arena reported none of its bad frees");
-		} else if (!env_debug && written[k] != 0) {
-			fail_msg("state %d wrote %ld bytes to stderr without VMC_DEBUG", k, written[k]);
-		}
-	}
-	free(g_b1.v);
-	free(g_b2.v);
-	free(g_a1.v);
-	free(g_a2.v);
-	printf("# figure: bad inputs tried %" PRIu64 "\n", g_tried);
-	fflush(stdout);
+	vmem_destroy(arena_new(NULL, (vmem_addr_t)(TOP_END - 4096), 4096, 4096, 0, VM_SLEEP | VMC_DEBUG));
+	vmem_destroy(arena_new("", 1, VMEM_ADDR_MAX, 1, VMEM_ADDR_MAX, VM_NOSLEEP));
+	vmem_destroy(arena_new("unchecked", 0, 4096, 16, 64, VMC_UNCHECKED | VMC_DEBUG));
 }
 
 /* ---- regressions found by the fuzzers (fuzz/regressions/) and the long
@@ -747,14 +581,11 @@ static void fwd_release(void *arg, vmem_addr_t a, vmem_size_t n)
 		abort();
 }
 
-static void test_regress_callback_flags(void **state)
+TEST(test_regress_callback_flags)
 {
-	(void)state;
 	int bad = 0;
-	vmem_t *pool = vmem_create("pool", 0, 0x800, 0x100, 0, 0);
-	vmem_t *vm = vmem_create("child", 0, 0, 0x400, 0x2400, 0);
-	assert_non_null(pool);
-	assert_non_null(vm);
+	vmem_t *pool = arena_new("pool", 0, 0x800, 0x100, 0, 0);
+	vmem_t *vm = arena_new("child", 0, 0, 0x400, 0x2400, 0);
 	void *arg[2] = {pool, &bad};
 	assert_int_equal(vmem_set_import(vm, fwd_import, fwd_release, arg, 0), 0);
 	vmem_addr_t a[2];
@@ -765,39 +596,26 @@ static void test_regress_callback_flags(void **state)
 			fail_msg("the import callback got flags %#x", bad);
 		assert_int_equal(rc, 0);
 	}
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(vmem_free(vm, a[i], 0x400), 0);
+	free_each(vm, a, 2, 0x400, 1, 0, 1);
 	vmem_reap(vm);
-	CHECK_ARENA(vm);
 	CHECK_ARENA(pool);
-	vmem_destroy(vm);
-	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(vmem_get_stats(pool, &st), 0);
-	assert_int_equal(st.alloc_total, 0);
+	CHECK_AND_DESTROY(vm);
+	expect_empty(pool);
 	vmem_destroy(pool);
 }
 
 /* A child whose import limit is held by idle quantum-cache slabs: the
  * arena reaps its caches (the slabs go back to the source), and must then
  * import and succeed, not return ENOMEM (found by fuzz_import). */
-static void test_regress_reap_then_import(void **state)
+TEST(test_regress_reap_then_import)
 {
-	(void)state;
-	vmem_t *p = vmem_create("parent", 0x10000, 0x10000, 1, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 1, 16, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("parent", 0x10000, 0x10000, 1, 0, 0);
+	vmem_t *c = arena_child("child", p, 1, 16, 0);
 	vmem_addr_t a, b;
 	assert_int_equal(vmem_alloc(c, 8, VM_NOSLEEP, &a), 0); /* cached: a slab comes in */
 	assert_int_equal(vmem_free(c, a, 8), 0);               /* and sits idle */
 	assert_int_equal(vmem_set_limit(c, 100), 0);
-	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(vmem_get_stats(c, &st), 0);
+	vmem_stats_t st = stats_of(c);
 	/* whatever the caches hold, one import of 2 units fits once they are reaped */
 	int rc = vmem_alloc(c, 2, VM_NEXTFIT | VM_NOSLEEP, &b);
 	if (rc != 0)
@@ -806,8 +624,7 @@ static void test_regress_reap_then_import(void **state)
 			 rc, st.import_total);
 	assert_int_equal(vmem_free(c, b, 2), 0);
 	vmem_reap(c);
-	CHECK_ARENA(c);
-	vmem_destroy(c);
+	CHECK_AND_DESTROY(c);
 	CHECK_ARENA(p);
 	assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
 	vmem_destroy(p);
@@ -819,20 +636,16 @@ static void test_regress_reap_then_import(void **state)
  * whole span, which no block can hold, and failed (found by test_faults at
  * VMEM_TEST_SCALE=10).  The source has room for 240 units at 16 mod 64 in
  * one 256-unit block. */
-static void test_regress_import_nocross(void **state)
+TEST(test_regress_import_nocross)
 {
-	(void)state;
-	vmem_t *p = vmem_create("parent", 0x100000, 1 << 28, 16, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 16, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 256), 0);
+	vmem_t *p = arena_new("parent", 0x100000, 1 << 28, 16, 0, 0);
+	vmem_t *c = arena_child("child", p, 16, 0, 256);
 	vmem_addr_t a;
-	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, M64, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_xalloc(p, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_xfree(p, a, 0xf0), 0);
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {
-		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, M64, pol[i] | VM_NOSLEEP, &a);
+		int rc = vmem_xalloc(c, 0xf0, 0x40, 0x10, 0x100, 0, VMEM_ADDR_MAX, pol[i] | VM_NOSLEEP, &a);
 		if (rc != 0)
 			fail_msg("policy %#x: the child returned %d; its source can meet the request",
 				 pol[i], rc);
@@ -841,24 +654,18 @@ static void test_regress_import_nocross(void **state)
 		CHECK_ARENA(c);
 		assert_int_equal(vmem_xfree(c, a, 0xf0), 0);
 	}
-	CHECK_ARENA(c);
-	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
+	CHECK_AND_DESTROY(c);
+	CHECK_AND_DESTROY(p);
 }
 
 /* A child whose import quantum is bigger than anything its source has
  * left: a request the source can meet must still be met ("whenever the
  * source can meet it"; the import quantum is a preference), as it is for
  * nocross requests above (found by fuzz_import). */
-static void test_regress_import_quantum_fallback(void **state)
+TEST(test_regress_import_quantum_fallback)
 {
-	(void)state;
-	vmem_t *p = vmem_create("parent", 0, 0x400, 8, 0, 0);
-	vmem_t *c = vmem_create("child", 0, 0, 0x100, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0x1000), 0);
+	vmem_t *p = arena_new("parent", 0, 0x400, 8, 0, 0);
+	vmem_t *c = arena_child("child", p, 0x100, 0, 0x1000);
 	vmem_addr_t a[4];
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {
@@ -871,26 +678,20 @@ static void test_regress_import_quantum_fallback(void **state)
 	}
 	vmem_addr_t x;
 	assert_int_equal(vmem_alloc(c, 0x100, VM_NOSLEEP, &x), ENOMEM); /* now it is full */
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(vmem_free(c, a[i], 0x100), 0);
+	free_each(c, a, 4, 0x100, 1, 0, 1);
 	CHECK_ARENA(c);
 	assert_int_equal(vmem_size(c, VMEM_ALLOC | VMEM_FREE), 0); /* all went back */
 	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
+	CHECK_AND_DESTROY(p);
 }
 
 /* A request so close to 2^64 that rounding it up to the import quantum
  * overflows: the import must fall back to the request itself rather than
  * give up, because the source can still meet it (found by fuzz_import). */
-static void test_regress_import_near_top(void **state)
+TEST(test_regress_import_near_top)
 {
-	(void)state;
-	vmem_t *p = vmem_create("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
-	vmem_t *c = vmem_create("child", 0, 0, 0x1000, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0x10000), 0);
+	vmem_t *p = arena_new("parent", 8, VMEM_ADDR_MAX - 7, 8, 0, 0); /* [8, 2^64) */
+	vmem_t *c = arena_child("child", p, 0x1000, 0, 0x10000);
 	const vmem_size_t want = 0xffffffffffff81ffULL; /* the child rounds it to 4 KiB */
 	static const int pol[] = {0, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
 	for (int i = 0; i < 4; i++) {
@@ -907,8 +708,50 @@ static void test_regress_import_near_top(void **state)
 		assert_int_equal(vmem_size(p, VMEM_ALLOC), 0);
 	}
 	vmem_destroy(c);
-	CHECK_ARENA(p);
-	vmem_destroy(p);
+	CHECK_AND_DESTROY(p);
+}
+
+/* ---- the table, in every state ----------------------------------------------------- */
+
+TEST(test_bad_input)
+{
+	uint64_t rng = test_seed(0xbad);
+	/* everything the library writes to stderr while bad input runs */
+	struct redirect log;
+	redirect_begin(&log, 2);
+
+	create_rows();
+	long written[S_NSTATES];
+	for (int k = 0; k < S_NSTATES; k++) {
+		struct state s;
+		state_make(&s, k, &rng);
+		long before_rows = redirect_bytes(&log);
+		uint64_t n0 = g_tried;
+		run_rows(&s);
+		written[k] = redirect_bytes(&log) - before_rows;
+		print_message("# state \"%s\": %" PRIu64 " bad inputs\n", s.name, g_tried - n0);
+		/* the arena still works */
+		vmem_addr_t a;
+		if (k != S_EMPTY) {
+			assert_int_equal(vmem_alloc(s.vm, s.q, VM_NOSLEEP, &a), 0);
+			assert_int_equal(vmem_free(s.vm, a, s.q), 0);
+		}
+		CHECK_ARENA(s.vm);
+		state_free(&s); /* the debug arena's leak report goes to the log */
+	}
+	redirect_end(&log);
+
+	bool env_debug = os_debug_env();
+	for (int k = 0; k < S_NSTATES; k++) {
+		if (k == S_DEBUG) {
+			if (written[k] == 0)
+				fail_msg("the VMC_DEBUG arena reported none of its bad frees");
+		} else if (!env_debug && written[k] != 0) {
+			fail_msg("state %d wrote %ld bytes to stderr without VMC_DEBUG", k, written[k]);
+		}
+	}
+	printf("# figure: bad inputs tried %" PRIu64 "\n", g_tried);
+	fflush(stdout);
 }
 
 int main(void)

@@ -37,30 +37,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
 #define VER "VMEM_1.0"
 
-/* Sanitizers keep shadow memory for every mapping a loaded copy ever had */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZER_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-	__has_feature(memory_sanitizer)
-#define SANITIZER_BUILD 1
-#endif
-#endif
-#ifndef SANITIZER_BUILD
-#define SANITIZER_BUILD 0
-#endif
-
 static char g_path[PATH_MAX + 64];
-
-static bool sanitized(void)
-{
-	const char *e = getenv("VMEM_TEST_SANITIZED");
-	return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
-}
 
 /* The functions of one loaded copy. */
 struct api {
@@ -79,23 +60,6 @@ struct api {
 	const char *(*version)(void);
 	const char *(*name)(const vmem_t *);
 };
-
-static atomic_int g_err;
-static char g_msg[512];
-static pthread_mutex_t g_msg_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	pthread_mutex_lock(&g_msg_lock);
-	if (atomic_fetch_add(&g_err, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(g_msg, sizeof(g_msg), fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&g_msg_lock);
-}
 
 #define SYM(field, name)                                                                          \
 	do {                                                                                      \
@@ -164,7 +128,7 @@ static bool api_exercise(const struct api *a, uint64_t seed)
 	vmem_size_t sz[48];
 	uint64_t s = seed;
 	for (int i = 0; i < 48; i++) {
-		sz[i] = 16 * (1 + tu_rand(&s) % 12);
+		sz[i] = 16 * (1 + rand_next(&s) % 12);
 		vmem_t *vm = i % 3 == 0 ? c : p;
 		int rc = i % 4 == 1 ? a->xalloc(vm, sz[i], 64, 16, 0, 0, VMEM_ADDR_MAX, VM_BESTFIT, &v[i])
 				    : a->alloc(vm, sz[i], i % 2 ? VM_FIRSTFIT : VM_NOSLEEP, &v[i]);
@@ -191,7 +155,7 @@ static bool api_exercise(const struct api *a, uint64_t seed)
 	/* destroy with allocations outstanding: everything must still go */
 	a->destroy(c);
 	a->destroy(p);
-	return atomic_load(&g_err) == 0;
+	return !reported();
 }
 
 /* ---- process size ------------------------------------------------------------ */
@@ -245,7 +209,7 @@ static atomic_int g_stop;
 static void *dl_thread(void *arg)
 {
 	uint64_t seed = (uint64_t)(uintptr_t)arg, n = 0;
-	while (!atomic_load(&g_stop) && atomic_load(&g_err) == 0) {
+	while (!atomic_load(&g_stop) && !reported()) {
 		struct api a;
 		if (!api_open(&a))
 			break;
@@ -268,7 +232,7 @@ static void *static_thread(void *arg)
 	vmem_size_t sz[64];
 	int k = 0;
 	while (!atomic_load(&g_stop)) {
-		uint64_t r = tu_rand(&s);
+		uint64_t r = rand_next(&s);
 		if (k == 64 || (k > 0 && (r & 1))) {
 			k--;
 			if (vmem_free(vm, live[k], sz[k]) != 0)
@@ -285,8 +249,8 @@ static void *static_thread(void *arg)
 		if (vmem_free(vm, live[k], sz[k]) != 0)
 			report("static free failed");
 	}
-	char why[256];
-	if (vmem_check(vm, why, sizeof(why)) != 0)
+	char why[600];
+	if (!arena_check(vm, why, sizeof(why)))
 		report("static arena: %s", why);
 	vmem_destroy(vm);
 	return (void *)(uintptr_t)n;
@@ -294,13 +258,12 @@ static void *static_thread(void *arg)
 
 static uint64_t g_cycles;
 
-static void test_cycles(void **state)
+TEST(test_cycles)
 {
-	(void)state;
-	atomic_store(&g_err, 0);
+	report_reset();
 	atomic_store(&g_stop, 0);
-	uint64_t seed = tu_seed(0xd1);
-	uint64_t cycles = tu_scale(sanitized() ? 300 : 2000);
+	uint64_t seed = test_seed(0xd1);
+	uint64_t cycles = test_scale(test_sanitized() ? 300 : 2000);
 	uint64_t warm = cycles / 10;
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
@@ -308,7 +271,7 @@ static void test_cycles(void **state)
 						(void *)(uintptr_t)(seed + 1000 * (uint64_t)i)),
 				 0);
 	struct psize p0 = {0}, p1;
-	for (uint64_t i = 0; i < cycles && atomic_load(&g_err) == 0; i++) {
+	for (uint64_t i = 0; i < cycles && !reported(); i++) {
 		if (i == warm)
 			psize_take(&p0);
 		struct api a;
@@ -328,8 +291,7 @@ static void test_cycles(void **state)
 		else
 			stat_ops += (uint64_t)(uintptr_t)r;
 	}
-	if (atomic_load(&g_err) != 0)
-		fail_msg("%s", g_msg);
+	report_check();
 	print_message("# %" PRIu64 " dlopen cycles here, %" PRIu64 " in two other threads, %" PRIu64
 		      " operations on the static copy\n",
 		      cycles, other, stat_ops);
@@ -376,10 +338,9 @@ static bool lib_mapped(void)
 	return found;
 }
 
-static void test_exports(void **state)
+TEST(test_exports)
 {
-	(void)state;
-	atomic_store(&g_err, 0);
+	report_reset();
 	struct api a;
 	assert_true(api_open(&a));
 	static const char *internal[] = {"vmem_check", "os_map", "os_fault_after", "os_mapped_bytes",
@@ -428,10 +389,9 @@ static void *late_thread(void *arg)
 	return NULL; /* thread exit with the library gone */
 }
 
-static void test_thread_exit_after_dlclose(void **state)
+TEST(test_thread_exit_after_dlclose)
 {
-	(void)state;
-	atomic_store(&g_err, 0);
+	report_reset();
 	for (int round = 0; round < 20; round++) {
 		struct api a;
 		assert_true(api_open(&a));
@@ -460,14 +420,12 @@ static void test_thread_exit_after_dlclose(void **state)
 		pthread_mutex_destroy(&l.m);
 		pthread_cond_destroy(&l.cv);
 	}
-	if (atomic_load(&g_err) != 0)
-		fail_msg("%s", g_msg);
+	report_check();
 }
 
-static void test_fork_after_dlclose(void **state)
+TEST(test_fork_after_dlclose)
 {
-	(void)state;
-	atomic_store(&g_err, 0);
+	report_reset();
 	for (int round = 0; round < 10; round++) {
 		struct api a;
 		assert_true(api_open(&a));
@@ -503,9 +461,8 @@ static void test_fork_after_dlclose(void **state)
 	}
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: dlopen cycles %" PRIu64 "\n", g_cycles);
 	fflush(stdout);
 }

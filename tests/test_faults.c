@@ -32,30 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
-typedef unsigned __int128 u128;
-#define TOP ((u128)1 << 64)
-#define M64 VMEM_ADDR_MAX
-
-static const int policies[] = {0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
-
-static bool sanitized(void)
-{
-	const char *e = getenv("VMEM_TEST_SANITIZED");
-	return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
-}
-
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-/* ---- a model of one arena ------------------------------------------------ */
+/* ---- what the workload holds in an arena --------------------------------- */
 
 struct fa {
 	vmem_addr_t a;
@@ -102,142 +82,66 @@ static int fa_cmp(const void *x, const void *y)
 	return a->a < b->a ? -1 : a->a > b->a;
 }
 
-struct wseg {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int t;
-};
-struct wbuf {
-	struct wseg *v;
-	size_t n, cap;
-};
+/* ---- checking an arena against it ---------------------------------------- */
 
-static void wcb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
+static struct model g_check; /* the reference model, rebuilt for every check */
+static const char *g_where;
+static struct seglist g_imp;
+
+static void failed_at_checkpoint(const struct model *m, const char *msg)
 {
-	struct wbuf *w = arg;
-	if (w->n == w->cap) {
-		w->cap = w->cap ? 2 * w->cap : 1024;
-		w->v = realloc(w->v, w->cap * sizeof(*w->v));
-		if (w->v == NULL)
-			abort();
-	}
-	w->v[w->n++] = (struct wseg){a, s, t};
+	if (m != NULL)
+		model_print(m, stderr);
+	fail_msg("%s: %s", g_where, msg);
 }
 
-static void wtake(vmem_t *vm, struct wbuf *w)
+/* Check one arena: the spans it was given, the ones it imported, and
+ * besides its own allocations those it holds for a child (held: spans the
+ * child imported from it).  With quantum caches (loose) slabs may hide the
+ * segments: every allocation must lie in an allocated segment. */
+static void fm_verify(struct fm *m, const struct seglist *imported, const struct seglist *held,
+		      const char *where)
 {
-	w->n = 0;
-	assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, wcb, w), 0);
-}
-
-static struct wbuf g_w;
-
-/* The walk against spans (sorted) and allocations (sorted): exactly, or
- * with quantum caches, each allocation inside an allocated segment. */
-static void match_walk(const char *name, const struct wbuf *w, const struct fsp *sp, size_t nsp,
-		       const struct fa *al, size_t nal, bool loose, const char *where)
-{
-	size_t wi = 0, j = 0;
-	for (size_t i = 0; i < nsp; i++) {
-		if (wi >= w->n || w->v[wi].t != VMEM_SPAN || w->v[wi].a != sp[i].a ||
-		    w->v[wi].s != sp[i].s)
-			fail_msg("%s: %s: span %zu [%#" PRIx64 ", +%#" PRIx64 ") is not in the walk",
-				 where, name, i, sp[i].a, sp[i].s);
-		wi++;
-		u128 pos = sp[i].a, end = (u128)sp[i].a + sp[i].s;
-		for (; wi < w->n && w->v[wi].t != VMEM_SPAN; wi++) {
-			const struct wseg *g = &w->v[wi];
-			if (g->a != pos)
-				fail_msg("%s: %s: segments do not tile the span at %#" PRIx64, where,
-					 name, g->a);
-			pos += g->s;
-			if (loose) {
-				while (j < nal && (u128)al[j].a < pos) {
-					if (g->t != VMEM_ALLOC || al[j].a < g->a ||
-					    (u128)al[j].a + al[j].s > pos)
-						fail_msg("%s: %s: allocation [%#" PRIx64 ", +%#" PRIx64
-							 ") is not inside an allocated segment",
-							 where, name, al[j].a, al[j].s);
-					j++;
-				}
-				continue;
-			}
-			if (g->t == VMEM_ALLOC) {
-				if (j >= nal || al[j].a != g->a || al[j].s != g->s)
-					fail_msg("%s: %s: the walk shows allocation [%#" PRIx64
-						 ", +%#" PRIx64 "), the model %s",
-						 where, name, g->a, g->s, j < nal ? "another" : "none");
-				j++;
-			} else if (j < nal && al[j].a < pos) {
-				fail_msg("%s: %s: allocation %#" PRIx64 " lies in free segment [%#" PRIx64
-					 ", +%#" PRIx64 ")",
-					 where, name, al[j].a, g->a, g->s);
-			}
-		}
-		if (pos != end)
-			fail_msg("%s: %s: segments of span %#" PRIx64 " end at %#" PRIx64, where, name,
-				 sp[i].a, (uint64_t)pos);
-	}
-	if (wi != w->n)
-		fail_msg("%s: %s: the walk has more spans than the model", where, name);
-	if (j != nal)
-		fail_msg("%s: %s: %zu allocations are not in the walk", where, name, nal - j);
-}
-
-static int fsp_cmp(const void *x, const void *y)
-{
-	const struct fsp *a = x, *b = y;
-	return a->a < b->a ? -1 : a->a > b->a;
-}
-
-/* Check one arena against its model; extra are allocations held for
- * others (a child's imports), imported the spans the arena imported. */
-static void fm_verify(struct fm *m, const struct fa *extra, size_t nextra, const struct fsp *imported,
-		      size_t nimported, const char *where)
-{
-	char why[512];
-	int inv = vmem_check(m->vm, why, sizeof(why));
-	if (inv != 0)
-		fail_msg("%s: %s: invariant I%d broken: %s", where, m->name, inv, why);
-	size_t n = m->nal + nextra;
-	struct fa *all = malloc((n ? n : 1) * sizeof(*all));
-	assert_non_null(all);
-	if (m->nal)
-		memcpy(all, m->al, m->nal * sizeof(*all));
-	if (nextra)
-		memcpy(all + m->nal, extra, nextra * sizeof(*all));
-	qsort(all, n, sizeof(*all), fa_cmp);
-	struct fsp *sp = malloc(((size_t)m->nsp + nimported + 1) * sizeof(*sp));
-	assert_non_null(sp);
-	size_t nsp = 0;
+	char why[600];
+	g_where = where;
+	if (!arena_check(m->vm, why, sizeof(why)))
+		fail_msg("%s: %s: %s", where, m->name, why);
+	struct model *c = &g_check;
+	model_reset(c, m->name, m->vm, m->q);
 	for (int i = 0; i < m->nsp; i++)
-		sp[nsp++] = m->sp[i];
-	for (size_t i = 0; i < nimported; i++)
-		sp[nsp++] = imported[i];
-	qsort(sp, nsp, sizeof(*sp), fsp_cmp);
-	wtake(m->vm, &g_w);
-	match_walk(m->name, &g_w, sp, nsp, all, n, m->loose, where);
+		model_add_span(c, m->sp[i].a, m->sp[i].s, false);
+	for (size_t i = 0; imported && i < imported->n; i++)
+		model_add_span(c, imported->v[i].addr, imported->v[i].size, true);
+	/* in address order, each insertion appends (the workload's own order
+	 * stays: it picks what to free by index) */
+	struct fa *sorted = malloc((m->nal ? m->nal : 1) * sizeof(*sorted));
+	assert_non_null(sorted);
+	if (m->nal)
+		memcpy(sorted, m->al, m->nal * sizeof(*sorted));
+	qsort(sorted, m->nal, sizeof(*sorted), fa_cmp);
+	for (size_t i = 0; i < m->nal; i++)
+		model_insert_alloc(c, sorted[i].a, sorted[i].s, sorted[i].asked,
+				   sorted[i].x ? MA_XALLOC : MA_ALLOC);
+	free(sorted);
+	for (size_t i = 0; held && i < held->n; i++)
+		model_insert_alloc(c, held->v[i].addr, held->v[i].size, held->v[i].size, MA_IMPORT);
+	model_read_walk(c);
+	model_expect(c);
+	if (m->loose)
+		model_walk_loose(c, &c->walk);
+	else if (!model_walk_exact(c, &c->walk, why, sizeof(why)))
+		fail_msg("%s: %s: %s", where, m->name, why);
 
-	vmem_size_t span_total = 0, import_total = 0, alloc_total = 0;
-	for (size_t i = 0; i < nsp; i++)
-		span_total += sp[i].s;
-	for (size_t i = 0; i < nimported; i++)
-		import_total += imported[i].s;
-	for (size_t i = 0; i < n; i++)
-		alloc_total += all[i].s;
-	vmem_stats_t st;
-	get_stats(m->vm, &st);
-	if (st.span_total != span_total || st.import_total != import_total ||
-	    st.alloc_total - st.cached_total != alloc_total ||
-	    st.free_total != span_total - st.alloc_total || st.nspans != nsp)
+	vmem_stats_t st = stats_of(m->vm);
+	if (st.span_total != c->span_total || st.import_total != c->import_total ||
+	    st.alloc_total - st.cached_total != c->alloc_total ||
+	    st.free_total != c->span_total - st.alloc_total || st.nspans != c->nsp)
 		fail_msg("%s: %s: totals disagree with the model (span %" PRIu64 "/%" PRIu64
 			 ", alloc %" PRIu64 "-%" PRIu64 "/%" PRIu64 ")",
-			 where, m->name, st.span_total, span_total, st.alloc_total, st.cached_total,
-			 alloc_total);
-	if (!m->loose && st.nalloc != n)
-		fail_msg("%s: %s: nalloc %" PRIu64 ", model %zu", where, m->name, st.nalloc, n);
-	free(all);
-	free(sp);
+			 where, m->name, st.span_total, c->span_total, st.alloc_total, st.cached_total,
+			 c->alloc_total);
+	if (!m->loose && st.nalloc != c->nal)
+		fail_msg("%s: %s: nalloc %" PRIu64 ", model %zu", where, m->name, st.nalloc, c->nal);
 }
 
 /* ---- the scripted workload --------------------------------------------------- */
@@ -254,45 +158,25 @@ struct world {
 	bool faulting; /* a fault is armed: ENOMEM may come */
 };
 
-static struct fsp g_imp[4096];
-static size_t g_nimp;
-static struct fa g_cimp[4096];
-
-static void imp_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	(void)arg;
-	if (t == VMEM_SPAN && g_nimp < 4096)
-		g_imp[g_nimp++] = (struct fsp){a, s};
-}
-
 static void verify_world(struct world *w)
 {
-	/* the child's spans that it did not add are imports, held by the parent */
-	g_nimp = 0;
-	assert_int_equal(vmem_walk(w->C.vm, VMEM_SPAN, imp_cb, NULL), 0);
+	/* the child was given no span: all of its spans are imports, which
+	 * the parent holds as allocations */
 	assert_int_equal(w->C.nsp, 0);
-	for (size_t i = 0; i < g_nimp; i++)
-		g_cimp[i] = (struct fa){g_imp[i].a, g_imp[i].s, g_imp[i].s, 1};
-	fm_verify(&w->C, NULL, 0, g_imp, g_nimp, w->phase);
-	fm_verify(&w->P, g_cimp, g_nimp, NULL, 0, w->phase);
-	fm_verify(&w->A, NULL, 0, NULL, 0, w->phase);
-	fm_verify(&w->B, NULL, 0, NULL, 0, w->phase);
+	walk_into(w->C.vm, VMEM_SPAN, &g_imp);
+	fm_verify(&w->C, &g_imp, NULL, w->phase);
+	fm_verify(&w->P, NULL, &g_imp, w->phase);
+	fm_verify(&w->A, NULL, NULL, w->phase);
+	fm_verify(&w->B, NULL, NULL, w->phase);
 }
 
 /* Stats that must not move when a call fails with ENOMEM (fails aside). */
-static void stats_same(const vmem_stats_t *a, const vmem_stats_t *b, uint64_t dfails,
-		       const char *what)
+static void expect_stats_same(const vmem_stats_t *a, const vmem_stats_t *b, uint64_t dfails,
+			      const char *what)
 {
-	vmem_stats_t x = *a;
-	x.fails += dfails;
-	if (memcmp(&x, b, sizeof(x)) != 0) {
-		const uint64_t *p = (const uint64_t *)&x, *q = (const uint64_t *)b;
-		for (size_t i = 0; i < sizeof(x) / 8; i++)
-			if (p[i] != q[i])
-				fail_msg("%s: a call that failed with ENOMEM changed statistics word "
-					 "%zu: %" PRIu64 " -> %" PRIu64,
-					 what, i, p[i], q[i]);
-	}
+	char why[200];
+	if (!stats_same(a, b, dfails, why, sizeof(why)))
+		fail_msg("%s: a call that failed with ENOMEM changed %s", what, why);
 }
 
 static vmem_t *create_retry(struct world *w, const char *name, vmem_addr_t base, vmem_size_t size,
@@ -329,8 +213,7 @@ static void fm_init(struct fm *m, const char *name, vmem_t *vm, vmem_size_t q, v
 static void add_retry(struct world *w, struct fm *m, vmem_addr_t a, vmem_size_t s)
 {
 	for (int tries = 0; tries < 2; tries++) {
-		vmem_stats_t b, c;
-		get_stats(m->vm, &b);
+		vmem_stats_t b = stats_of(m->vm);
 		w->calls++;
 		int rc = vmem_add(m->vm, a, s, VM_NOSLEEP);
 		if (rc == 0) {
@@ -339,8 +222,8 @@ static void add_retry(struct world *w, struct fm *m, vmem_addr_t a, vmem_size_t 
 		}
 		if (rc != ENOMEM)
 			fail_msg("vmem_add(%s, %#" PRIx64 ") returned %d", m->name, a, rc);
-		get_stats(m->vm, &c);
-		stats_same(&b, &c, 0, "vmem_add");
+		vmem_stats_t c = stats_of(m->vm);
+		expect_stats_same(&b, &c, 0, "vmem_add");
 		w->enomem++;
 		verify_world(w);
 	}
@@ -350,10 +233,10 @@ static void add_retry(struct world *w, struct fm *m, vmem_addr_t a, vmem_size_t 
 /* One allocation on m (plain or constrained, random policy); true if it worked. */
 static bool wl_alloc(struct world *w, struct fm *m, vmem_size_t size, bool x)
 {
-	uint64_t r = tu_rand(&w->rng);
+	uint64_t r = rand_next(&w->rng);
 	int flags = policies[r % 5] | ((r >> 8) & 1 ? VM_NOSLEEP : 0);
 	vmem_size_t align = 0, phase = 0, nocross = 0;
-	vmem_addr_t lo = 0, hi = M64;
+	vmem_addr_t lo = 0, hi = VMEM_ADDR_MAX;
 	if (x) {
 		align = m->q << ((r >> 12) % 6);
 		phase = align > m->q ? m->q * ((r >> 20) % (align / m->q)) : 0;
@@ -369,17 +252,15 @@ static bool wl_alloc(struct world *w, struct fm *m, vmem_size_t size, bool x)
 			hi = lo + m->sp[0].s / 2;
 		}
 	}
-	vmem_stats_t b, c;
-	get_stats(m->vm, &b);
+	vmem_stats_t b = stats_of(m->vm);
 	vmem_addr_t a = 0;
 	w->calls++;
 	int rc = x ? vmem_xalloc(m->vm, size, align, phase, nocross, lo, hi, flags, &a)
 		   : vmem_alloc(m->vm, size, flags, &a);
 	if (rc == 0) {
 		vmem_size_t rs = vmem_roundup_size(m->vm, size);
-		vmem_size_t al = align ? align : m->q;
-		if (x && (a % al != phase || a < lo || a + rs - 1 > hi ||
-			  (nocross && a / nocross != (a + rs - 1) / nocross)))
+		struct fitq req = {rs, align ? align : m->q, phase, nocross, lo, hi};
+		if (x && !fitq_holds(&req, a))
 			fail_msg("%s: %s: xalloc result %#" PRIx64 " breaks its constraints", w->phase,
 				 m->name, a);
 		fm_push(m, a, rs, size, x);
@@ -397,8 +278,8 @@ static bool wl_alloc(struct world *w, struct fm *m, vmem_size_t size, bool x)
 	m->enomem++;
 	if (m != &w->C) {
 		/* the child may import and release on the way; the full check covers it */
-		get_stats(m->vm, &c);
-		stats_same(&b, &c, 1, m->name);
+		vmem_stats_t c = stats_of(m->vm);
+		expect_stats_same(&b, &c, 1, m->name);
 	}
 	verify_world(w);
 	return false;
@@ -419,7 +300,7 @@ static void wl_free(struct world *w, struct fm *m, size_t i)
 static void wl_fill(struct world *w, struct fm *m, unsigned int n, vmem_size_t maxsize, bool cached)
 {
 	for (unsigned int i = 0; i < n; i++) {
-		uint64_t r = tu_rand(&w->rng);
+		uint64_t r = rand_next(&w->rng);
 		vmem_size_t size = 1 + r % maxsize;
 		if (!cached && m->qmax != 0 && size <= m->qmax)
 			size += m->qmax;
@@ -431,7 +312,7 @@ static void wl_free_some(struct world *w, struct fm *m, unsigned int pct)
 {
 	size_t target = m->nal * (100 - pct) / 100;
 	while (m->nal > target)
-		wl_free(w, m, tu_rand(&w->rng) % m->nal);
+		wl_free(w, m, rand_next(&w->rng) % m->nal);
 }
 
 /* The whole script.  Returns with everything destroyed. */
@@ -455,7 +336,7 @@ static void workload(struct world *w, uint64_t seed, unsigned int scale)
 	verify_world(w);
 
 	w->phase = "add";
-	add_retry(w, &w->A, (vmem_addr_t)(TOP - (1 << 20)), 1 << 20); /* ends at 2^64 */
+	add_retry(w, &w->A, (vmem_addr_t)(TOP_END - (1 << 20)), 1 << 20); /* ends at 2^64 */
 	add_retry(w, &w->A, 1 << 21, 1 << 20);
 	add_retry(w, &w->A, 1 << 20, 1 << 20); /* adjacent to the first: not merged */
 	add_retry(w, &w->B, 0x10000000, 1 << 16);
@@ -469,7 +350,7 @@ static void workload(struct world *w, uint64_t seed, unsigned int scale)
 
 	w->phase = "import";
 	for (unsigned int i = 0; i < 400 * scale; i++) {
-		uint64_t r = tu_rand(&w->rng);
+		uint64_t r = rand_next(&w->rng);
 		wl_alloc(w, &w->C, 16 * (1 + r % 40), (r >> 40) % 3 == 0);
 		if (i % 4 == 0)
 			wl_alloc(w, &w->P, 16 * (65 + r % 100), (r >> 50) % 2 == 0);
@@ -494,21 +375,14 @@ static void workload(struct world *w, uint64_t seed, unsigned int scale)
 	vmem_destroy(w->C.vm);
 	fm_init(&w->C, "C", NULL, 16, 0);
 	/* the child's imports all came back */
-	fm_verify(&w->P, NULL, 0, NULL, 0, "after the child's destroy");
+	fm_verify(&w->P, NULL, NULL, "after the child's destroy");
 	vmem_destroy(w->B.vm);
 	vmem_destroy(w->A.vm);
 	/* P is VMC_DEBUG: its outstanding allocations are reported; keep quiet */
-	fflush(stderr);
-	int saved = dup(2);
-	FILE *devnull = fopen("/dev/null", "w");
-	if (devnull != NULL)
-		dup2(fileno(devnull), 2);
+	struct redirect quiet;
+	redirect_begin(&quiet, 2);
 	vmem_destroy(w->P.vm);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	if (devnull != NULL)
-		fclose(devnull);
+	redirect_end(&quiet);
 	fm_init(&w->A, "A", NULL, 1, 0);
 	fm_init(&w->B, "B", NULL, 8, 64);
 	fm_init(&w->P, "P", NULL, 16, 64);
@@ -517,10 +391,9 @@ static void workload(struct world *w, uint64_t seed, unsigned int scale)
 
 static uint64_t g_leaked;
 
-static void test_fault_sweep(void **state)
+TEST(test_fault_sweep)
 {
-	(void)state;
-	uint64_t seed = tu_seed(0xfa17);
+	uint64_t seed = test_seed(0xfa17);
 	unsigned int scale = 1;
 	static struct world w;
 	size_t baseline = os_mapped_bytes();
@@ -535,7 +408,7 @@ static void test_fault_sweep(void **state)
 	print_message("# the workload makes %" PRIu64 " mappings in %" PRIu64 " calls\n", nmaps,
 		      w.calls);
 
-	uint64_t rounds = tu_scale(1);
+	uint64_t rounds = test_scale(1);
 	uint64_t injected = 0, survived = 0, surfaced = 0;
 	for (uint64_t round = 0; round < rounds; round++) {
 		uint64_t s = seed + round;
@@ -580,30 +453,17 @@ static void test_fault_sweep(void **state)
 
 /* ---- leaks -------------------------------------------------------------------- */
 
-static int cyc_import(void *arg, vmem_size_t size, int flags, vmem_addr_t *addrp)
+TEST(test_create_destroy_cycles)
 {
-	(void)flags;
-	return vmem_alloc(arg, size, VM_NOSLEEP, addrp);
-}
-
-static void cyc_release(void *arg, vmem_addr_t addr, vmem_size_t size)
-{
-	if (vmem_free(arg, addr, size) != 0)
-		abort();
-}
-
-static void test_create_destroy_cycles(void **state)
-{
-	(void)state;
-	uint64_t rng = tu_seed(0xc1c1e);
-	uint64_t cycles = tu_scale(sanitized() ? 300 : 1000);
+	uint64_t rng = test_seed(0xc1c1e);
+	uint64_t cycles = test_scale(test_sanitized() ? 300 : 1000);
 	size_t baseline = os_mapped_bytes();
 	for (uint64_t i = 0; i < cycles; i++) {
-		uint64_t r = tu_rand(&rng);
+		uint64_t r = rand_next(&rng);
 		vmem_size_t q = (vmem_size_t)1 << (r % 13);
 		vmem_size_t qmax = (r >> 8) % 2 ? q * ((r >> 12) % 20) : 0;
 		int flags = (r >> 16) % 8 == 0 ? VMC_DEBUG : 0;
-		vmem_addr_t base = (r >> 20) % 2 ? (vmem_addr_t)(TOP - q * 4096) : q * 16;
+		vmem_addr_t base = (r >> 20) % 2 ? (vmem_addr_t)(TOP_END - q * 4096) : q * 16;
 		vmem_t *vm = vmem_create("cycle", base, q * 4096, q, qmax, flags);
 		assert_non_null(vm);
 		vmem_t *child = NULL, *pool = NULL;
@@ -618,7 +478,7 @@ static void test_create_destroy_cycles(void **state)
 			child = vmem_create("cycle-cb", 0, 0, q, qmax, 0);
 			assert_non_null(pool);
 			assert_non_null(child);
-			assert_int_equal(vmem_set_import(child, cyc_import, cyc_release, pool, 0), 0);
+			assert_int_equal(vmem_set_import(child, import_from_pool, release_to_pool, pool, 0), 0);
 			break;
 		default:
 			break;
@@ -640,24 +500,16 @@ static void test_create_destroy_cycles(void **state)
 			assert_int_equal(vmem_free(vm, held[j], hsize[j]), 0);
 		CHECK_ARENA(vm);
 		if (child != NULL) {
-			CHECK_ARENA(child);
-			vmem_destroy(child);
+			CHECK_AND_DESTROY(child);
 		}
 		if (pool != NULL)
 			vmem_destroy(pool);
 		if (flags & VMC_DEBUG) {
 			/* leak reports go to stderr: not into the test log */
-			fflush(stderr);
-			int saved = dup(2);
-			FILE *dn = fopen("/dev/null", "w");
-			if (dn)
-				dup2(fileno(dn), 2);
+			struct redirect quiet;
+			redirect_begin(&quiet, 2);
 			vmem_destroy(vm);
-			fflush(stderr);
-			dup2(saved, 2);
-			close(saved);
-			if (dn)
-				fclose(dn);
+			redirect_end(&quiet);
 		} else {
 			vmem_destroy(vm);
 		}
@@ -679,7 +531,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 	size_t baseline = os_mapped_bytes();
 	vmem_t *vm = vmem_create("churn", 0, 1 << 24, 1, qmax, 0);
 	assert_non_null(vm);
-	assert_int_equal(vmem_add(vm, (vmem_addr_t)(TOP - (1 << 20)), 1 << 20, 0), 0);
+	assert_int_equal(vmem_add(vm, (vmem_addr_t)(TOP_END - (1 << 20)), 1 << 20, 0), 0);
 	/* what the arena maps before any allocation (caches included) is fixed */
 	size_t fixed = os_mapped_bytes() - baseline;
 	struct fa *live = calloc(LIVE, sizeof(*live));
@@ -688,7 +540,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 	uint64_t rng = seed, peak_segs = 0, peak_nalloc = 0;
 	size_t peak_mapped = 0;
 	for (uint64_t i = 0; i < ops; i++) {
-		uint64_t r = tu_rand(&rng);
+		uint64_t r = rand_next(&rng);
 		if (i % 65536 == 0)
 			target = 1 + (size_t)(r >> 40) % LIVE; /* the live set wanders */
 		if (n > 0 && (n >= target || (r & 3) == 0)) {
@@ -704,7 +556,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 		vmem_addr_t a;
 		int x = (r >> 24) % 8 == 0, rc;
 		if (x)
-			rc = vmem_xalloc(vm, size, (vmem_size_t)1 << ((r >> 28) % 5), 0, 0, 0, M64,
+			rc = vmem_xalloc(vm, size, (vmem_size_t)1 << ((r >> 28) % 5), 0, 0, 0, VMEM_ADDR_MAX,
 					 policies[(r >> 32) % 5], &a);
 		else
 			rc = vmem_alloc(vm, size, policies[(r >> 32) % 5], &a);
@@ -712,8 +564,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 			fail_msg("churn: allocation returned %d", rc);
 		live[n++] = (struct fa){a, size, size, x};
 		if ((i & 15) == 0) {
-			vmem_stats_t st;
-			get_stats(vm, &st);
+			vmem_stats_t st = stats_of(vm);
 			uint64_t segs = st.nalloc + st.nfree + st.nspans;
 			if (segs > peak_segs)
 				peak_segs = segs;
@@ -726,8 +577,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 	}
 	*done += ops;
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	/* between two samples: at most 16 more allocations, two segments each */
 	peak_segs += 32;
 	peak_nalloc += 16;
@@ -753,7 +603,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 	}
 	vmem_reap(vm);
 	CHECK_ARENA(vm);
-	get_stats(vm, &st);
+	st = stats_of(vm);
 	assert_int_equal(st.alloc_total, 0);
 	vmem_destroy(vm);
 	free(live);
@@ -765,17 +615,15 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 
 static uint64_t g_churn_ops;
 
-static void test_churn_bounded(void **state)
+TEST(test_churn_bounded)
 {
-	(void)state;
-	uint64_t ops = tu_scale(sanitized() ? 200000 : 1000000);
-	churn(0, tu_seed(0xc4u), ops / 2, &g_churn_ops);
-	churn(16, tu_seed(0xc5u), ops / 2, &g_churn_ops);
+	uint64_t ops = test_scale(test_sanitized() ? 200000 : 1000000);
+	churn(0, test_seed(0xc4u), ops / 2, &g_churn_ops);
+	churn(16, test_seed(0xc5u), ops / 2, &g_churn_ops);
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: churn operations %" PRIu64 "\n", g_churn_ops);
 	printf("# figure: leaked bytes %" PRIu64 "\n", g_leaked);
 	fflush(stdout);
@@ -790,7 +638,9 @@ int main(void)
 		cmocka_unit_test(test_churn_bounded),
 		cmocka_unit_test(test_figures),
 	};
+	model_failure = failed_at_checkpoint;
 	int rc = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
-	free(g_w.v);
+	model_fini(&g_check);
+	seglist_free(&g_imp);
 	return rc;
 }

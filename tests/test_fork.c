@@ -11,101 +11,25 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VMEM_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define VMEM_UNDER_ASAN 1
-#endif
-#endif
-#ifndef VMEM_UNDER_ASAN
-#define VMEM_UNDER_ASAN 0
-#endif
-
-#define NARENA 4
 #define NWORKERS 2
-#define LIVE 64
 
-static vmem_t *arenas[NARENA];
-static vmem_size_t quanta[NARENA];
-static atomic_int stop;
-static atomic_int werr;
-
-struct held {
-	vmem_addr_t addr;
-	vmem_size_t size;
-	int ar, x;
-};
-
-struct worker {
-	pthread_t tid;
-	uint64_t seed;
-	uint64_t ops;
-};
-
-static void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct held h[LIVE];
-	int n = 0;
-	uint64_t s = w->seed;
-	while (!atomic_load(&stop)) {
-		uint64_t r = tu_rand(&s);
-		if (n == LIVE || (n > 0 && r % 2)) {
-			int k = (int)((r >> 8) % (uint64_t)n);
-			vmem_t *vm = arenas[h[k].ar];
-			int rc = h[k].x ? vmem_xfree(vm, h[k].addr, h[k].size)
-					: vmem_free(vm, h[k].addr, h[k].size);
-			if (rc != 0)
-				atomic_store(&werr, 1);
-			h[k] = h[--n];
-		} else {
-			int ar = (int)((r >> 16) % NARENA);
-			vmem_size_t size = quanta[ar] * (1 + (r >> 24) % 24);
-			int x = (r >> 40) % 4 == 0;
-			vmem_addr_t a;
-			int rc = x ? vmem_xalloc(arenas[ar], size, 2 * quanta[ar], 0, 0, 0,
-						 VMEM_ADDR_MAX, VM_NOSLEEP, &a)
-				   : vmem_alloc(arenas[ar], size, VM_NOSLEEP, &a);
-			if (rc == 0)
-				h[n++] = (struct held){ a, size, ar, x };
-			else if (rc != ENOMEM)
-				atomic_store(&werr, 2);
-		}
-		w->ops++;
-	}
-	while (n > 0) {
-		n--;
-		vmem_t *vm = arenas[h[n].ar];
-		int rc = h[n].x ? vmem_xfree(vm, h[n].addr, h[n].size)
-				: vmem_free(vm, h[n].addr, h[n].size);
-		if (rc != 0)
-			atomic_store(&werr, 3);
-	}
-	return NULL;
-}
+static struct fork_arenas g_fa;
 
 /* ---- in the child: no cmocka, exit codes only --------------------------- */
 
 static int child_use(vmem_t *vm, vmem_size_t q)
 {
-	char why[256];
-	int inv = vmem_check(vm, why, sizeof(why));
-	if (inv != 0) {
-		fprintf(stderr, "# child: arena %s: I%d %s\n", vmem_name(vm), inv, why);
+	char why[600];
+	if (!arena_check(vm, why, sizeof(why))) {
+		fprintf(stderr, "# child: arena %s: %s\n", vmem_name(vm), why);
 		return 10;
 	}
 	static const vmem_size_t sizes[] = { 1, 2, 7, 16, 40 };
@@ -128,14 +52,11 @@ static int child_use(vmem_t *vm, vmem_size_t q)
 		}
 	}
 	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	if (vmem_get_stats(vm, &st) != 0 || st.span_total != st.alloc_total + st.free_total)
+	if (stats_read(vm, &st) != 0 || st.span_total != st.alloc_total + st.free_total)
 		return 16;
 	vmem_reap(vm);
-	inv = vmem_check(vm, why, sizeof(why));
-	if (inv != 0) {
-		fprintf(stderr, "# child: arena %s after use: I%d %s\n", vmem_name(vm), inv, why);
+	if (!arena_check(vm, why, sizeof(why))) {
+		fprintf(stderr, "# child: arena %s after use: %s\n", vmem_name(vm), why);
 		return 17;
 	}
 	return 0;
@@ -145,21 +66,21 @@ static void *child_thread(void *arg)
 {
 	(void)arg;
 	intptr_t rc = 0;
-	for (int i = 0; i < NARENA && rc == 0; i++)
-		rc = child_use(arenas[i], quanta[i]);
+	for (int i = 0; i < FORK_ARENAS && rc == 0; i++)
+		rc = child_use(g_fa.vm[i], g_fa.q[i]);
 	return (void *)rc;
 }
 
-static int child_main(void)
+static int child_work(void)
 {
 	alarm(20); /* a deadlock kills us with SIGALRM */
 	int rc;
-	for (int i = 0; i < NARENA; i++)
-		if ((rc = child_use(arenas[i], quanta[i])) != 0)
+	for (int i = 0; i < FORK_ARENAS; i++)
+		if ((rc = child_use(g_fa.vm[i], g_fa.q[i])) != 0)
 			return rc + 10 * i;
 	/* a fresh arena importing from one the workers were using */
 	vmem_t *vm = vmem_create("in-child", 0, 0, 1, 8, 0);
-	if (vm == NULL || vmem_set_source(vm, arenas[0], 64) != 0)
+	if (vm == NULL || vmem_set_source(vm, g_fa.vm[0], 64) != 0)
 		return 60;
 	if ((rc = child_use(vm, 1)) != 0)
 		return 60 + rc % 10;
@@ -168,7 +89,7 @@ static int child_main(void)
 	 * or TSan: ASan's allocator lock may have been held by a parent
 	 * thread at the fork, and a new thread in the child then hangs inside
 	 * ASan; TSan reuses a dead parent thread's id and aborts. */
-#if !VMEM_UNDER_ASAN
+#if !SANITIZER_BUILD
 	pthread_t t;
 	void *res;
 	if (pthread_create(&t, NULL, child_thread, NULL) != 0)
@@ -183,95 +104,40 @@ static int child_main(void)
 	return 0;
 }
 
-static void test_fork(void **state)
+static int child_main(void *arg)
 {
-	(void)state;
-	uint64_t seed = tu_seed(7);
-	quanta[0] = 1;
-	quanta[1] = 4096;
-	quanta[2] = 1;
-	quanta[3] = 16;
-	arenas[0] = vmem_create("ids", 0, 1 << 20, 1, 16, 0);
-	arenas[1] = vmem_create("pages", 0x10000000, 4096ull * 4096, 4096, 0, 0);
-	arenas[2] = vmem_create("child", 0, 0, 1, 8, 0);
-	arenas[3] = vmem_create("debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
-	for (int i = 0; i < NARENA; i++)
-		assert_non_null(arenas[i]);
-	assert_int_equal(vmem_set_source(arenas[2], arenas[0], 256), 0);
+	(void)arg;
+	int rc = child_work();
+	fork_arenas_destroy(&g_fa);
+	return rc;
+}
 
-	atomic_store(&stop, 0);
-	atomic_store(&werr, 0);
-	struct worker w[NWORKERS];
-	for (int i = 0; i < NWORKERS; i++) {
-		w[i] = (struct worker){ .seed = seed + (uint64_t)i * 77 };
-		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
-	}
+TEST(test_fork)
+{
+	report_reset();
+	fork_arenas_create(&g_fa);
+	atomic_int stop = 0;
+	struct load w[NWORKERS];
+	pthread_t tids[NWORKERS];
+	fork_loads_start(&g_fa, w, tids, NWORKERS, test_seed(7), &stop);
 
-	uint64_t nfork = tu_scale(50);
-	int failed = 0;
+	uint64_t nfork = test_scale(50);
 	char msg[256] = "";
-	for (uint64_t i = 0; i < nfork && !failed; i++) {
+	bool ok = true;
+	uint64_t nth;
+	for (nth = 0; nth < nfork && ok; nth++) {
 		usleep(2000); /* let the workers get going again */
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			snprintf(msg, sizeof(msg), "fork: %s", strerror(errno));
-			failed = 1;
-			break;
-		}
-		if (pid == 0)
-		{
-			int rc = child_main();
-			/* the child's copies go too, children before their source,
-			 * so that valgrind sees no tag left behind */
-			for (int k = NARENA; k-- > 0;)
-				vmem_destroy(arenas[k]);
-			_exit(rc);
-		}
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		if (WIFSIGNALED(status)) {
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child killed by signal %d%s", i,
-				 WTERMSIG(status),
-				 WTERMSIG(status) == SIGALRM ? " (deadlock after fork)" : "");
-			failed = 1;
-		} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child exit status %d", i,
-				 WEXITSTATUS(status));
-			failed = 1;
-		}
+		ok = fork_run(child_main, NULL, msg, sizeof(msg));
 	}
 	atomic_store(&stop, 1);
-	uint64_t ops = 0;
-	for (int i = 0; i < NWORKERS; i++) {
-		pthread_join(w[i].tid, NULL);
-		ops += w[i].ops;
-	}
-	if (failed)
-		fail_msg("%s", msg);
-	assert_int_equal(atomic_load(&werr), 0);
-	print_message("# %" PRIu64 " forks, %" PRIu64 " worker operations\n", nfork, ops);
-
+	threads_join(tids, NWORKERS);
+	if (!ok)
+		fail_msg("fork %" PRIu64 ": %s", nth - 1, msg);
+	report_check();
+	print_message("# %" PRIu64 " forks, %" PRIu64 " worker operations\n", nfork,
+		      load_total(w, NWORKERS, 0).ops);
 	/* the parent's arenas came through intact */
-	for (int i = 0; i < NARENA; i++) {
-		vmem_reap(arenas[i]);
-		CHECK_ARENA(arenas[i]);
-	}
-	vmem_reap(arenas[2]);
-	for (int i = 0; i < NARENA; i++) {
-		vmem_stats_t st;
-		memset(&st, 0, sizeof(st));
-		st.size = sizeof(st);
-		assert_int_equal(vmem_get_stats(arenas[i], &st), 0);
-		assert_int_equal(st.alloc_total, 0);
-		assert_int_equal(st.allocs, st.frees);
-	}
-	vmem_destroy(arenas[2]);
-	vmem_destroy(arenas[3]);
-	vmem_destroy(arenas[1]);
-	vmem_destroy(arenas[0]);
+	fork_arenas_finish(&g_fa);
 }
 
 int main(void)

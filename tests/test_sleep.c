@@ -20,28 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
 #define JOIN_SECONDS 20
 #define WAIT_SECONDS 10
 
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-static unsigned int nwaiters(vmem_t *vm)
-{
-	return vmem_seam_nwaiters(vm);
-}
-
 static uint64_t waits(vmem_t *vm)
 {
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	return st.waits;
+	return stats_of(vm).waits;
 }
 
 /* Wait until n threads sleep in vm (or in vm2): the arena's waiter count,
@@ -51,7 +37,7 @@ static int wait_sleeping(vmem_t *vm, vmem_t *vm2, unsigned int n, uint64_t waits
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		unsigned int k = nwaiters(vm) + (vm2 ? nwaiters(vm2) : 0);
+		unsigned int k = vmem_seam_nwaiters(vm) + (vm2 ? vmem_seam_nwaiters(vm2) : 0);
 		if (k >= n)
 			return 1;
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -64,7 +50,8 @@ static int wait_sleeping(vmem_t *vm, vmem_t *vm2, unsigned int n, uint64_t waits
 	}
 }
 
-struct sleeper {
+/* One thread, one VM_SLEEP request. */
+struct waiter {
 	pthread_t tid;
 	vmem_t *vm;
 	vmem_size_t size;
@@ -77,9 +64,9 @@ struct sleeper {
 	atomic_int done;
 };
 
-static void *sleeper_main(void *arg)
+static void *waiter_main(void *arg)
 {
-	struct sleeper *s = arg;
+	struct waiter *s = arg;
 	if (s->x)
 		s->rc = vmem_xalloc(s->vm, s->size, s->align, s->phase, 0, s->minaddr,
 				    VMEM_ADDR_MAX, VM_SLEEP | s->policy, &s->addr);
@@ -89,19 +76,24 @@ static void *sleeper_main(void *arg)
 	return NULL;
 }
 
-static void start(struct sleeper *s)
+static void start(struct waiter *s)
 {
 	atomic_store(&s->done, 0);
 	s->rc = -1;
-	assert_int_equal(pthread_create(&s->tid, NULL, sleeper_main, s), 0);
+	assert_int_equal(pthread_create(&s->tid, NULL, waiter_main, s), 0);
 }
 
-static void join(struct sleeper *s, const char *what)
+/* Start s, and wait until it sleeps in vm (or in vm2). */
+static void start_asleep(struct waiter *s, vmem_t *vm, vmem_t *vm2)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += JOIN_SECONDS;
-	int rc = pthread_timedjoin_np(s->tid, NULL, &ts);
+	uint64_t w0 = waits(vm) + (vm2 ? waits(vm2) : 0);
+	start(s);
+	assert_true(wait_sleeping(vm, vm2, 1, w0));
+}
+
+static void join(struct waiter *s, const char *what)
+{
+	int rc = join_within(s->tid, JOIN_SECONDS);
 	if (rc == ETIMEDOUT)
 		fail_msg("%s: the sleeper was never woken (lost wake-up)", what);
 	assert_int_equal(rc, 0);
@@ -111,20 +103,17 @@ static void join(struct sleeper *s, const char *what)
 
 /* ---- one sleeper, one event --------------------------------------------- */
 
-static void test_wake_by_free(void **state)
+TEST(test_wake_by_free)
 {
-	(void)state;
-	vmem_t *vm = vmem_create("sleep-free", 0, 16, 1, 0, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-free", 0, 16, 1, 0, 0);
 	vmem_addr_t u[16];
 	for (int i = 0; i < 16; i++) {
 		assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &u[i]), 0);
 		assert_int_equal(u[i], i);
 	}
 	/* wants 2 units: a single free unit is not enough */
-	struct sleeper s = { .vm = vm, .size = 2 };
-	start(&s);
-	assert_true(wait_sleeping(vm, NULL, 1, 0));
+	struct waiter s = { .vm = vm, .size = 2 };
+	start_asleep(&s, vm, NULL);
 	assert_int_equal(vmem_free(vm, u[5], 1), 0);
 	usleep(50000);
 	if (atomic_load(&s.done))
@@ -134,20 +123,17 @@ static void test_wake_by_free(void **state)
 	join(&s, "free");
 	assert_int_equal(s.addr, 5);
 	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
+	vmem_stats_t st = stats_of(vm);
 	assert_true(st.waits >= 1);
 	assert_int_equal(st.fails, 0);
 	assert_int_equal(vmem_free(vm, s.addr, 2), 0);
 
 	/* a constrained sleeper: only 8..11 will do */
-	s = (struct sleeper){ .vm = vm, .size = 4, .x = 1, .align = 8, .minaddr = 8 };
+	s = (struct waiter){ .vm = vm, .size = 4, .x = 1, .align = 8, .minaddr = 8 };
 	uint64_t w0 = waits(vm);
-	start(&s);
-	assert_true(wait_sleeping(vm, NULL, 1, w0));
+	start_asleep(&s, vm, NULL);
 	assert_int_equal(vmem_free(vm, u[0], 1), 0); /* 0, 5, 6 free: no use */
-	for (int i = 8; i < 11; i++)
-		assert_int_equal(vmem_free(vm, u[i], 1), 0);
+	free_each(vm, u, 11, 1, 1, 8, 1);
 	usleep(50000);
 	if (atomic_load(&s.done))
 		fail_msg("constrained VM_SLEEP request returned %d too early (addr %" PRIu64 ")",
@@ -172,16 +158,13 @@ static void count_reclaim(vmem_t *vm, void *arg, int flags)
 	atomic_fetch_add(&r->calls, 1);
 }
 
-static void test_wake_by_add(void **state)
+TEST(test_wake_by_add)
 {
-	(void)state;
-	vmem_t *vm = vmem_create("sleep-add", 0, 0, 16, 0, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-add", 0, 0, 16, 0, 0);
 	struct rcount rc = { 0 };
 	assert_int_equal(vmem_set_reclaim(vm, count_reclaim, &rc), 0);
-	struct sleeper s = { .vm = vm, .size = 128, .policy = VM_BESTFIT };
-	start(&s);
-	assert_true(wait_sleeping(vm, NULL, 1, 0));
+	struct waiter s = { .vm = vm, .size = 128, .policy = VM_BESTFIT };
+	start_asleep(&s, vm, NULL);
 	/* the reclaim callback runs before an allocation sleeps */
 	assert_true(atomic_load(&rc.calls) >= 1);
 	assert_int_equal(vmem_add(vm, 0x1000, 64, VM_NOSLEEP), 0); /* too small */
@@ -197,20 +180,15 @@ static void test_wake_by_add(void **state)
 }
 
 /* A free into a quantum cache must wake a sleeper too. */
-static void test_wake_by_cached_free(void **state)
+TEST(test_wake_by_cached_free)
 {
-	(void)state;
-	vmem_t *vm = vmem_create("sleep-qc", 0, 8, 1, 4, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleep-qc", 0, 8, 1, 4, 0);
 	vmem_addr_t u[8];
-	for (int i = 0; i < 8; i++)
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
+	alloc_each(vm, u, 8, 1, 1, VM_NOSLEEP);
 	vmem_addr_t extra;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &extra), ENOMEM);
-	struct sleeper s = { .vm = vm, .size = 1 };
-	uint64_t w0 = waits(vm);
-	start(&s);
-	assert_true(wait_sleeping(vm, NULL, 1, w0));
+	struct waiter s = { .vm = vm, .size = 1 };
+	start_asleep(&s, vm, NULL);
 	assert_int_equal(vmem_free(vm, u[3], 1), 0);
 	join(&s, "cached free");
 	assert_int_equal(s.addr, u[3]);
@@ -218,51 +196,39 @@ static void test_wake_by_cached_free(void **state)
 		if (i != 3)
 			assert_int_equal(vmem_free(vm, u[i], 1), 0);
 	assert_int_equal(vmem_free(vm, s.addr, 1), 0);
-	vmem_reap(vm);
-	CHECK_ARENA(vm);
+	expect_empty(vm);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
 	vmem_destroy(vm);
 }
 
 /* A span released by a child into its source wakes a sleeper there. */
-static void test_wake_by_release(void **state)
+TEST(test_wake_by_release)
 {
-	(void)state;
-	vmem_t *p = vmem_create("sleep-parent", 0, 16, 1, 0, 0);
-	vmem_t *c = vmem_create("sleep-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 16), 0);
+	vmem_t *p = arena_new("sleep-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = arena_child("sleep-child", p, 1, 0, 16);
+	struct waiter s = { .vm = p, .size = 8 };
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(c, 1, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_size(p, VMEM_FREE), 0);
-	struct sleeper s = { .vm = p, .size = 8 };
-	start(&s);
-	assert_true(wait_sleeping(p, NULL, 1, 0));
+	start_asleep(&s, p, NULL);
 	assert_int_equal(vmem_free(c, a, 1), 0); /* span released to p */
 	join(&s, "release");
 	CHECK_ARENA(p);
-	CHECK_ARENA(c);
+	CHECK_AND_DESTROY(c);
 	assert_int_equal(vmem_free(p, s.addr, 8), 0);
-	vmem_destroy(c);
-	vmem_destroy(p);
+	CHECK_AND_DESTROY(p);
 }
 
 /* A child whose import has to wait for its source: a free in the source
  * must reach it. */
-static void test_sleep_in_source(void **state)
+TEST(test_sleep_in_source)
 {
-	(void)state;
-	vmem_t *p = vmem_create("src-parent", 0, 16, 1, 0, 0);
-	vmem_t *c = vmem_create("src-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("src-parent", 0, 16, 1, 0, 0);
+	vmem_t *c = arena_child("src-child", p, 1, 0, 0);
 	vmem_addr_t all;
 	assert_int_equal(vmem_alloc(p, 16, VM_NOSLEEP, &all), 0);
-	struct sleeper s = { .vm = c, .size = 4 };
-	start(&s);
-	assert_true(wait_sleeping(p, c, 1, 0));
+	struct waiter s = { .vm = c, .size = 4 };
+	start_asleep(&s, p, c);
 	assert_int_equal(vmem_free(p, all, 16), 0);
 	join(&s, "sleep in source");
 	assert_true(s.addr < 16);
@@ -281,15 +247,13 @@ static void test_sleep_in_source(void **state)
 
 static void many_sleepers(vmem_size_t qmax)
 {
-	vmem_t *vm = vmem_create("many", 100, NSLEEP, 1, qmax, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("many", 100, NSLEEP, 1, qmax, 0);
 	vmem_addr_t u[NSLEEP];
-	for (int i = 0; i < NSLEEP; i++)
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &u[i]), 0);
-	struct sleeper s[NSLEEP];
+	alloc_each(vm, u, NSLEEP, 1, 1, VM_NOSLEEP);
+	struct waiter s[NSLEEP];
 	uint64_t w0 = waits(vm);
 	for (int i = 0; i < NSLEEP; i++) {
-		s[i] = (struct sleeper){ .vm = vm, .size = 1 };
+		s[i] = (struct waiter){ .vm = vm, .size = 1 };
 		start(&s[i]);
 	}
 	assert_true(wait_sleeping(vm, NULL, NSLEEP, w0));
@@ -314,115 +278,65 @@ static void many_sleepers(vmem_size_t qmax)
 	vmem_destroy(vm);
 }
 
-static void test_many_sleepers(void **state)
+TEST(test_many_sleepers)
 {
-	(void)state;
 	many_sleepers(0);
 }
 
-static void test_many_sleepers_qcache(void **state)
+TEST(test_many_sleepers_qcache)
 {
-	(void)state;
 	many_sleepers(4);
 }
 
 /* Eight threads loop over a tiny arena with VM_SLEEP: each holds at most
  * one allocation, so everybody always finishes unless a wake-up is lost. */
-struct churn {
-	pthread_t tid;
-	vmem_t *vm;
-	uint64_t seed;
-	uint64_t rounds;
-	atomic_uchar *own;
-	int err;
-	int x;
-};
-
-static void *churn_main(void *arg)
-{
-	struct churn *c = arg;
-	uint64_t s = c->seed;
-	for (uint64_t i = 0; i < c->rounds && !c->err; i++) {
-		uint64_t r = tu_rand(&s);
-		vmem_size_t n = 1 + r % 3;
-		vmem_addr_t a;
-		int x = (r >> 8) % 4 == 0;
-		int rc = x ? vmem_xalloc(c->vm, n, 0, 0, 0, 0, VMEM_ADDR_MAX, VM_SLEEP, &a)
-			   : vmem_alloc(c->vm, n, VM_SLEEP | ((r >> 12) % 2 ? VM_FIRSTFIT : 0), &a);
-		if (rc != 0 || a + n > 16) {
-			c->err = 1;
-			break;
-		}
-		for (vmem_size_t k = 0; k < n; k++)
-			if (atomic_exchange(&c->own[a + k], 1) != 0)
-				c->err = 2;
-		if ((r >> 16) % 4 == 0)
-			usleep(100);
-		else
-			sched_yield();
-		for (vmem_size_t k = 0; k < n; k++)
-			atomic_store(&c->own[a + k], 0);
-		rc = x ? vmem_xfree(c->vm, a, n) : vmem_free(c->vm, a, n);
-		if (rc != 0)
-			c->err = 3;
-	}
-	return NULL;
-}
+#define CHURN_UNITS 16
 
 static void churn(vmem_size_t qmax, uint64_t seed)
 {
-	vmem_t *vm = vmem_create("churn", 0, 16, 1, qmax, 0);
-	assert_non_null(vm);
-	atomic_uchar own[16];
-	for (int i = 0; i < 16; i++)
-		atomic_init(&own[i], 0);
-	struct churn c[NSLEEP];
+	vmem_t *vm = arena_new("churn", 0, CHURN_UNITS, 1, qmax, 0);
+	struct shadow own;
+	shadow_init(&own, CHURN_UNITS);
+	report_reset();
+	/* of up to 3 units, a quarter vmem_xalloc, a quarter napping */
+	struct sleeper c[NSLEEP];
+	pthread_t tids[NSLEEP];
+	for (int i = 0; i < NSLEEP; i++)
+		c[i] = (struct sleeper){.vm = vm, .units = CHURN_UNITS, .own = &own, .max_size = 3,
+					.xalloc_pct = 25, .nap_pct = 25, .nap_us = 100,
+					.seed = seed + (uint64_t)i, .rounds = test_scale(2000)};
+	threads_start(tids, NSLEEP, sleeper_main, c, sizeof(*c));
 	for (int i = 0; i < NSLEEP; i++) {
-		c[i] = (struct churn){ .vm = vm, .seed = seed + (uint64_t)i, .own = own,
-				       .rounds = tu_scale(2000) };
-		assert_int_equal(pthread_create(&c[i].tid, NULL, churn_main, &c[i]), 0);
-	}
-	for (int i = 0; i < NSLEEP; i++) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 60;
-		int rc = pthread_timedjoin_np(c[i].tid, NULL, &ts);
+		int rc = join_within(tids[i], 60);
 		if (rc == ETIMEDOUT)
 			fail_msg("churn thread %d never finished: lost wake-up", i);
 		assert_int_equal(rc, 0);
-		if (c[i].err)
-			fail_msg("churn thread %d: error %d (1: bad allocation, 2: unit handed "
-				 "out twice, 3: free failed)",
-				 i, c[i].err);
 	}
-	vmem_reap(vm);
-	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	assert_int_equal(st.alloc_total, 0);
+	report_check();
+	shadow_check_clean(&own);
+	shadow_fini(&own);
+	vmem_stats_t st = expect_empty(vm);
 	assert_int_equal(st.fails, 0);
 	assert_int_equal(st.allocs, st.frees);
-	assert_int_equal(st.allocs, NSLEEP * tu_scale(2000));
+	assert_int_equal(st.allocs, NSLEEP * test_scale(2000));
 	print_message("# %" PRIu64 " waits\n", st.waits);
 	vmem_destroy(vm);
 }
 
-static void test_churn(void **state)
+TEST(test_churn)
 {
-	(void)state;
-	churn(0, tu_seed(11));
+	churn(0, test_seed(11));
 }
 
-static void test_churn_qcache(void **state)
+TEST(test_churn_qcache)
 {
-	(void)state;
-	churn(2, tu_seed(12));
+	churn(2, test_seed(12));
 }
 
 int main(void)
 {
 	/* last line of defence against a hang: the default action kills us */
-	alarm((unsigned int)tu_scale(110));
+	alarm((unsigned int)test_scale(110));
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wake_by_free),
 		cmocka_unit_test(test_wake_by_add),

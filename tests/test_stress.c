@@ -34,202 +34,42 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "helpers.h"
 
-#define M64 VMEM_ADDR_MAX
 #define NTHREADS 4
 #define UNITS (1u << 22)
-#define LIVE 256
-
-static bool sanitized(void)
-{
-	const char *e = getenv("VMEM_TEST_SANITIZED");
-	return e != NULL && *e != '\0' && strcmp(e, "0") != 0;
-}
 
 /* Operations per thread for a base count: scaled, and cut under sanitizers. */
 static uint64_t ops_for(uint64_t n)
 {
-	return tu_scale(sanitized() ? n / 10 : n);
+	return test_scale(test_sanitized() ? n / 10 : n);
 }
 
-static atomic_uchar *own;
-static atomic_int g_err;
-static char g_msg[512];
-static pthread_mutex_t g_msg_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uchar g_units[UNITS];
+static struct shadow g_own = {g_units, UNITS};
 static atomic_uint_fast64_t g_ops_total;
 static uint64_t g_forks_total;
 
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	pthread_mutex_lock(&g_msg_lock);
-	if (atomic_fetch_add(&g_err, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(g_msg, sizeof(g_msg), fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&g_msg_lock);
-}
-
-static void check_errors(void)
-{
-	if (atomic_load(&g_err) != 0)
-		fail_msg("%s", g_msg);
-}
-
-static void reset_errors(void)
-{
-	atomic_store(&g_err, 0);
-	g_msg[0] = '\0';
-}
-
-static void mark(vmem_addr_t a, vmem_size_t n, const char *who)
-{
-	if (a >= UNITS || n > UNITS - a) {
-		report("%s: [%#" PRIx64 ", +%" PRIu64 ") lies outside the shared range", who, a, n);
-		return;
-	}
-	for (vmem_size_t i = 0; i < n; i++)
-		if (atomic_exchange_explicit(&own[a + i], 1, memory_order_acq_rel) != 0) {
-			report("%s: unit %#" PRIx64 " handed out twice ([%#" PRIx64 ", +%" PRIu64 "))",
-			       who, a + i, a, n);
-			return;
-		}
-}
-
-static void unmark(vmem_addr_t a, vmem_size_t n)
-{
-	for (vmem_size_t i = 0; i < n; i++)
-		if (atomic_exchange_explicit(&own[a + i], 0, memory_order_acq_rel) != 1) {
-			report("unit %#" PRIx64 " was not marked before its free", a + i);
-			return;
-		}
-}
-
-static void get_stats(vmem_t *vm, vmem_stats_t *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	assert_int_equal(vmem_get_stats(vm, st), 0);
-}
-
-static const int policies[] = {0, VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT};
-
 /* ---- mixed workers -------------------------------------------------------- */
 
-#define MAXAR 3
-
-struct held {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int x, ar;
+/* The workers' mix (load_main, helpers.c): half the operations frees, 30%
+ * of the allocations constrained, one in eight of the others up to 256
+ * units; now and then vmem_contains of what came back. */
+static const struct load mix = {
+	.live = 256, .free_pct = 48, .xalloc_pct = 30, .big_pct = 12, .small = 16, .big = 256,
+	.xsize = 48, .align_log = 10, .nocross_fits = true, .window = 1024, .span = UNITS / 4,
+	.check_contains = true, .own = &g_own,
 };
-
-struct worker {
-	pthread_t tid;
-	vmem_t *ar[MAXAR];
-	int nar;
-	uint64_t seed, iters;
-	uint64_t ok[MAXAR], nomem[MAXAR], frees[MAXAR];
-};
-
-static void w_free(struct worker *w, struct held *h)
-{
-	unmark(h->a, h->s);
-	int rc = h->x ? vmem_xfree(w->ar[h->ar], h->a, h->s) : vmem_free(w->ar[h->ar], h->a, h->s);
-	if (rc != 0)
-		report("free of [%#" PRIx64 ", +%" PRIu64 ") (x=%d) on arena %d returned %d", h->a,
-		       h->s, h->x, h->ar, rc);
-	w->frees[h->ar]++;
-}
-
-static void *w_main(void *arg)
-{
-	struct worker *w = arg;
-	struct held live[LIVE];
-	int n = 0;
-	uint64_t s = w->seed;
-	for (uint64_t it = 0; it < w->iters && atomic_load_explicit(&g_err, memory_order_relaxed) == 0;
-	     it++) {
-		uint64_t r = tu_rand(&s);
-		if (n == LIVE || (n > 0 && r % 100 < 48)) {
-			int k = (int)((r >> 8) % (uint64_t)n);
-			w_free(w, &live[k]);
-			live[k] = live[--n];
-			continue;
-		}
-		int ar = (int)((r >> 16) % (uint64_t)w->nar);
-		vmem_t *vm = w->ar[ar];
-		int pol = policies[(r >> 20) % 5];
-		int x = (r >> 24) % 10 < 3;
-		vmem_addr_t a = 0;
-		vmem_size_t size;
-		int rc;
-		if (!x) {
-			size = (r >> 28) % 8 == 0 ? 1 + (r >> 32) % 256 : 1 + (r >> 32) % 16;
-			rc = vmem_alloc(vm, size, pol | ((r >> 48) & 1 ? VM_NOSLEEP : 0), &a);
-			if (rc == 0)
-				mark(a, size, "vmem_alloc");
-		} else {
-			uint64_t r2 = tu_rand(&s);
-			size = 1 + r2 % 48;
-			vmem_size_t align = (r2 >> 8) % 3 == 0 ? 0 : (vmem_size_t)1 << ((r2 >> 12) % 10);
-			vmem_size_t phase = align > 1 ? (r2 >> 16) % align : 0;
-			vmem_size_t nocross = 0;
-			if ((r2 >> 24) % 3 == 0) {
-				nocross = 1;
-				while (nocross < size || phase % nocross + size > nocross)
-					nocross <<= 1;
-				nocross <<= (r2 >> 28) % 3;
-			}
-			vmem_addr_t lo = 0, hi = M64;
-			if ((r2 >> 32) % 4 == 0) {
-				lo = (r2 >> 36) % UNITS;
-				hi = lo + 1024 + (r2 >> 44) % (UNITS / 4);
-			}
-			rc = vmem_xalloc(vm, size, align, phase, nocross, lo, hi, pol, &a);
-			if (rc == 0) {
-				vmem_size_t al = align ? align : 1;
-				if (a % al != phase || a < lo || a + size - 1 > hi ||
-				    (nocross && a / nocross != (a + size - 1) / nocross))
-					report("xalloc(%" PRIu64 ", align %" PRIu64 ", phase %" PRIu64
-					       ", nocross %" PRIu64 ", [%#" PRIx64 ", %#" PRIx64
-					       "]) gave %#" PRIx64,
-					       size, align, phase, nocross, lo, hi, a);
-				mark(a, size, "vmem_xalloc");
-			}
-		}
-		if (rc == 0) {
-			w->ok[ar]++;
-			live[n++] = (struct held){a, size, x, ar};
-			if ((r >> 56) == 0 && vmem_contains(vm, a, size) != 1)
-				report("vmem_contains says no for an allocation");
-		} else if (rc == ENOMEM) {
-			w->nomem[ar]++;
-		} else {
-			report("allocation returned %d", rc);
-		}
-	}
-	while (n > 0)
-		w_free(w, &live[--n]);
-	return NULL;
-}
 
 /* Adds spans to an arena while the workers run. */
 struct adder {
-	pthread_t tid;
 	vmem_t *vm;
 	vmem_addr_t base;
 	vmem_size_t chunk;
@@ -251,131 +91,55 @@ static void *adder_main(void *arg)
 	return NULL;
 }
 
-struct order {
-	vmem_addr_t end;
-	bool first;
-	int bad;
-};
-
-static void order_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
-{
-	struct order *o = arg;
-	(void)t;
-	if (!o->first && a < o->end)
-		o->bad++;
-	o->first = false;
-	o->end = a + s;
-}
-
 /* Run w[0..NTHREADS) against arenas; the main thread watches. */
-static void run_workers(struct worker *w, vmem_t **watch, int nwatch, struct adder *ad)
+static void run_workers(struct load *w, vmem_t **watch, int nwatch, struct adder *ad)
 {
 	atomic_int stop = 0;
-	for (int i = 0; i < NTHREADS; i++)
-		assert_int_equal(pthread_create(&w[i].tid, NULL, w_main, &w[i]), 0);
+	pthread_t tids[NTHREADS], adder;
+	threads_start(tids, NTHREADS, load_main, w, sizeof(*w));
 	if (ad) {
 		ad->stop = &stop;
-		assert_int_equal(pthread_create(&ad->tid, NULL, adder_main, ad), 0);
+		assert_int_equal(pthread_create(&adder, NULL, adder_main, ad), 0);
 	}
 	/* concurrent readers: the checker, stats, walks, reaps */
-	char why[512];
-	bool joined[NTHREADS] = {false};
-	for (int round = 0;; round++) {
-		vmem_t *vm = watch[round % nwatch];
-		int inv = vmem_check(vm, why, sizeof(why));
-		if (inv != 0)
-			report("concurrent vmem_check: I%d %s", inv, why);
-		vmem_stats_t st;
-		get_stats(vm, &st);
-		if (st.span_total != st.alloc_total + st.free_total)
-			report("torn statistics");
-		struct order o = {0, true, 0};
-		assert_int_equal(vmem_walk(vm, VMEM_ALLOC | VMEM_FREE, order_cb, &o), 0);
-		if (o.bad)
-			report("vmem_walk out of order");
-		if (round % 8 == 0)
-			vmem_reap(vm);
-		usleep(5000);
-		/* done when every worker has exited */
-		int alive = 0;
-		for (int i = 0; i < NTHREADS; i++) {
-			if (!joined[i] && pthread_tryjoin_np(w[i].tid, NULL) == 0)
-				joined[i] = true;
-			alive += !joined[i];
-		}
-		if (alive == 0)
-			break;
-	}
+	watch_until_joined(tids, NTHREADS, watch, nwatch, 8, 5000);
 	atomic_store(&stop, 1);
 	if (ad)
-		pthread_join(ad->tid, NULL);
-}
-
-static void clean_check(vmem_t *vm)
-{
-	vmem_reap(vm);
-	CHECK_ARENA(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	assert_int_equal(st.alloc_total, 0);
-	assert_int_equal(st.nalloc, 0);
-	assert_int_equal(st.cached_total, 0);
-}
-
-static void shadow_clean(void)
-{
-	for (vmem_size_t u = 0; u < UNITS; u++)
-		if (atomic_load(&own[u]) != 0)
-			fail_msg("unit %#" PRIx64 " still marked at the end", (uint64_t)u);
+		pthread_join(adder, NULL);
 }
 
 static void mixed(vmem_size_t qmax, int flags, uint64_t seed, uint64_t iters)
 {
-	reset_errors();
-	memset(own, 0, UNITS);
-	vmem_t *vm = vmem_create("stress", 0, UNITS / 2, 1, qmax, flags);
-	assert_non_null(vm);
-	struct worker w[NTHREADS];
-	for (int i = 0; i < NTHREADS; i++)
-		w[i] = (struct worker){.ar = {vm}, .nar = 1, .seed = seed + 7919 * (uint64_t)i,
-				       .iters = iters};
+	report_reset();
+	shadow_clear(&g_own);
+	vmem_t *vm = arena_new("stress", 0, UNITS / 2, 1, qmax, flags);
+	struct load w[NTHREADS];
+	loads_init(w, NTHREADS, &mix, &vm, 1, seed, 7919, iters);
 	struct adder ad = {.vm = vm, .base = UNITS / 2, .chunk = UNITS / 64, .n = 32};
 	run_workers(w, &vm, 1, &ad);
-	check_errors();
-	shadow_clean();
-	clean_check(vm);
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	uint64_t ok = 0, fr = 0, nm = 0;
-	for (int i = 0; i < NTHREADS; i++) {
-		ok += w[i].ok[0];
-		fr += w[i].frees[0];
-		nm += w[i].nomem[0];
-	}
-	assert_int_equal(st.allocs, ok);
-	assert_int_equal(st.frees, fr);
-	assert_int_equal(st.fails, nm);
+	report_check();
+	shadow_check_clean(&g_own);
+	vmem_stats_t st = expect_empty(vm);
+	struct load_total t = expect_counted(vm, w, NTHREADS, 0);
 	assert_int_equal(st.nspans, 1 + (uint64_t)ad.done);
 	assert_int_equal(st.span_total, UNITS / 2 + (uint64_t)ad.done * (UNITS / 64));
-	assert_true(ok > iters); /* it did work */
+	assert_true(t.ok > iters); /* it did work */
 	atomic_fetch_add(&g_ops_total, NTHREADS * iters);
 	print_message("# shared arena (qcache_max %" PRIu64 "%s): %d x %" PRIu64 " operations, %" PRIu64
 		      " allocations, %" PRIu64 " ENOMEM, %d spans added\n",
-		      qmax, flags ? ", debug" : "", NTHREADS, iters, ok, nm, ad.done);
+		      qmax, flags ? ", debug" : "", NTHREADS, iters, t.ok, t.nomem, ad.done);
 	vmem_destroy(vm);
 }
 
-static void test_mixed(void **state)
+TEST(test_mixed)
 {
-	(void)state;
-	mixed(0, 0, tu_seed(101), ops_for(1000000));
+	mixed(0, 0, test_seed(101), ops_for(1000000));
 }
 
-static void test_mixed_qcache_debug(void **state)
+TEST(test_mixed_qcache_debug)
 {
-	(void)state;
-	mixed(16, 0, tu_seed(102), ops_for(200000));
-	mixed(8, VMC_DEBUG, tu_seed(103), ops_for(100000));
+	mixed(16, 0, test_seed(102), ops_for(200000));
+	mixed(8, VMC_DEBUG, test_seed(103), ops_for(100000));
 }
 
 /* Children made, used and destroyed over and over on a shared parent. */
@@ -390,33 +154,33 @@ static void *churner_main(void *arg)
 {
 	struct churner *c = arg;
 	uint64_t s = c->seed;
-	while (!atomic_load(&c->stop) && atomic_load(&g_err) == 0) {
-		uint64_t r = tu_rand(&s);
+	while (!atomic_load(&c->stop) && !reported()) {
+		uint64_t r = rand_next(&s);
 		vmem_t *vm = vmem_create("churned", 0, 0, 1, r & 1 ? 8 : 0, 0);
 		if (vm == NULL || vmem_set_source(vm, c->parent, (r >> 1) & 1 ? 512 : 0) != 0) {
 			report("churner: create/set_source failed");
 			vmem_destroy(vm);
 			return NULL;
 		}
-		struct held h[32];
+		vmem_addr_t ha[32];
+		vmem_size_t hs[32];
 		int n = 0;
 		for (int i = 0; i < 32; i++) {
-			vmem_size_t size = 1 + tu_rand(&s) % 40;
-			vmem_addr_t a;
-			if (vmem_alloc(vm, size, policies[i % 5], &a) == 0) {
-				mark(a, size, "churned child");
-				h[n++] = (struct held){a, size, 0, 0};
+			hs[n] = 1 + rand_next(&s) % 40;
+			if (vmem_alloc(vm, hs[n], policies[i % 5], &ha[n]) == 0) {
+				shadow_mark(&g_own, ha[n], hs[n], "churned child");
+				n++;
 			}
 		}
 		/* free half, drop the rest with the arena: its spans go back */
 		for (int i = 0; i < n; i++) {
-			unmark(h[i].a, h[i].s);
-			if (i % 2 == 0 && vmem_free(vm, h[i].a, h[i].s) != 0)
+			shadow_unmark(&g_own, ha[i], hs[i]);
+			if (i % 2 == 0 && vmem_free(vm, ha[i], hs[i]) != 0)
 				report("churner: free failed");
 		}
-		char why[256];
-		if (vmem_check(vm, why, sizeof(why)) != 0)
-			report("churned child: %s", why);
+		char msg[600];
+		if (!arena_check(vm, msg, sizeof(msg)))
+			report("churned child: %s", msg);
 		vmem_destroy(vm);
 		c->cycles++;
 	}
@@ -424,64 +188,38 @@ static void *churner_main(void *arg)
 }
 
 /* A parent and two children importing from it; threads use all three. */
-static void test_family(void **state)
+TEST(test_family)
 {
-	(void)state;
-	reset_errors();
-	memset(own, 0, UNITS);
-	uint64_t seed = tu_seed(104), iters = ops_for(1000000);
-	vmem_t *p = vmem_create("parent", 0, UNITS, 1, 16, 0);
-	vmem_t *c1 = vmem_create("child1", 0, 0, 1, 0, 0);
-	vmem_t *c2 = vmem_create("child2", 0, 0, 1, 16, 0);
-	assert_non_null(p);
-	assert_non_null(c1);
-	assert_non_null(c2);
-	assert_int_equal(vmem_set_source(c1, p, 1024), 0);
-	assert_int_equal(vmem_set_source(c2, p, 0), 0);
-	struct worker w[NTHREADS];
-	for (int i = 0; i < NTHREADS; i++)
-		w[i] = (struct worker){.ar = {c1, c2, p}, .nar = 3,
-				       .seed = seed + 104729 * (uint64_t)i, .iters = iters};
+	report_reset();
+	shadow_clear(&g_own);
+	uint64_t seed = test_seed(104), iters = ops_for(1000000);
+	vmem_t *p = arena_new("parent", 0, UNITS, 1, 16, 0);
+	vmem_t *c1 = arena_child("child1", p, 1, 0, 1024);
+	vmem_t *c2 = arena_child("child2", p, 1, 16, 0);
+	struct load w[NTHREADS];
+	vmem_t *arenas[3] = {c1, c2, p};
+	loads_init(w, NTHREADS, &mix, arenas, 3, seed, 104729, iters);
 	vmem_t *watch[3] = {p, c1, c2};
 	struct churner ch = {.parent = p, .seed = seed ^ 0xc0ffee};
 	assert_int_equal(pthread_create(&ch.tid, NULL, churner_main, &ch), 0);
 	run_workers(w, watch, 3, NULL);
 	atomic_store(&ch.stop, 1);
 	pthread_join(ch.tid, NULL);
-	check_errors();
-	shadow_clean();
-	vmem_stats_t s1, s2, sp;
-	vmem_reap(c1);
-	vmem_reap(c2);
-	get_stats(c1, &s1);
-	get_stats(c2, &s2);
+	report_check();
+	shadow_check_clean(&g_own);
 	/* every imported span went back when it became free */
-	assert_int_equal(s1.span_total, 0);
-	assert_int_equal(s2.span_total, 0);
-	assert_int_equal(s1.imports, s1.releases);
-	assert_int_equal(s2.imports, s2.releases);
+	vmem_stats_t s1 = expect_child_empty(c1), s2 = expect_child_empty(c2);
 	assert_true(s1.imports > 0 && s2.imports > 0);
-	CHECK_ARENA(c1);
-	CHECK_ARENA(c2);
-	clean_check(p);
-	get_stats(p, &sp);
-	uint64_t ok[3] = {0}, fr[3] = {0}, nm[3] = {0};
-	for (int i = 0; i < NTHREADS; i++)
-		for (int k = 0; k < 3; k++) {
-			ok[k] += w[i].ok[k];
-			fr[k] += w[i].frees[k];
-			nm[k] += w[i].nomem[k];
-		}
-	assert_int_equal(s1.allocs, ok[0]);
-	assert_int_equal(s2.allocs, ok[1]);
-	assert_int_equal(s1.fails, nm[0]);
-	assert_int_equal(s2.fails, nm[1]);
+	vmem_stats_t sp = expect_empty(p);
+	expect_counted(c1, w, NTHREADS, 0);
+	expect_counted(c2, w, NTHREADS, 1);
+	struct load_total tp = load_total(w, NTHREADS, 2);
 	/* the children's imports are the parent's allocations (the churned
 	 * children's too: they are all back) */
-	assert_true(sp.allocs >= ok[2] + s1.imports + s2.imports);
+	assert_true(sp.allocs >= tp.ok + s1.imports + s2.imports);
 	assert_int_equal(sp.allocs - sp.frees, 0);
-	assert_int_equal(sp.allocs - (ok[2] + s1.imports + s2.imports),
-			 sp.frees - (fr[2] + s1.releases + s2.releases));
+	assert_int_equal(sp.allocs - (tp.ok + s1.imports + s2.imports),
+			 sp.frees - (tp.frees + s1.releases + s2.releases));
 	assert_true(ch.cycles > 0);
 	atomic_fetch_add(&g_ops_total, NTHREADS * iters);
 	print_message("# family: %d x %" PRIu64 " operations; imports %" PRIu64 " + %" PRIu64
@@ -528,67 +266,25 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-struct sleeper {
-	pthread_t tid;
-	vmem_t *vm;
-	vmem_addr_t base;  /* the arena's units, for the shadow */
-	vmem_size_t units;
-	uint64_t seed, rounds;
-	uint64_t done;
+/* Sleepers (sleeper_main, helpers.c) of up to 6 units: a third of them
+ * constrained, one in eight napping. */
+static const struct sleeper sleepy = {
+	.own = &g_own, .max_size = 6, .xalloc_pct = 33, .constrain = true, .nap_pct = 12,
+	.nap_us = 50, .progress = &g_progress,
 };
 
-static void *sleeper_main(void *arg)
+/* n sleepers on vm, whose units are [base, base + units). */
+static void sleepers_init(struct sleeper *z, int n, vmem_t *vm, vmem_addr_t base,
+			  vmem_size_t units, uint64_t seed, uint64_t rounds)
 {
-	struct sleeper *z = arg;
-	uint64_t s = z->seed;
-	for (uint64_t i = 0; i < z->rounds && atomic_load(&g_err) == 0; i++) {
-		uint64_t r = tu_rand(&s);
-		vmem_size_t n = 1 + r % 6;
-		vmem_addr_t a;
-		int rc, x = (r >> 8) % 3 == 0;
-		if (x) {
-			/* constrained, always satisfiable in an empty arena */
-			vmem_addr_t lo = z->base, hi = M64;
-			if ((r >> 12) & 1)
-				hi = z->base + z->units / 2 + 8;
-			rc = vmem_xalloc(z->vm, n, (r >> 16) & 1 ? 2 : 0, 0, (r >> 17) & 1 ? 8 : 0, lo,
-					 hi, VM_SLEEP | policies[(r >> 20) % 5], &a);
-		} else {
-			rc = vmem_alloc(z->vm, n, VM_SLEEP | policies[(r >> 20) % 5], &a);
-		}
-		if (rc != 0) {
-			report("a VM_SLEEP request returned %d", rc);
-			break;
-		}
-		if (a < z->base || a + n > z->base + z->units) {
-			report("a sleeper got [%#" PRIx64 ", +%" PRIu64 ") outside the arena", a, n);
-			break;
-		}
-		mark(a - z->base, n, "sleeper");
-		if ((r >> 24) % 8 == 0)
-			usleep(50);
-		else
-			sched_yield();
-		unmark(a - z->base, n);
-		rc = x ? vmem_xfree(z->vm, a, n) : vmem_free(z->vm, a, n);
-		if (rc != 0)
-			report("a sleeper's free returned %d", rc);
-		z->done++;
-		atomic_fetch_add(&g_progress, 1);
+	for (int i = 0; i < n; i++) {
+		z[i] = sleepy;
+		z[i].vm = vm;
+		z[i].base = base;
+		z[i].units = units;
+		z[i].seed = seed + (uint64_t)i;
+		z[i].rounds = rounds;
 	}
-	return NULL;
-}
-
-static void sleepers_run(struct sleeper *z, int n)
-{
-	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&z[i].tid, NULL, sleeper_main, &z[i]), 0);
-}
-
-static void sleepers_join(struct sleeper *z, int n)
-{
-	for (int i = 0; i < n; i++)
-		pthread_join(z[i].tid, NULL);
 }
 
 /* Reaps and VM_NOSLEEP requests while the sleepers run. */
@@ -598,7 +294,7 @@ static void *poker_main(void *arg)
 	uint64_t s = 99;
 	while (!atomic_load(&g_sleep_done)) {
 		vmem_addr_t a;
-		vmem_size_t n = 1 + tu_rand(&s) % 3;
+		vmem_size_t n = 1 + rand_next(&s) % 3;
 		if (vmem_alloc(vm, n, VM_NOSLEEP, &a) == 0) {
 			/* not marked: the sleepers' shadow is theirs; just give it back */
 			if (vmem_free(vm, a, n) != 0)
@@ -610,76 +306,61 @@ static void *poker_main(void *arg)
 	return NULL;
 }
 
-static void test_sleepers(void **state)
+TEST(test_sleepers)
 {
-	(void)state;
-	reset_errors();
-	memset(own, 0, UNITS);
-	uint64_t seed = tu_seed(105), rounds = ops_for(20000);
+	report_reset();
+	shadow_clear(&g_own);
+	uint64_t seed = test_seed(105), rounds = ops_for(20000);
 	atomic_store(&g_sleep_done, 0);
 	pthread_t wd, pk;
 	assert_int_equal(pthread_create(&wd, NULL, watchdog_main, NULL), 0);
 
 	/* 1: sixteen sleepers on 24 units, with quantum caches */
-	vmem_t *vm = vmem_create("sleepers", 1000, 24, 1, 4, 0);
-	assert_non_null(vm);
+	vmem_t *vm = arena_new("sleepers", 1000, 24, 1, 4, 0);
 	g_dump[0] = vm;
 	struct sleeper z[NSLEEP];
-	for (int i = 0; i < NSLEEP; i++)
-		z[i] = (struct sleeper){.vm = vm, .base = 1000, .units = 24,
-					.seed = seed + (uint64_t)i, .rounds = rounds};
+	pthread_t zt[NSLEEP];
+	sleepers_init(z, NSLEEP, vm, 1000, 24, seed, rounds);
 	assert_int_equal(pthread_create(&pk, NULL, poker_main, vm), 0);
-	sleepers_run(z, NSLEEP);
-	sleepers_join(z, NSLEEP);
-	check_errors();
-	vmem_stats_t st;
-	get_stats(vm, &st);
-	uint64_t waits1 = st.waits;
+	threads_start(zt, NSLEEP, sleeper_main, z, sizeof(*z));
+	threads_join(zt, NSLEEP);
+	report_check();
+	uint64_t waits1 = stats_of(vm).waits;
 
 	/* 2: sleepers on an empty arena, woken by vmem_add */
-	vmem_t *e = vmem_create("sleepers-add", 0, 0, 1, 0, 0);
-	assert_non_null(e);
+	vmem_t *e = arena_new("sleepers-add", 0, 0, 1, 0, 0);
 	g_dump[1] = e;
 	struct sleeper y[NSLEEP / 2];
-	for (int i = 0; i < NSLEEP / 2; i++)
-		y[i] = (struct sleeper){.vm = e, .base = 1 << 20, .units = 64 * 16,
-					.seed = seed + 100 + (uint64_t)i, .rounds = rounds / 8};
-	sleepers_run(y, NSLEEP / 2);
+	sleepers_init(y, NSLEEP / 2, e, 1 << 20, 64 * 16, seed + 100, rounds / 8);
+	threads_start(zt, NSLEEP / 2, sleeper_main, y, sizeof(*y));
 	for (int k = 0; k < 16; k++) {
 		usleep(k < 2 ? 20000 : 1000);
 		assert_int_equal(vmem_add(e, (1 << 20) + 64 * (vmem_addr_t)k, 64, VM_NOSLEEP), 0);
 	}
-	sleepers_join(y, NSLEEP / 2);
-	check_errors();
-	get_stats(e, &st);
-	uint64_t waits2 = st.waits;
+	threads_join(zt, NSLEEP / 2);
+	report_check();
+	uint64_t waits2 = stats_of(e).waits;
 
 	/* 3: sleepers on a child whose parent is nearly full */
-	vmem_t *p = vmem_create("sleepers-parent", 5000, 32, 1, 0, 0);
-	vmem_t *c = vmem_create("sleepers-child", 0, 0, 1, 0, 0);
-	assert_non_null(p);
-	assert_non_null(c);
-	assert_int_equal(vmem_set_source(c, p, 0), 0);
+	vmem_t *p = arena_new("sleepers-parent", 5000, 32, 1, 0, 0);
+	vmem_t *c = arena_child("sleepers-child", p, 1, 0, 0);
 	g_dump[2] = c;
 	struct sleeper x[NSLEEP / 2];
-	for (int i = 0; i < NSLEEP / 2; i++)
-		x[i] = (struct sleeper){.vm = c, .base = 5000, .units = 32,
-					.seed = seed + 200 + (uint64_t)i, .rounds = rounds / 8};
-	sleepers_run(x, NSLEEP / 2);
-	sleepers_join(x, NSLEEP / 2);
-	check_errors();
-	get_stats(c, &st);
-	uint64_t waits3 = st.waits;
+	sleepers_init(x, NSLEEP / 2, c, 5000, 32, seed + 200, rounds / 8);
+	threads_start(zt, NSLEEP / 2, sleeper_main, x, sizeof(*x));
+	threads_join(zt, NSLEEP / 2);
+	report_check();
+	uint64_t waits3 = stats_of(c).waits;
 
 	atomic_store(&g_sleep_done, 1);
 	pthread_join(pk, NULL);
 	pthread_join(wd, NULL);
 	memset(g_dump, 0, sizeof(g_dump));
-	shadow_clean();
-	clean_check(vm);
-	clean_check(e);
+	shadow_check_clean(&g_own);
+	expect_empty(vm);
+	expect_empty(e);
 	CHECK_ARENA(c);
-	clean_check(p);
+	expect_empty(p);
 	uint64_t total = 0;
 	for (int i = 0; i < NSLEEP; i++)
 		total += z[i].done;
@@ -699,71 +380,32 @@ static void test_sleepers(void **state)
 
 /* ---- forks ------------------------------------------------------------------ */
 
-#define NFARENA 4
-static vmem_t *farena[NFARENA];
-static vmem_size_t fq[NFARENA];
-static atomic_int fstop;
-
-static void *fork_worker(void *arg)
-{
-	uint64_t s = (uint64_t)(uintptr_t)arg;
-	struct held h[64];
-	int n = 0;
-	while (!atomic_load(&fstop)) {
-		uint64_t r = tu_rand(&s);
-		if (n == 64 || (n > 0 && (r & 1))) {
-			int k = (int)((r >> 8) % (uint64_t)n);
-			int rc = h[k].x ? vmem_xfree(farena[h[k].ar], h[k].a, h[k].s)
-					: vmem_free(farena[h[k].ar], h[k].a, h[k].s);
-			if (rc != 0)
-				report("fork worker: free returned %d", rc);
-			h[k] = h[--n];
-			continue;
-		}
-		int ar = (int)((r >> 16) % NFARENA);
-		vmem_size_t size = fq[ar] * (1 + (r >> 24) % 20);
-		int x = (r >> 40) % 4 == 0;
-		vmem_addr_t a;
-		int rc = x ? vmem_xalloc(farena[ar], size, 2 * fq[ar], 0, 0, 0, M64,
-					 policies[(r >> 44) % 5], &a)
-			   : vmem_alloc(farena[ar], size, policies[(r >> 44) % 5], &a);
-		if (rc == 0)
-			h[n++] = (struct held){a, size, x, ar};
-		else if (rc != ENOMEM)
-			report("fork worker: allocation returned %d", rc);
-		atomic_fetch_add_explicit(&g_ops_total, 1, memory_order_relaxed);
-	}
-	while (n > 0) {
-		n--;
-		int rc = h[n].x ? vmem_xfree(farena[h[n].ar], h[n].a, h[n].s)
-				: vmem_free(farena[h[n].ar], h[n].a, h[n].s);
-		if (rc != 0)
-			report("fork worker: final free returned %d", rc);
-	}
-	return NULL;
-}
+#define NFORKLOAD 3
+static struct fork_arenas g_fa;
 
 /* In the child: exit codes only. */
-static int fork_child(uint64_t seed)
+static int fork_child(void *arg)
 {
+	uint64_t seed = *(const uint64_t *)arg;
 	alarm(20); /* a lock left taken at fork time kills us by SIGALRM */
-	char why[256];
-	for (int i = 0; i < NFARENA; i++) {
-		vmem_t *vm = farena[i];
-		if (vmem_check(vm, why, sizeof(why)) != 0) {
+	char why[600];
+	for (int i = 0; i < FORK_ARENAS; i++) {
+		vmem_t *vm = g_fa.vm[i];
+		vmem_size_t q = g_fa.q[i];
+		if (!arena_check(vm, why, sizeof(why))) {
 			fprintf(stderr, "fork child: %s: %s\n", vmem_name(vm), why);
 			return 10 + i;
 		}
 		vmem_addr_t a[8];
 		vmem_size_t sz[8];
 		for (int k = 0; k < 8; k++) {
-			sz[k] = fq[i] * (1 + (seed + (uint64_t)k) % 7);
+			sz[k] = q * (1 + (seed + (uint64_t)k) % 7);
 			int rc = k % 2 ? vmem_alloc(vm, sz[k], policies[k % 5], &a[k])
-				       : vmem_xalloc(vm, sz[k], 4 * fq[i], fq[i], 0, 0, M64,
+				       : vmem_xalloc(vm, sz[k], 4 * q, q, 0, 0, VMEM_ADDR_MAX,
 						     policies[k % 5], &a[k]);
 			if (rc != 0)
 				return 20 + i;
-			if (k % 2 == 0 && a[k] % (4 * fq[i]) != fq[i])
+			if (k % 2 == 0 && a[k] % (4 * q) != q)
 				return 30 + i;
 		}
 		for (int k = 0; k < 8; k++) {
@@ -771,7 +413,7 @@ static int fork_child(uint64_t seed)
 			if (rc != 0)
 				return 40 + i;
 		}
-		if (vmem_check(vm, why, sizeof(why)) != 0)
+		if (!arena_check(vm, why, sizeof(why)))
 			return 50 + i;
 	}
 	vmem_t *own_vm = vmem_create("in-child", 0, 1 << 16, 1, 8, 0);
@@ -781,82 +423,39 @@ static int fork_child(uint64_t seed)
 	if (vmem_alloc(own_vm, 100, VM_NOSLEEP, &a) != 0 || vmem_free(own_vm, a, 100) != 0)
 		return 61;
 	vmem_destroy(own_vm);
-	/* the child's copies are the child's to destroy (and valgrind, run on
-	 * the suite, counts tags of arenas alive at exit as leaks) */
-	vmem_destroy(farena[2]);
-	for (int i = NFARENA - 1; i >= 0; i--)
-		if (i != 2)
-			vmem_destroy(farena[i]);
+	fork_arenas_destroy(&g_fa);
 	return 0;
 }
 
-static void test_forks(void **state)
+TEST(test_forks)
 {
-	(void)state;
-	reset_errors();
-	uint64_t seed = tu_seed(106);
-	fq[0] = 1;
-	fq[1] = 4096;
-	fq[2] = 1;
-	fq[3] = 16;
-	farena[0] = vmem_create("fork-ids", 0, 1 << 20, 1, 16, 0);
-	farena[1] = vmem_create("fork-pages", 1ull << 32, 4096ull << 12, 4096, 0, 0);
-	farena[2] = vmem_create("fork-child", 0, 0, 1, 0, 0);
-	farena[3] = vmem_create("fork-debug", 0, 1 << 20, 16, 64, VMC_DEBUG);
-	for (int i = 0; i < NFARENA; i++)
-		assert_non_null(farena[i]);
-	assert_int_equal(vmem_set_source(farena[2], farena[0], 256), 0);
-	atomic_store(&fstop, 0);
-	uint64_t before = atomic_load(&g_ops_total);
-	pthread_t t[3];
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, fork_worker, (void *)(uintptr_t)(seed + (uint64_t)i)), 0);
+	report_reset();
+	fork_arenas_create(&g_fa);
+	uint64_t seed = test_seed(106);
+	atomic_int stop = 0;
+	struct load w[NFORKLOAD];
+	pthread_t t[NFORKLOAD];
+	fork_loads_start(&g_fa, w, t, NFORKLOAD, seed, &stop);
 
-	uint64_t nfork = tu_scale(sanitized() ? 100 : 1000);
+	uint64_t nfork = test_scale(test_sanitized() ? 100 : 1000);
 	char msg[256] = "";
+	bool ok = true;
 	uint64_t i;
-	for (i = 0; i < nfork && msg[0] == '\0'; i++) {
-		fflush(stdout);
-		fflush(stderr);
-		pid_t pid = fork();
-		if (pid < 0) {
-			snprintf(msg, sizeof(msg), "fork: %s", strerror(errno));
-			break;
-		}
-		if (pid == 0)
-			_exit(fork_child(seed + i));
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		if (WIFSIGNALED(status))
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child killed by signal %d%s", i,
-				 WTERMSIG(status),
-				 WTERMSIG(status) == SIGALRM ? " (a lock held across fork)" : "");
-		else if (WEXITSTATUS(status) != 0)
-			snprintf(msg, sizeof(msg), "fork %" PRIu64 ": child exit status %d", i,
-				 WEXITSTATUS(status));
+	for (i = 0; i < nfork && ok; i++) {
+		uint64_t child_seed = seed + i;
+		ok = fork_run(fork_child, &child_seed, msg, sizeof(msg));
 	}
-	atomic_store(&fstop, 1);
-	for (int k = 0; k < 3; k++)
-		pthread_join(t[k], NULL);
-	if (msg[0] != '\0')
-		fail_msg("%s", msg);
-	check_errors();
-	for (int k = 0; k < NFARENA; k++) {
-		vmem_reap(farena[k]);
-		CHECK_ARENA(farena[k]);
-		vmem_stats_t st;
-		get_stats(farena[k], &st);
-		assert_int_equal(st.alloc_total, 0);
-		assert_int_equal(st.allocs, st.frees);
-	}
+	atomic_store(&stop, 1);
+	threads_join(t, NFORKLOAD);
+	if (!ok)
+		fail_msg("fork %" PRIu64 ": %s", i - 1, msg);
+	report_check();
+	uint64_t ops = load_total(w, NFORKLOAD, 0).ops;
+	atomic_fetch_add(&g_ops_total, ops);
 	g_forks_total += i;
-	print_message("# %" PRIu64 " forks while 3 threads made %" PRIu64 " operations\n", i,
-		      atomic_load(&g_ops_total) - before);
-	vmem_destroy(farena[2]);
-	vmem_destroy(farena[3]);
-	vmem_destroy(farena[1]);
-	vmem_destroy(farena[0]);
+	print_message("# %" PRIu64 " forks while %d threads made %" PRIu64 " operations\n", i,
+		      NFORKLOAD, ops);
+	fork_arenas_finish(&g_fa);
 }
 
 /* ---- thread create/exit cycles ---------------------------------------------- */
@@ -887,7 +486,7 @@ static void *cycle_thread(void *arg)
 	vmem_addr_t a[32];
 	vmem_size_t sz[32];
 	for (int k = 0; k < 32; k++) {
-		sz[k] = 1 + tu_rand(&s) % 24;
+		sz[k] = 1 + rand_next(&s) % 24;
 		vmem_t *vm = k % 2 ? c->cached : c->plain;
 		if (vmem_alloc(vm, sz[k], VM_NOSLEEP, &a[k]) != 0) {
 			report("thread cycle: allocation failed");
@@ -901,15 +500,12 @@ static void *cycle_thread(void *arg)
 	return NULL;
 }
 
-static void test_thread_cycles(void **state)
+TEST(test_thread_cycles)
 {
-	(void)state;
-	reset_errors();
-	vmem_t *cached = vmem_create("cycles-cached", 0, 1 << 20, 1, 16, 0);
-	vmem_t *plain = vmem_create("cycles-plain", 0, 1 << 20, 1, 0, 0);
-	assert_non_null(cached);
-	assert_non_null(plain);
-	uint64_t cycles = tu_scale(sanitized() ? 300 : 2000), warm = cycles / 10;
+	report_reset();
+	vmem_t *cached = arena_new("cycles-cached", 0, 1 << 20, 1, 16, 0);
+	vmem_t *plain = arena_new("cycles-plain", 0, 1 << 20, 1, 0, 0);
+	uint64_t cycles = test_scale(test_sanitized() ? 300 : 2000), warm = cycles / 10;
 	size_t mapped0 = 0;
 	long rss0 = 0;
 	for (uint64_t i = 0; i < cycles; i++) {
@@ -923,7 +519,7 @@ static void test_thread_cycles(void **state)
 			assert_int_equal(pthread_create(&t[k], NULL, cycle_thread, &c[k]), 0);
 		for (int k = 0; k < 2; k++)
 			pthread_join(t[k], NULL);
-		check_errors();
+		report_check();
 	}
 	size_t mapped1 = os_mapped_bytes();
 	long rss1 = rss_kb();
@@ -936,16 +532,15 @@ static void test_thread_cycles(void **state)
 	if (rss0 > 0 && rss1 > rss0 + 4096)
 		fail_msg("RSS grew from %ld to %ld kB over %" PRIu64 " thread cycles", rss0, rss1,
 			 cycles - warm);
-	clean_check(cached);
-	clean_check(plain);
+	expect_empty(cached);
+	expect_empty(plain);
 	atomic_fetch_add(&g_ops_total, cycles * 2 * 64);
 	vmem_destroy(cached);
 	vmem_destroy(plain);
 }
 
-static void test_figures(void **state)
+TEST(test_figures)
 {
-	(void)state;
 	printf("# figure: operations stressed %" PRIu64 "\n", (uint64_t)atomic_load(&g_ops_total));
 	printf("# figure: forks %" PRIu64 "\n", g_forks_total);
 	fflush(stdout);
@@ -954,14 +549,14 @@ static void test_figures(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	own = calloc(UNITS, sizeof(*own));
-	return own ? 0 : -1;
+	shadow_init(&g_own, UNITS);
+	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	free(own);
+	shadow_fini(&g_own);
 	return 0;
 }
 

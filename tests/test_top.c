@@ -8,7 +8,7 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "testutil.h"
+#include "helpers.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,205 +16,69 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef unsigned __int128 u128;
-
-#define TOP VMEM_ADDR_MAX
 #define P63 ((vmem_addr_t)1 << 63)
 #define P62 ((vmem_addr_t)1 << 62)
 #define PG 4096u
 
-static const int policies[] = {VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT, 0};
-static const char *policy_name(int p)
+/* This file's order of the policies: the default last, which matters
+ * where one arena serves all five in turn. */
+static const int policy_order[NPOLICIES] = {VM_INSTANTFIT, VM_BESTFIT, VM_FIRSTFIT, VM_NEXTFIT, 0};
+
+/* A request as vmem_xalloc takes it: align 0 means none. */
+static struct fitq R(vmem_size_t size, vmem_size_t align, vmem_size_t phase, vmem_size_t nocross,
+		     vmem_addr_t min, vmem_addr_t max)
 {
-	switch (p) {
-	case VM_INSTANTFIT: return "INSTANTFIT";
-	case VM_BESTFIT: return "BESTFIT";
-	case VM_FIRSTFIT: return "FIRSTFIT";
-	case VM_NEXTFIT: return "NEXTFIT";
-	default: return "default";
-	}
+	struct fitq r = {size, align, phase, nocross, min, max};
+	return r;
 }
 
-/* ---- segments seen by vmem_walk ------------------------------------------- */
-
-struct seg {
-	vmem_addr_t a;
-	vmem_size_t s;
-	int t;
-};
-struct segs {
-	size_t n, cap;
-	struct seg *v;
-};
-
-static void walk_cb(void *arg, vmem_addr_t a, vmem_size_t s, int t)
+/* The request the oracle checks: an alignment of 0 asks for none. */
+static struct fitq effective(const struct fitq *r)
 {
-	struct segs *g = arg;
-	if (g->n == g->cap) {
-		g->cap = g->cap ? 2 * g->cap : 64;
-		g->v = realloc(g->v, g->cap * sizeof(*g->v));
-		if (g->v == NULL)
-			abort();
-	}
-	g->v[g->n++] = (struct seg){a, s, t};
-}
-
-static void get_segs(vmem_t *vm, int mask, struct segs *g)
-{
-	g->n = 0;
-	assert_int_equal(vmem_walk(vm, mask, walk_cb, g), 0);
-}
-
-static void segs_free(struct segs *g)
-{
-	free(g->v);
-	memset(g, 0, sizeof(*g));
-}
-
-/* The whole observable state: statistics and every segment. */
-struct snap {
-	vmem_stats_t st;
-	struct segs g;
-};
-
-static void snap_take(vmem_t *vm, struct snap *s)
-{
-	memset(&s->st, 0, sizeof(s->st));
-	s->st.size = sizeof(s->st);
-	assert_int_equal(vmem_get_stats(vm, &s->st), 0);
-	get_segs(vm, VMEM_ALLOC | VMEM_FREE | VMEM_SPAN, &s->g);
-}
-
-/* After a call that must change nothing (EINVAL), or nothing but fails
- * (ENOMEM: pass extra_fails 1). */
-static void snap_same_at(vmem_t *vm, struct snap *before, uint64_t extra_fails, const char *what,
-			 int line)
-{
-	struct snap now = {0};
-	snap_take(vm, &now);
-	before->st.fails += extra_fails;
-	if (memcmp(&before->st, &now.st, sizeof(now.st)) != 0)
-		fail_msg("line %d: %s changed the statistics (fails %" PRIu64 "->%" PRIu64
-			 ", allocs %" PRIu64 "->%" PRIu64 ", alloc_total %#" PRIx64
-			 "->%#" PRIx64 ", tag_bytes %" PRIu64 "->%" PRIu64 ")",
-			 line, what, before->st.fails - extra_fails, now.st.fails,
-			 before->st.allocs, now.st.allocs, before->st.alloc_total,
-			 now.st.alloc_total, before->st.tag_bytes, now.st.tag_bytes);
-	before->st.fails -= extra_fails;
-	bool same = before->g.n == now.g.n;
-	for (size_t i = 0; same && i < now.g.n; i++)
-		same = before->g.v[i].a == now.g.v[i].a && before->g.v[i].s == now.g.v[i].s &&
-		       before->g.v[i].t == now.g.v[i].t;
-	if (!same)
-		fail_msg("line %d: %s changed the segments", line, what);
-	segs_free(&now.g);
-	CHECK_ARENA(vm);
-}
-#define SNAP_SAME(vm, snap, extra, what) snap_same_at((vm), (snap), (extra), (what), __LINE__)
-
-static vmem_size_t stat_alloc_total(vmem_t *vm)
-{
-	vmem_stats_t st;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	assert_int_equal(vmem_get_stats(vm, &st), 0);
-	return st.alloc_total;
-}
-
-/* ---- a 128-bit reference for the lowest fit in a free segment ---------- */
-
-struct req {
-	vmem_size_t size, align, phase, nocross;
-	vmem_addr_t min, max;
-};
-
-static u128 phase_up(u128 lo, u128 align, u128 phase)
-{
-	if (lo <= phase)
-		return phase;
-	return phase + (lo - phase + align - 1) / align * align;
-}
-
-static bool ref_fit(vmem_addr_t start, vmem_size_t size, const struct req *r, u128 *ap)
-{
-	u128 lo = start > r->min ? start : r->min;
-	u128 hi = (u128)start + size;
-	if ((u128)r->max + 1 < hi)
-		hi = (u128)r->max + 1;
-	u128 a = phase_up(lo, r->align, r->phase);
-	for (int i = 0; i < 3; i++) {
-		if (a + r->size > hi)
-			return false;
-		if (r->nocross == 0 || a / r->nocross == (a + r->size - 1) / r->nocross) {
-			*ap = a;
-			return true;
-		}
-		a = phase_up((a / r->nocross + 1) * r->nocross, r->align, r->phase);
-	}
-	return false;
+	struct fitq e = *r;
+	if (e.align == 0)
+		e.align = 1;
+	return e;
 }
 
 /* Lowest address of the whole arena meeting r (from its free segments). */
-static bool ref_lowest(vmem_t *vm, const struct req *r, vmem_addr_t *ap)
+static bool ref_lowest(vmem_t *vm, const struct fitq *r, vmem_addr_t *ap)
 {
-	struct segs g = {0};
-	get_segs(vm, VMEM_FREE, &g);
-	bool found = false;
-	for (size_t i = 0; i < g.n && !found; i++) {
-		u128 a;
-		if (ref_fit(g.v[i].a, g.v[i].s, r, &a)) {
-			*ap = (vmem_addr_t)a;
-			found = true;
-		}
-	}
-	segs_free(&g);
+	struct seglist g = {0};
+	walk_into(vm, VMEM_FREE, &g);
+	struct fitq e = effective(r);
+	bool found = fit_lowest(&g, &e, 0, ap, NULL);
+	seglist_free(&g);
 	return found;
 }
 
 /* A result must satisfy every constraint, lie inside one free segment of
  * the arena as it was, and never wrap. */
-static void check_result_at(const struct segs *freebefore, const struct req *r, vmem_addr_t a,
+static void check_result_at(const struct seglist *freebefore, const struct fitq *r, vmem_addr_t a,
 			    const char *what, int line)
 {
-	vmem_size_t align = r->align;
-	if (a + (r->size - 1) < a)
-		fail_msg("line %d: %s: result %#" PRIx64 " size %#" PRIx64 " wraps past 2^64", line,
-			 what, a, r->size);
-	if (align && a % align != r->phase)
-		fail_msg("line %d: %s: %#" PRIx64 " %% %#" PRIx64 " != phase %#" PRIx64, line, what,
-			 a, align, r->phase);
-	if (r->nocross && a / r->nocross != (a + (r->size - 1)) / r->nocross)
-		fail_msg("line %d: %s: %#" PRIx64 " size %#" PRIx64 " crosses %#" PRIx64, line,
-			 what, a, r->size, r->nocross);
-	if (a < r->min || a + (r->size - 1) > r->max)
-		fail_msg("line %d: %s: %#" PRIx64 " outside [%#" PRIx64 ", %#" PRIx64 "]", line,
-			 what, a, r->min, r->max);
-	bool inside = false;
-	for (size_t i = 0; i < freebefore->n; i++) {
-		const struct seg *s = &freebefore->v[i];
-		if (a >= s->a && (u128)a + r->size <= (u128)s->a + s->s)
-			inside = true;
-	}
-	if (!inside)
+	struct fitq e = effective(r);
+	if (!fitq_holds(&e, a))
+		fail_msg("line %d: %s: result %#" PRIx64 " breaks the request", line, what, a);
+	if (seglist_find(freebefore, a, r->size) < 0)
 		fail_msg("line %d: %s: %#" PRIx64 " size %#" PRIx64 " is not inside a free segment",
 			 line, what, a, r->size);
 }
 
 /* vmem_xalloc with full checking.  want: the exact expected address, or
  * NULL for "any valid one".  Returns the errno. */
-static int xa_at(vmem_t *vm, const struct req *r, int flags, const vmem_addr_t *want,
+static int xa_at(vmem_t *vm, const struct fitq *r, int flags, const vmem_addr_t *want,
 		 vmem_addr_t *out, int line)
 {
-	struct segs fb = {0};
-	struct snap before = {0};
+	struct seglist fb = {0};
+	struct snapshot before;
 	char what[160];
 	snprintf(what, sizeof(what),
 		 "xalloc(%#" PRIx64 ", align %#" PRIx64 ", phase %#" PRIx64 ", nocross %#" PRIx64
 		 ", min %#" PRIx64 ", max %#" PRIx64 ", %s)",
-		 r->size, r->align, r->phase, r->nocross, r->min, r->max,
-		 policy_name(flags & VM_POLICIES));
-	get_segs(vm, VMEM_FREE, &fb);
-	snap_take(vm, &before);
+		 r->size, r->align, r->phase, r->nocross, r->min, r->max, policy_name(flags));
+	walk_into(vm, VMEM_FREE, &fb);
+	snapshot_take(vm, &before);
 	vmem_addr_t a = 0x5555555555555555ull;
 	int e = vmem_xalloc(vm, r->size, r->align, r->phase, r->nocross, r->min, r->max,
 			    flags | VM_NOSLEEP, &a);
@@ -225,16 +89,16 @@ static int xa_at(vmem_t *vm, const struct req *r, int flags, const vmem_addr_t *
 				 *want);
 		if (out)
 			*out = a;
+		snapshot_free(&before);
 		CHECK_ARENA(vm);
 	} else {
 		if (e != ENOMEM)
 			fail_msg("line %d: %s failed with %d", line, what, e);
 		if (want)
 			fail_msg("line %d: %s: ENOMEM, expected %#" PRIx64, line, what, *want);
-		SNAP_SAME(vm, &before, 1, what);
+		expect_unchanged_at(vm, &before, 1, what, __FILE__, line);
 	}
-	segs_free(&fb);
-	segs_free(&before.g);
+	seglist_free(&fb);
 	return e;
 }
 #define XA(vm, r, flags, want, out) xa_at((vm), (r), (flags), (want), (out), __LINE__)
@@ -246,11 +110,11 @@ static int xa_at(vmem_t *vm, const struct req *r, int flags, const vmem_addr_t *
 	} while (0)
 /* addr is the lowest answer: VM_FIRSTFIT must return it, the others any
  * valid one.  Returns the result. */
-static vmem_addr_t xa_low_at(vmem_t *vm, const struct req *r, int flags, vmem_addr_t lowest,
+static vmem_addr_t xa_low_at(vmem_t *vm, const struct fitq *r, int flags, vmem_addr_t lowest,
 			     int line)
 {
 	vmem_addr_t a = 0;
-	bool exact = (flags & VM_POLICIES) == VM_FIRSTFIT;
+	bool exact = (flags & POLICY_MASK) == VM_FIRSTFIT;
 	if (xa_at(vm, r, flags, exact ? &lowest : NULL, &a, line) != 0)
 		fail_msg("line %d: unexpected ENOMEM", line);
 	if (a < lowest)
@@ -261,13 +125,6 @@ static vmem_addr_t xa_low_at(vmem_t *vm, const struct req *r, int flags, vmem_ad
 #define XA_LOW(vm, r, flags, addr) xa_low_at((vm), (r), (flags), (addr), __LINE__)
 #define XA_NOMEM(vm, r, flags) assert_int_equal(XA((vm), (r), (flags), NULL, NULL), ENOMEM)
 
-static struct req R(vmem_size_t size, vmem_size_t align, vmem_size_t phase, vmem_size_t nocross,
-		    vmem_addr_t min, vmem_addr_t max)
-{
-	struct req r = {size, align, phase, nocross, min, max};
-	return r;
-}
-
 static void xfree_ok(vmem_t *vm, vmem_addr_t a, vmem_size_t s)
 {
 	assert_int_equal(vmem_xfree(vm, a, s), 0);
@@ -277,60 +134,58 @@ static void xfree_ok(vmem_t *vm, vmem_addr_t a, vmem_size_t s)
 /* ---- the cases ------------------------------------------------------------ */
 
 /* The paper's example (§4.3): the lowest valid answer is 200, not 262. */
-static void test_paper_example(void **state)
+TEST(test_paper_example)
 {
-	(void)state;
-	struct req r = R(20, 64, 8, 0, 200, 300);
+	struct fitq r = R(20, 64, 8, 0, 200, 300);
 	for (int i = 0; i < 5; i++) {
 		vmem_t *vm = vmem_create("paper", 100, 400, 1, 0, 0);
 		assert_non_null(vm);
 		CHECK_ARENA(vm);
 		vmem_addr_t a;
-		if (policies[i] == VM_FIRSTFIT || policies[i] == VM_NEXTFIT) {
+		if (policy_order[i] == VM_FIRSTFIT || policy_order[i] == VM_NEXTFIT) {
 			vmem_addr_t w = 200;
-			assert_int_equal(XA(vm, &r, policies[i], &w, NULL), 0);
+			assert_int_equal(XA(vm, &r, policy_order[i], &w, NULL), 0);
 		} else {
-			assert_int_equal(XA(vm, &r, policies[i], NULL, &a), 0);
+			assert_int_equal(XA(vm, &r, policy_order[i], NULL, &a), 0);
 			assert_true(a == 200 || a == 264);
 		}
 		/* the next one must take the other slot, then nothing is left */
 		vmem_addr_t b;
-		assert_int_equal(XA(vm, &r, policies[i], NULL, &b), 0);
+		assert_int_equal(XA(vm, &r, policy_order[i], NULL, &b), 0);
 		assert_true(b == 200 || b == 264);
-		XA_NOMEM(vm, &r, policies[i]);
+		XA_NOMEM(vm, &r, policy_order[i]);
 		vmem_destroy(vm);
 	}
 }
 
 /* A span ending exactly at 2^64, quantum 4096: every page, the top one too. */
-static void test_span_to_top_pages(void **state)
+TEST(test_span_to_top_pages)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 16 * PG;
 	for (int p = 0; p < 5; p++) {
 		vmem_t *vm = vmem_create("top", base, 16 * PG, PG, 0, 0);
 		assert_non_null(vm);
 		CHECK_ARENA(vm);
-		struct segs g = {0};
-		get_segs(vm, VMEM_SPAN | VMEM_FREE, &g);
+		struct seglist g = {0};
+		walk_into(vm, VMEM_SPAN | VMEM_FREE, &g);
 		assert_int_equal(g.n, 2);
-		assert_int_equal(g.v[0].a, base);
-		assert_int_equal(g.v[0].s, 16 * PG);
-		assert_int_equal(g.v[1].a, base);
-		assert_int_equal(g.v[1].s, 16 * PG);
-		assert_int_equal(g.v[0].t | g.v[1].t, VMEM_SPAN | VMEM_FREE);
-		segs_free(&g);
-		assert_int_equal(vmem_contains(vm, TOP - (PG - 1), PG), 1);
+		assert_int_equal(g.v[0].addr, base);
+		assert_int_equal(g.v[0].size, 16 * PG);
+		assert_int_equal(g.v[1].addr, base);
+		assert_int_equal(g.v[1].size, 16 * PG);
+		assert_int_equal(g.v[0].type | g.v[1].type, VMEM_SPAN | VMEM_FREE);
+		seglist_free(&g);
+		assert_int_equal(vmem_contains(vm, TOP_LAST - (PG - 1), PG), 1);
 		assert_int_equal(vmem_contains(vm, base, 16 * PG), 1);
 		assert_int_equal(vmem_size(vm, VMEM_FREE), 16 * PG);
 
 		bool seen[16] = {false};
 		for (int i = 0; i < 16; i++) {
 			vmem_addr_t a;
-			int e = vmem_alloc(vm, PG, policies[p] | VM_NOSLEEP, &a);
+			int e = vmem_alloc(vm, PG, policy_order[p] | VM_NOSLEEP, &a);
 			assert_int_equal(e, 0);
 			assert_true(a >= base && a % PG == 0 && a + (PG - 1) >= a);
-			if (policies[p] == VM_FIRSTFIT || policies[p] == VM_NEXTFIT)
+			if (policy_order[p] == VM_FIRSTFIT || policy_order[p] == VM_NEXTFIT)
 				assert_int_equal(a, base + (vmem_addr_t)i * PG);
 			assert_false(seen[(a - base) / PG]);
 			seen[(a - base) / PG] = true;
@@ -339,20 +194,18 @@ static void test_span_to_top_pages(void **state)
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 16 * PG);
 		assert_int_equal(vmem_size(vm, VMEM_FREE), 0);
 		vmem_addr_t a;
-		struct snap b = {0};
-		snap_take(vm, &b);
-		assert_int_equal(vmem_alloc(vm, PG, policies[p] | VM_NOSLEEP, &a), ENOMEM);
-		SNAP_SAME(vm, &b, 1, "alloc from a full top span");
-		segs_free(&b.g);
+		struct snapshot b;
+		snapshot_take(vm, &b);
+		assert_int_equal(vmem_alloc(vm, PG, policy_order[p] | VM_NOSLEEP, &a), ENOMEM);
+		EXPECT_UNCHANGED(vm, &b, 1, "alloc from a full top span");
 
 		/* bad frees at the top change nothing */
-		snap_take(vm, &b);
-		assert_int_equal(vmem_free(vm, TOP - (PG - 1), 2 * PG), EINVAL);
-		assert_int_equal(vmem_free(vm, TOP - (PG - 1), 0), EINVAL);
-		assert_int_equal(vmem_free(vm, TOP, PG), EINVAL);
+		snapshot_take(vm, &b);
+		assert_int_equal(vmem_free(vm, TOP_LAST - (PG - 1), 2 * PG), EINVAL);
+		assert_int_equal(vmem_free(vm, TOP_LAST - (PG - 1), 0), EINVAL);
+		assert_int_equal(vmem_free(vm, TOP_LAST, PG), EINVAL);
 		assert_int_equal(vmem_free(vm, 0, PG), EINVAL);
-		SNAP_SAME(vm, &b, 0, "bad frees at the top");
-		segs_free(&b.g);
+		EXPECT_UNCHANGED(vm, &b, 0, "bad frees at the top");
 
 		for (int i = 0; i < 16; i++) {
 			assert_int_equal(vmem_free(vm, base + (vmem_addr_t)i * PG, PG), 0);
@@ -361,85 +214,82 @@ static void test_span_to_top_pages(void **state)
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
 
 		/* the whole span in one, with maxaddr = VMEM_ADDR_MAX */
-		struct req r = R(16 * PG, 0, 0, 0, 0, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, policies[p], base);
+		struct fitq r = R(16 * PG, 0, 0, 0, 0, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, policy_order[p], base);
 		xfree_ok(vm, base, 16 * PG);
 		/* the top page only, by minaddr; then by nocross + phase */
-		r = R(PG, 0, 0, 0, TOP - (PG - 1), VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, policies[p], TOP - (PG - 1));
-		XA_NOMEM(vm, &r, policies[p]);
-		xfree_ok(vm, TOP - (PG - 1), PG);
+		r = R(PG, 0, 0, 0, TOP_LAST - (PG - 1), VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, policy_order[p], TOP_LAST - (PG - 1));
+		XA_NOMEM(vm, &r, policy_order[p]);
+		xfree_ok(vm, TOP_LAST - (PG - 1), PG);
 		r = R(PG, 8 * PG, 7 * PG, PG, 0, VMEM_ADDR_MAX);
 		vmem_addr_t got;
-		assert_int_equal(XA(vm, &r, policies[p], NULL, &got), 0);
-		assert_true(got == TOP - (PG - 1) || got == TOP - (PG - 1) - 8 * PG);
-		if (policies[p] == VM_FIRSTFIT)
-			assert_int_equal(got, TOP - (PG - 1) - 8 * PG);
+		assert_int_equal(XA(vm, &r, policy_order[p], NULL, &got), 0);
+		assert_true(got == TOP_LAST - (PG - 1) || got == TOP_LAST - (PG - 1) - 8 * PG);
+		if (policy_order[p] == VM_FIRSTFIT)
+			assert_int_equal(got, TOP_LAST - (PG - 1) - 8 * PG);
 		xfree_ok(vm, got, PG);
 		/* a size that does not fit the span is ENOMEM, even with rounding near 2^64 */
 		r = R((vmem_size_t)0 - PG, 0, 0, 0, 0, VMEM_ADDR_MAX);
-		XA_NOMEM(vm, &r, policies[p]);
+		XA_NOMEM(vm, &r, policy_order[p]);
 		vmem_destroy(vm);
 	}
 }
 
 /* The top page alone: quantum 4096, base 2^64 - 4096. */
-static void test_top_page(void **state)
+TEST(test_top_page)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("toppage", (vmem_addr_t)0 - PG, PG, PG, 0, 0);
 	assert_non_null(vm);
 	CHECK_ARENA(vm);
 	for (int p = 0; p < 5; p++) {
 		vmem_addr_t a = 0;
-		assert_int_equal(vmem_alloc(vm, 1, policies[p], &a), 0);
+		assert_int_equal(vmem_alloc(vm, 1, policy_order[p], &a), 0);
 		assert_int_equal(a, (vmem_addr_t)0 - PG);
 		CHECK_ARENA(vm);
-		struct snap b = {0};
-		snap_take(vm, &b);
-		assert_int_equal(vmem_alloc(vm, 1, policies[p], &a), ENOMEM);
-		SNAP_SAME(vm, &b, 1, "alloc from a full top page");
-		segs_free(&b.g);
+		struct snapshot b;
+		snapshot_take(vm, &b);
+		assert_int_equal(vmem_alloc(vm, 1, policy_order[p], &a), ENOMEM);
+		EXPECT_UNCHANGED(vm, &b, 1, "alloc from a full top page");
 		assert_int_equal(vmem_free(vm, (vmem_addr_t)0 - PG, 1), 0);
 		CHECK_ARENA(vm);
-		struct req r = R(PG, PG, 0, PG, (vmem_addr_t)0 - PG, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, policies[p], (vmem_addr_t)0 - PG);
+		struct fitq r = R(PG, PG, 0, PG, (vmem_addr_t)0 - PG, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, policy_order[p], (vmem_addr_t)0 - PG);
 		xfree_ok(vm, (vmem_addr_t)0 - PG, PG);
-		r = R(PG, 0, 0, 0, TOP, VMEM_ADDR_MAX); /* minaddr inside the page: no */
-		XA_NOMEM(vm, &r, policies[p]);
-		r = R(PG, 0, 0, 0, 0, TOP - 1); /* maxaddr one short */
-		XA_NOMEM(vm, &r, policies[p]);
+		r = R(PG, 0, 0, 0, TOP_LAST, VMEM_ADDR_MAX); /* minaddr inside the page: no */
+		XA_NOMEM(vm, &r, policy_order[p]);
+		r = R(PG, 0, 0, 0, 0, TOP_LAST - 1); /* maxaddr one short */
+		XA_NOMEM(vm, &r, policy_order[p]);
 		r = R(PG, 2 * PG, PG, 0, 0, VMEM_ADDR_MAX); /* phase: 2^64 - 4096 is odd pages */
-		XA_ONLY(vm, &r, policies[p], (vmem_addr_t)0 - PG);
+		XA_ONLY(vm, &r, policy_order[p], (vmem_addr_t)0 - PG);
 		xfree_ok(vm, (vmem_addr_t)0 - PG, PG);
 		r = R(PG, 2 * PG, 0, 0, 0, VMEM_ADDR_MAX); /* the next even page is 2^64 */
-		XA_NOMEM(vm, &r, policies[p]);
+		XA_NOMEM(vm, &r, policy_order[p]);
 	}
 	vmem_destroy(vm);
 }
 
 /* Alignments of 2^63 and 2^62 with phases, in [2^63, 2^64). */
-static void test_large_align(void **state)
+TEST(test_large_align)
 {
-	(void)state;
 	for (int p = 0; p < 5; p++) {
-		int pol = policies[p];
+		int pol = policy_order[p];
 		bool exact = pol == VM_FIRSTFIT;
 		vmem_t *vm = vmem_create("half", P63, P63, 1, 0, 0);
 		assert_non_null(vm);
 		CHECK_ARENA(vm);
-		struct req r = R(1, P63, 0, 0, 0, VMEM_ADDR_MAX);
+		struct fitq r = R(1, P63, 0, 0, 0, VMEM_ADDR_MAX);
 		XA_ONLY(vm, &r, pol, P63); /* the only address = 0 mod 2^63 */
 		XA_NOMEM(vm, &r, pol);       /* the next one would be 2^64 = 0 */
 		r = R(1, P63, 5, 0, 0, VMEM_ADDR_MAX);
 		XA_ONLY(vm, &r, pol, P63 + 5);
 		XA_NOMEM(vm, &r, pol);
 		r = R(1, P63, P63 - 1, 0, 0, VMEM_ADDR_MAX); /* the last unit */
-		XA_ONLY(vm, &r, pol, TOP);
+		XA_ONLY(vm, &r, pol, TOP_LAST);
 		XA_NOMEM(vm, &r, pol);
 		r = R(P62, P62, 0, 0, 0, VMEM_ADDR_MAX); /* [2^63, 2^63+2^62) is used: upper quarter */
 		XA_NOMEM(vm, &r, pol);                    /* no: 2^64 - 1 is taken */
-		xfree_ok(vm, TOP, 1);
+		xfree_ok(vm, TOP_LAST, 1);
 		XA_ONLY(vm, &r, pol, P63 + P62);
 		XA_NOMEM(vm, &r, pol);
 		/* in the upper quarter, ending exactly at 2^64: taken */
@@ -455,17 +305,17 @@ static void test_large_align(void **state)
 		vmem_addr_t b;
 		assert_int_equal(XA(vm, &r, pol, NULL, &b), 0);
 		assert_true(a != b);
-		assert_true((a == P63 + P62 - 16 && b == TOP - 15) ||
-			    (b == P63 + P62 - 16 && a == TOP - 15));
+		assert_true((a == P63 + P62 - 16 && b == TOP_LAST - 15) ||
+			    (b == P63 + P62 - 16 && a == TOP_LAST - 15));
 		XA_NOMEM(vm, &r, pol);
 		xfree_ok(vm, a, 16);
 		xfree_ok(vm, b, 16);
 		/* minaddr above the last aligned candidate */
-		r = R(16, P62, P62 - 16, 0, TOP - 14, VMEM_ADDR_MAX);
+		r = R(16, P62, P62 - 16, 0, TOP_LAST - 14, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
-		r = R(16, P62, P62 - 16, 0, TOP - 15, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP - 15);
-		xfree_ok(vm, TOP - 15, 16);
+		r = R(16, P62, P62 - 16, 0, TOP_LAST - 15, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, pol, TOP_LAST - 15);
+		xfree_ok(vm, TOP_LAST - 15, 16);
 		xfree_ok(vm, P63, 1);
 		xfree_ok(vm, P63 + 5, 1);
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
@@ -486,39 +336,38 @@ static void test_large_align(void **state)
 		r = R(PG, (vmem_size_t)1 << 21, 0, 0, 0, VMEM_ADDR_MAX);
 		XA_NOMEM(t, &r, pol);
 		r = R(PG, P62, P62 - PG, 0, 0, VMEM_ADDR_MAX);
-		XA_ONLY(t, &r, pol, TOP - (PG - 1));
+		XA_ONLY(t, &r, pol, TOP_LAST - (PG - 1));
 		r = R(2 * PG, P62, P62 - 2 * PG, 0, 0, VMEM_ADDR_MAX);
 		XA_NOMEM(t, &r, pol); /* the top page is taken */
-		xfree_ok(t, TOP - (PG - 1), PG);
-		XA_ONLY(t, &r, pol, TOP - (2 * PG - 1));
-		xfree_ok(t, TOP - (2 * PG - 1), 2 * PG);
+		xfree_ok(t, TOP_LAST - (PG - 1), PG);
+		XA_ONLY(t, &r, pol, TOP_LAST - (2 * PG - 1));
+		xfree_ok(t, TOP_LAST - (2 * PG - 1), 2 * PG);
 		r = R(PG, P63, P63 - PG, 0, 0, VMEM_ADDR_MAX);
-		XA_ONLY(t, &r, pol, TOP - (PG - 1));
-		xfree_ok(t, TOP - (PG - 1), PG);
+		XA_ONLY(t, &r, pol, TOP_LAST - (PG - 1));
+		xfree_ok(t, TOP_LAST - (PG - 1), PG);
 		vmem_destroy(t);
 	}
 }
 
 /* nocross near the top, q = 1, span [2^64 - 2^20, 2^64). */
-static void test_nocross_top(void **state)
+TEST(test_nocross_top)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 0x100000;
 	const vmem_addr_t lastblk = (vmem_addr_t)0 - 0x10000;
 	for (int p = 0; p < 5; p++) {
-		int pol = policies[p];
+		int pol = policy_order[p];
 		vmem_t *vm = vmem_create("nc", base, 0x100000, 1, 0, 0);
 		assert_non_null(vm);
 		/* crossing the last block boundary: moved up to it */
-		struct req r = R(100, 0, 0, 0x10000, lastblk - 51, VMEM_ADDR_MAX);
+		struct fitq r = R(100, 0, 0, 0x10000, lastblk - 51, VMEM_ADDR_MAX);
 		vmem_addr_t a = XA_LOW(vm, &r, pol, lastblk);
 		xfree_ok(vm, a, 100);
 		/* in the last block, too close to 2^64: the next block would wrap */
-		r = R(100, 0, 0, 0x10000, TOP - 49, VMEM_ADDR_MAX);
+		r = R(100, 0, 0, 0x10000, TOP_LAST - 49, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
-		r = R(50, 0, 0, 0x10000, TOP - 49, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP - 49);
-		xfree_ok(vm, TOP - 49, 50);
+		r = R(50, 0, 0, 0x10000, TOP_LAST - 49, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, pol, TOP_LAST - 49);
+		xfree_ok(vm, TOP_LAST - 49, 50);
 		/* a whole block: the last one */
 		r = R(0x10000, 0, 0, 0x10000, lastblk - 1, VMEM_ADDR_MAX);
 		XA_ONLY(vm, &r, pol, lastblk);
@@ -533,7 +382,7 @@ static void test_nocross_top(void **state)
 		/* nocross + alignment + phase near the top */
 		r = R(64, 128, 64, 0x10000, lastblk - 300, VMEM_ADDR_MAX);
 		vmem_addr_t b = XA_LOW(vm, &r, pol, lastblk - 192);
-		r = R(64, 128, 96, 0x10000, TOP - 200, VMEM_ADDR_MAX);
+		r = R(64, 128, 96, 0x10000, TOP_LAST - 200, VMEM_ADDR_MAX);
 		/* candidates >= 2^64-201 with a%128 == 96: 2^64-160, [.., 2^64-96) ok */
 		XA_ONLY(vm, &r, pol, (vmem_addr_t)0 - 160);
 		XA_NOMEM(vm, &r, pol);
@@ -545,17 +394,16 @@ static void test_nocross_top(void **state)
 }
 
 /* Resource 0 and a span [0, 2^64 - 1). */
-static void test_whole_space(void **state)
+TEST(test_whole_space)
 {
-	(void)state;
 	for (int p = 0; p < 5; p++) {
-		int pol = policies[p];
+		int pol = policy_order[p];
 		vmem_t *vm = vmem_create("all", 0, VMEM_ADDR_MAX, 1, 0, 0);
 		assert_non_null(vm);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_size(vm, VMEM_FREE), VMEM_ADDR_MAX);
 		assert_int_equal(vmem_contains(vm, 0, VMEM_ADDR_MAX), 1);
-		assert_int_equal(vmem_contains(vm, TOP, 1), 0);
+		assert_int_equal(vmem_contains(vm, TOP_LAST, 1), 0);
 		vmem_addr_t a = 12345;
 		if (pol == VM_FIRSTFIT || pol == VM_NEXTFIT) {
 			assert_int_equal(vmem_alloc(vm, 1, pol, &a), 0);
@@ -564,7 +412,7 @@ static void test_whole_space(void **state)
 			assert_int_equal(vmem_free(vm, 0, 1), 0);
 			CHECK_ARENA(vm);
 		}
-		struct req r = R(1, 0, 0, 0, 0, 0); /* maxaddr 0: only resource 0 */
+		struct fitq r = R(1, 0, 0, 0, 0, 0); /* maxaddr 0: only resource 0 */
 		XA_ONLY(vm, &r, pol, 0);
 		XA_NOMEM(vm, &r, pol);
 		/* the rest of the span, in one piece */
@@ -574,101 +422,95 @@ static void test_whole_space(void **state)
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), VMEM_ADDR_MAX);
 		assert_int_equal(vmem_size(vm, VMEM_FREE), 0);
-		struct snap s = {0};
-		snap_take(vm, &s);
+		struct snapshot s;
+		snapshot_take(vm, &s);
 		assert_int_equal(vmem_alloc(vm, 1, pol, &a), ENOMEM);
-		SNAP_SAME(vm, &s, 1, "alloc from a full [0, 2^64-1)");
-		segs_free(&s.g);
+		EXPECT_UNCHANGED(vm, &s, 1, "alloc from a full [0, 2^64-1)");
 		assert_int_equal(vmem_xfree(vm, 0, 1), 0);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_free(vm, 1, VMEM_ADDR_MAX - 1), 0);
 		CHECK_ARENA(vm);
 		/* the last unit is not in the span */
-		r = R(1, 0, 0, 0, TOP, VMEM_ADDR_MAX);
+		r = R(1, 0, 0, 0, TOP_LAST, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
-		r = R(1, 0, 0, 0, TOP - 1, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP - 1);
-		xfree_ok(vm, TOP - 1, 1);
+		r = R(1, 0, 0, 0, TOP_LAST - 1, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, pol, TOP_LAST - 1);
+		xfree_ok(vm, TOP_LAST - 1, 1);
 		/* the whole span in one allocation */
 		assert_int_equal(vmem_alloc(vm, VMEM_ADDR_MAX, pol, &a), 0);
 		assert_int_equal(a, 0);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_free(vm, 0, VMEM_ADDR_MAX), 0);
-		CHECK_ARENA(vm);
-		vmem_destroy(vm);
+		CHECK_AND_DESTROY(vm);
 	}
 }
 
 /* Adjacent spans at the top are not merged; the very last unit. */
-static void test_last_unit_adjacent(void **state)
+TEST(test_last_unit_adjacent)
 {
-	(void)state;
 	const vmem_addr_t base = (vmem_addr_t)0 - 0x100000;
 	for (int p = 0; p < 5; p++) {
-		int pol = policies[p];
+		int pol = policy_order[p];
 		vmem_t *vm = vmem_create("last", base, 0x100000 - 1, 1, 0, 0);
 		assert_non_null(vm);
-		struct req r = R(1, 0, 0, 0, TOP, VMEM_ADDR_MAX);
+		struct fitq r = R(1, 0, 0, 0, TOP_LAST, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
-		struct snap s = {0};
-		snap_take(vm, &s);
-		assert_int_equal(vmem_add(vm, TOP, 2, 0), EINVAL); /* wraps */
-		assert_int_equal(vmem_add(vm, TOP - 1, 1, 0), EINVAL); /* overlaps */
-		assert_int_equal(vmem_add(vm, TOP, 0, 0), EINVAL); /* empty */
-		SNAP_SAME(vm, &s, 0, "bad vmem_add at the top");
-		segs_free(&s.g);
-		assert_int_equal(vmem_add(vm, TOP, 1, 0), 0);
+		struct snapshot s;
+		snapshot_take(vm, &s);
+		assert_int_equal(vmem_add(vm, TOP_LAST, 2, 0), EINVAL); /* wraps */
+		assert_int_equal(vmem_add(vm, TOP_LAST - 1, 1, 0), EINVAL); /* overlaps */
+		assert_int_equal(vmem_add(vm, TOP_LAST, 0, 0), EINVAL); /* empty */
+		EXPECT_UNCHANGED(vm, &s, 0, "bad vmem_add at the top");
+		assert_int_equal(vmem_add(vm, TOP_LAST, 1, 0), 0);
 		CHECK_ARENA(vm);
-		struct segs g = {0};
-		get_segs(vm, VMEM_SPAN, &g);
+		struct seglist g = {0};
+		walk_into(vm, VMEM_SPAN, &g);
 		assert_int_equal(g.n, 2);
-		assert_int_equal(g.v[1].a, TOP);
-		assert_int_equal(g.v[1].s, 1);
-		segs_free(&g);
-		get_segs(vm, VMEM_FREE, &g);
+		assert_int_equal(g.v[1].addr, TOP_LAST);
+		assert_int_equal(g.v[1].size, 1);
+		seglist_free(&g);
+		walk_into(vm, VMEM_FREE, &g);
 		assert_int_equal(g.n, 2); /* not merged */
-		segs_free(&g);
-		assert_int_equal(vmem_contains(vm, TOP - 1, 2), 0);
-		assert_int_equal(vmem_contains(vm, TOP, 1), 1);
+		seglist_free(&g);
+		assert_int_equal(vmem_contains(vm, TOP_LAST - 1, 2), 0);
+		assert_int_equal(vmem_contains(vm, TOP_LAST, 1), 1);
 		/* straddling the two spans: never */
-		r = R(2, 0, 0, 0, TOP - 1, VMEM_ADDR_MAX);
+		r = R(2, 0, 0, 0, TOP_LAST - 1, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
 		r = R(0x100000, 0, 0, 0, 0, VMEM_ADDR_MAX);
 		XA_NOMEM(vm, &r, pol);
 		/* the very last unit */
-		r = R(1, 0, 0, 0, TOP, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP);
+		r = R(1, 0, 0, 0, TOP_LAST, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, pol, TOP_LAST);
 		XA_NOMEM(vm, &r, pol);
-		r = R(1, 0, 0, 0, TOP - 1, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP - 1);
-		xfree_ok(vm, TOP - 1, 1);
+		r = R(1, 0, 0, 0, TOP_LAST - 1, VMEM_ADDR_MAX);
+		XA_ONLY(vm, &r, pol, TOP_LAST - 1);
+		xfree_ok(vm, TOP_LAST - 1, 1);
 		/* its span may not be released or merged: a free puts it back */
-		xfree_ok(vm, TOP, 1);
-		get_segs(vm, VMEM_SPAN | VMEM_FREE, &g);
+		xfree_ok(vm, TOP_LAST, 1);
+		walk_into(vm, VMEM_SPAN | VMEM_FREE, &g);
 		assert_int_equal(g.n, 4);
-		segs_free(&g);
+		seglist_free(&g);
 		r = R(1, P63, P63 - 1, 0, 0, VMEM_ADDR_MAX);
-		XA_ONLY(vm, &r, pol, TOP);
-		xfree_ok(vm, TOP, 1);
+		XA_ONLY(vm, &r, pol, TOP_LAST);
+		xfree_ok(vm, TOP_LAST, 1);
 		vmem_addr_t a;
 		assert_int_equal(vmem_alloc(vm, 0x100000 - 1, pol, &a), 0);
 		assert_int_equal(a, base);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_alloc(vm, 1, pol, &a), 0);
-		assert_int_equal(a, TOP);
+		assert_int_equal(a, TOP_LAST);
 		CHECK_ARENA(vm);
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0x100000);
-		assert_int_equal(vmem_free(vm, TOP, 1), 0);
+		assert_int_equal(vmem_free(vm, TOP_LAST, 1), 0);
 		assert_int_equal(vmem_free(vm, base, 0x100000 - 1), 0);
-		CHECK_ARENA(vm);
-		vmem_destroy(vm);
+		CHECK_AND_DESTROY(vm);
 	}
 }
 
 /* Spans that would wrap: EINVAL in vmem_create and vmem_add. */
-static void test_wrapping_spans(void **state)
+TEST(test_wrapping_spans)
 {
-	(void)state;
 	errno = 0;
 	assert_null(vmem_create("w", (vmem_addr_t)0 - PG, 2 * PG, PG, 0, 0));
 	assert_int_equal(errno, EINVAL);
@@ -676,7 +518,7 @@ static void test_wrapping_spans(void **state)
 	assert_null(vmem_create("w", 2, VMEM_ADDR_MAX, 1, 0, 0));
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
-	assert_null(vmem_create("w", TOP, 2, 1, 0, 0));
+	assert_null(vmem_create("w", TOP_LAST, 2, 1, 0, 0));
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
 	assert_null(vmem_create("w", P63, P63 + 8, 8, 0, 0));
@@ -687,8 +529,8 @@ static void test_wrapping_spans(void **state)
 	assert_non_null(vm);
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_size(vm, VMEM_FREE), VMEM_ADDR_MAX);
-	struct req r = R(1, 0, 0, 0, TOP, VMEM_ADDR_MAX);
-	XA_ONLY(vm, &r, VM_FIRSTFIT, TOP);
+	struct fitq r = R(1, 0, 0, 0, TOP_LAST, VMEM_ADDR_MAX);
+	XA_ONLY(vm, &r, VM_FIRSTFIT, TOP_LAST);
 	r = R(1, 0, 0, 0, 0, 0);
 	XA_NOMEM(vm, &r, VM_FIRSTFIT); /* 0 is not in [1, 2^64) */
 	vmem_destroy(vm);
@@ -698,17 +540,16 @@ static void test_wrapping_spans(void **state)
 
 	vm = vmem_create("w", 1024, 1024, 8, 0, 0);
 	assert_non_null(vm);
-	struct snap s = {0};
-	snap_take(vm, &s);
+	struct snapshot s;
+	snapshot_take(vm, &s);
 	/* wrapping into [0, 16), which overlaps nothing: still EINVAL */
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 16, 32, 0), EINVAL);
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 8, VMEM_ADDR_MAX - 7, 0), EINVAL);
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 8, (vmem_size_t)0 - 8, 0), EINVAL);
 	assert_int_equal(vmem_add(vm, P63, P63 + 8, 0), EINVAL);
-	assert_int_equal(vmem_add(vm, TOP, 8, 0), EINVAL);   /* misaligned too */
+	assert_int_equal(vmem_add(vm, TOP_LAST, 8, 0), EINVAL);   /* misaligned too */
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 8, 9, 0), EINVAL);
-	SNAP_SAME(vm, &s, 0, "wrapping vmem_add");
-	segs_free(&s.g);
+	EXPECT_UNCHANGED(vm, &s, 0, "wrapping vmem_add");
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 8, 8, 0), 0);
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_add(vm, 0, 16, 0), 0);
@@ -726,9 +567,8 @@ static void test_wrapping_spans(void **state)
 }
 
 /* vmem_roundup_size overflow, and sizes whose rounding overflows. */
-static void test_rounding_overflow(void **state)
+TEST(test_rounding_overflow)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("r", 0, 64 * PG, PG, 0, 0);
 	assert_non_null(vm);
 	assert_int_equal(vmem_roundup_size(vm, 1), PG);
@@ -744,36 +584,33 @@ static void test_rounding_overflow(void **state)
 	assert_int_equal(vmem_roundup_size(v1, 7), 7);
 	vmem_destroy(v1);
 
-	struct snap s = {0};
-	snap_take(vm, &s);
+	struct snapshot s;
+	snapshot_take(vm, &s);
 	vmem_addr_t a;
 	const vmem_size_t bad[] = {VMEM_ADDR_MAX, (vmem_size_t)0 - PG + 1, (vmem_size_t)0 - 1000};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		for (int p = 0; p < 5; p++) {
-			assert_int_equal(vmem_alloc(vm, bad[i], policies[p], &a), EINVAL);
+			assert_int_equal(vmem_alloc(vm, bad[i], policy_order[p], &a), EINVAL);
 			assert_int_equal(vmem_xalloc(vm, bad[i], 0, 0, 0, 0, VMEM_ADDR_MAX,
-						     policies[p], &a),
+						     policy_order[p], &a),
 					 EINVAL);
 			assert_int_equal(vmem_xalloc(vm, bad[i], PG, 0, 0, 0, VMEM_ADDR_MAX,
-						     policies[p] | VM_SLEEP, &a),
+						     policy_order[p] | VM_SLEEP, &a),
 					 EINVAL);
 		}
 		assert_int_equal(vmem_free(vm, 0, bad[i]), EINVAL);
 		assert_int_equal(vmem_xfree(vm, 0, bad[i]), EINVAL);
 	}
-	SNAP_SAME(vm, &s, 0, "sizes whose rounding overflows");
-	segs_free(&s.g);
+	EXPECT_UNCHANGED(vm, &s, 0, "sizes whose rounding overflows");
 	/* the largest size that rounds is ENOMEM here, not EINVAL */
-	snap_take(vm, &s);
+	snapshot_take(vm, &s);
 	assert_int_equal(vmem_alloc(vm, (vmem_size_t)0 - PG, VM_NOSLEEP, &a), ENOMEM);
-	SNAP_SAME(vm, &s, 1, "huge alloc");
-	segs_free(&s.g);
-	snap_take(vm, &s);
+	EXPECT_UNCHANGED(vm, &s, 1, "huge alloc");
+	snapshot_take(vm, &s);
 	assert_int_equal(vmem_xalloc(vm, (vmem_size_t)0 - PG - 1, 0, 0, 0, 0, VMEM_ADDR_MAX,
 				     VM_NOSLEEP, &a),
 			 ENOMEM);
-	SNAP_SAME(vm, &s, 1, "huge xalloc");
-	segs_free(&s.g);
+	EXPECT_UNCHANGED(vm, &s, 1, "huge xalloc");
 	vmem_destroy(vm);
 
 	/* on a top arena, rounding of a size up to exactly the span works */
@@ -782,16 +619,14 @@ static void test_rounding_overflow(void **state)
 	assert_int_equal(vmem_alloc(vm, 3 * PG + 1, VM_FIRSTFIT, &a), 0);
 	assert_int_equal(a, (vmem_addr_t)0 - 4 * PG);
 	CHECK_ARENA(vm);
-	assert_int_equal(stat_alloc_total(vm), 4 * PG);
+	assert_int_equal(stats_of(vm).alloc_total, 4 * PG);
 	assert_int_equal(vmem_free(vm, a, 3 * PG + 1), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* NEXTFIT across 2^64: the cursor after an allocation ending at 2^64 wraps. */
-static void test_nextfit_wrap(void **state)
+TEST(test_nextfit_wrap)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("nf", 0, 16, 1, 0, 0);
 	assert_non_null(vm);
 	assert_int_equal(vmem_add(vm, (vmem_addr_t)0 - 16, 16, 0), 0);
@@ -803,11 +638,10 @@ static void test_nextfit_wrap(void **state)
 		assert_int_equal(a, want[i]);
 		CHECK_ARENA(vm);
 	}
-	struct snap s = {0};
-	snap_take(vm, &s);
+	struct snapshot s;
+	snapshot_take(vm, &s);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &a), ENOMEM);
-	SNAP_SAME(vm, &s, 1, "NEXTFIT in a full arena");
-	segs_free(&s.g);
+	EXPECT_UNCHANGED(vm, &s, 1, "NEXTFIT in a full arena");
 	assert_int_equal(vmem_free(vm, 0, 8), 0);
 	assert_int_equal(vmem_free(vm, (vmem_addr_t)0 - 16, 8), 0);
 	CHECK_ARENA(vm);
@@ -816,10 +650,9 @@ static void test_nextfit_wrap(void **state)
 	assert_int_equal(a, 0);
 	CHECK_ARENA(vm);
 	/* a failure must not move the cursor */
-	snap_take(vm, &s);
+	snapshot_take(vm, &s);
 	assert_int_equal(vmem_alloc(vm, 9, VM_NEXTFIT, &a), ENOMEM);
-	SNAP_SAME(vm, &s, 1, "NEXTFIT too big");
-	segs_free(&s.g);
+	EXPECT_UNCHANGED(vm, &s, 1, "NEXTFIT too big");
 	assert_int_equal(vmem_alloc(vm, 4, VM_NEXTFIT, &a), 0);
 	assert_int_equal(a, (vmem_addr_t)0 - 16);
 	CHECK_ARENA(vm);
@@ -843,11 +676,10 @@ static void test_nextfit_wrap(void **state)
  * large alignments included.  FIRSTFIT must give the lowest address, no
  * policy may fail while a free segment can hold the request, and nothing
  * may wrap. */
-static void test_random_top(void **state)
+TEST(test_random_top)
 {
-	(void)state;
-	uint64_t seed = tu_seed(0x70b70b);
-	uint64_t n = tu_scale(3000);
+	uint64_t seed = test_seed(0x70b70b);
+	uint64_t n = test_scale(3000);
 	for (int round = 0; round < 4; round++) {
 		vmem_size_t q = (round & 1) ? PG : 1;
 		vmem_size_t spansz = (round & 2) ? 0x1000000 : 64 * q;
@@ -861,49 +693,49 @@ static void test_random_top(void **state)
 		assert_non_null(out);
 		size_t nout = 0;
 		for (uint64_t i = 0; i < n; i++) {
-			if (nout > 0 && (tu_rand(&seed) % 5 < 2 || nout >= 200)) {
-				size_t k = tu_rand(&seed) % nout;
-				xfree_ok(vm, out[k].a, out[k].s);
+			if (nout > 0 && (rand_next(&seed) % 5 < 2 || nout >= 200)) {
+				size_t k = rand_next(&seed) % nout;
+				xfree_ok(vm, out[k].addr, out[k].size);
 				out[k] = out[--nout];
 				continue;
 			}
-			struct req r;
+			struct fitq r;
 			unsigned int qs = q == 1 ? 0 : 12;
-			r.size = q * (1 + tu_rand(&seed) % (tu_rand(&seed) % 2 ? 4 : 64));
-			unsigned int ak = qs + (unsigned int)(tu_rand(&seed) % (64 - qs));
-			if (tu_rand(&seed) % 3 == 0)
-				ak = qs + (unsigned int)(tu_rand(&seed) % 8);
-			r.align = tu_rand(&seed) % 8 == 0 ? 0 : (vmem_size_t)1 << ak;
+			r.size = q * (1 + rand_next(&seed) % (rand_next(&seed) % 2 ? 4 : 64));
+			unsigned int ak = qs + (unsigned int)(rand_next(&seed) % (64 - qs));
+			if (rand_next(&seed) % 3 == 0)
+				ak = qs + (unsigned int)(rand_next(&seed) % 8);
+			r.align = rand_next(&seed) % 8 == 0 ? 0 : (vmem_size_t)1 << ak;
 			vmem_size_t al = r.align ? r.align : q;
-			r.phase = tu_rand(&seed) % 2 ? 0 : (tu_rand(&seed) & (al - 1) & ~(q - 1));
+			r.phase = rand_next(&seed) % 2 ? 0 : (rand_next(&seed) & (al - 1) & ~(q - 1));
 			r.nocross = 0;
-			if (tu_rand(&seed) % 3 == 0) {
+			if (rand_next(&seed) % 3 == 0) {
 				unsigned int k = qs;
 				while (((vmem_size_t)1 << k) < r.size)
 					k++;
-				k += (unsigned int)(tu_rand(&seed) % (tu_rand(&seed) % 2 ? 3 : 64 - k));
+				k += (unsigned int)(rand_next(&seed) % (rand_next(&seed) % 2 ? 3 : 64 - k));
 				r.nocross = (vmem_size_t)1 << k;
 			}
 			r.min = VMEM_ADDR_MIN;
 			r.max = VMEM_ADDR_MAX;
-			if (tu_rand(&seed) % 3 == 0)
-				r.min = (vmem_addr_t)0 - tu_rand(&seed) % (2 * spansz + 2);
-			if (tu_rand(&seed) % 4 == 0)
-				r.min = tu_rand(&seed) % 128 * q;
-			if (tu_rand(&seed) % 4 == 0) {
-				r.max = (vmem_addr_t)0 - 1 - tu_rand(&seed) % (2 * spansz);
+			if (rand_next(&seed) % 3 == 0)
+				r.min = (vmem_addr_t)0 - rand_next(&seed) % (2 * spansz + 2);
+			if (rand_next(&seed) % 4 == 0)
+				r.min = rand_next(&seed) % 128 * q;
+			if (rand_next(&seed) % 4 == 0) {
+				r.max = (vmem_addr_t)0 - 1 - rand_next(&seed) % (2 * spansz);
 				if (r.max < r.min)
-					r.max = r.min + (TOP - r.min) / 2;
+					r.max = r.min + (TOP_LAST - r.min) / 2;
 			}
-			int pol = policies[tu_rand(&seed) % 5];
-			/* a request the arena checks the result of: struct req align is
+			int pol = policy_order[rand_next(&seed) % 5];
+			/* a request the arena checks the result of: struct fitq align is
 			 * the effective one */
-			struct req eff = r;
+			struct fitq eff = r;
 			eff.align = al;
 			vmem_addr_t lowest = 0;
 			bool can = ref_lowest(vm, &eff, &lowest);
-			struct segs fb = {0};
-			get_segs(vm, VMEM_FREE, &fb);
+			struct seglist fb = {0};
+			walk_into(vm, VMEM_FREE, &fb);
 			vmem_addr_t a = 0;
 			int e = vmem_xalloc(vm, r.size, r.align, r.phase, r.nocross, r.min, r.max,
 					    pol | VM_NOSLEEP, &a);
@@ -928,11 +760,11 @@ static void test_random_top(void **state)
 				if (can)
 					fail_msg("%s: ENOMEM but %#" PRIx64 " fits", what, lowest);
 			}
-			segs_free(&fb);
+			seglist_free(&fb);
 			CHECK_ARENA(vm);
 		}
 		while (nout > 0) {
-			xfree_ok(vm, out[nout - 1].a, out[nout - 1].s);
+			xfree_ok(vm, out[nout - 1].addr, out[nout - 1].size);
 			nout--;
 		}
 		assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);

@@ -6,7 +6,8 @@
  * kind of damage would let the tests that call it after every step pass
  * over that bug.
  */
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #include <string.h>
 
@@ -15,24 +16,33 @@
 /* vmem_check names invariant want, then (after undo) nothing. */
 static void expect_broken(vmem_t *vm, int want)
 {
-	char why[512];
+	char why[512], got_name[16], want_name[16];
 	int got = vmem_check(vm, why, sizeof(why));
 	if (got != want)
-		fail_msg("vmem_check gave %d (%s), want %d", got, why, want);
+		fail_msg("vmem_check gave %s (%s), want %s", invariant_name(got, got_name, 16), why,
+			 invariant_name(want, want_name, 16));
 }
 
-/* A cached arena with objects in use, in magazines, in the depot and free
- * in slabs: every structure the Q invariants speak of is populated. */
-static vmem_t *populated(int flags, vmem_addr_t *held, int nheld)
+/* The damage is put back: a clean check again; the arena goes. */
+static void healed(vmem_t *vm)
 {
-	vmem_t *vm = vmem_create("check", 0x10000, 1 << 20, 1, 2, flags);
-	assert_non_null(vm);
+	expect_broken(vm, 0);
+	vmem_destroy(vm);
+}
+
+#define NHELD 10
+
+/* A cached arena with NHELD objects in use (their addresses into held,
+ * when given), others in magazines, in the depot and free in slabs: every
+ * structure the Q invariants speak of is populated. */
+static vmem_t *populated(int flags, vmem_addr_t *held)
+{
+	vmem_t *vm = arena_new("check", 0x10000, 1 << 20, 1, 2, flags);
 	vmem_addr_t a[200];
-	for (int i = 0; i < 200; i++)
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
-	for (int i = nheld; i < 200; i++)
-		assert_int_equal(vmem_free(vm, a[i], 1), 0);
-	memcpy(held, a, (size_t)nheld * sizeof(*held));
+	alloc_each(vm, a, 200, 1, 1, VM_NOSLEEP);
+	free_each(vm, a, 200, 1, 1, NHELD, 1);
+	if (held != NULL)
+		memcpy(held, a, NHELD * sizeof(*held));
 	CHECK_ARENA(vm);
 	return vm;
 }
@@ -63,23 +73,18 @@ static uint8_t *state_of(vmem_t *vm, vmem_addr_t addr)
 	return b;
 }
 
-static void test_q1_conservation(void **state)
+TEST(test_q1_conservation)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	cache1(vm)->allocs++; /* one more object with callers than there is */
 	expect_broken(vm, Q(1));
 	cache1(vm)->allocs--;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q2_gate(void **state)
+TEST(test_q2_gate)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	vm->arena.arena_small++; /* the arena claims a segment it does not have */
 	expect_broken(vm, Q(2));
 	vm->arena.arena_small--;
@@ -87,15 +92,12 @@ static void test_q2_gate(void **state)
 	vm->arena.free_gate = gate == 0 ? 1 : 0; /* open when it must be shut, or the reverse */
 	expect_broken(vm, Q(2));
 	vm->arena.free_gate = gate;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q3_slabs(void **state)
+TEST(test_q3_slabs)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	cache1(vm)->nslabs++;
 	expect_broken(vm, Q(3));
 	cache1(vm)->nslabs--;
@@ -104,29 +106,23 @@ static void test_q3_slabs(void **state)
 	s->base += 64; /* the record no longer names its segment */
 	expect_broken(vm, Q(3));
 	s->base -= 64;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q4_slab_records(void **state)
+TEST(test_q4_slab_records)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	struct qc_slab *s = cache1(vm)->partial;
 	assert_non_null(s);
 	s->nfree++;
 	expect_broken(vm, Q(4));
 	s->nfree--;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q5_magazines(void **state)
+TEST(test_q5_magazines)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	struct qcache *c = cache1(vm);
 	c->nempty++;
 	expect_broken(vm, Q(5));
@@ -136,15 +132,12 @@ static void test_q5_magazines(void **state)
 	cc->cap = 1; /* fewer than the loaded magazine holds */
 	expect_broken(vm, Q(5));
 	cc->cap = cap;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q6_twins(void **state)
+TEST(test_q6_twins)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_t *vm = populated(0, NULL);
 	struct qc_cpu *cc = busy_slot(vm);
 	vmem_addr_t keep = cc->loaded->obj[1];
 	cc->loaded->obj[1] = cc->loaded->obj[0]; /* one object, two rounds */
@@ -161,15 +154,13 @@ static void test_q6_twins(void **state)
 	expect_broken(vm, Q(6));
 	*b = 0x80 | 1;
 	cc->loaded->obj[1] = keep;
-	expect_broken(vm, 0);
-	vmem_destroy(vm);
+	healed(vm);
 }
 
-static void test_q7_states(void **state)
+TEST(test_q7_states)
 {
-	(void)state;
-	vmem_addr_t held[10];
-	vmem_t *vm = populated(0, held, 10);
+	vmem_addr_t held[NHELD];
+	vmem_t *vm = populated(0, held);
 	struct qc_slab *s = cache1(vm)->partial;
 	assert_non_null(s);
 	uint8_t *b = state_of(vm, s->base + (vmem_addr_t)__builtin_ctzll(s->freemap));

@@ -6,9 +6,10 @@
  *    addresses below 1024), and the same cases shifted to the top of the
  *    address space by a multiple of every alignment and nocross in play, so
  *    that the expected answer is the small one plus the shift;
- *  - a closed-form reference in 128-bit arithmetic (itself checked against
- *    the brute force first), for random segments anywhere in [0, 2^64) with
- *    alignments up to 2^63.
+ *  - the closed-form fit oracle in 128-bit arithmetic that the model tests
+ *    and the fuzzer trust (tests/model.c; checked against the brute force
+ *    first), for random segments anywhere in [0, 2^64) with alignments up
+ *    to 2^63.
  *
  * fit(start, size, req, &a) must return the LOWEST a in [start, start+size)
  * with a % align == phase, a and a + req->size - 1 in one nocross block,
@@ -17,13 +18,12 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-
-typedef unsigned __int128 u128;
 
 #define SMALL_SPACE 1024u /* small cases live in [0, SMALL_SPACE) */
 #define SMALL_MAXALIGN 256u /* largest align or nocross of a small case */
@@ -67,89 +67,60 @@ static bool brute_fit(vmem_addr_t start, vmem_size_t size, const struct fitreq *
 	return false;
 }
 
-/* Closed form in 128 bits: the lowest a >= lo with a % align == phase. */
-static u128 phase_up(u128 lo, u128 align, u128 phase)
-{
-	if (lo <= phase)
-		return phase;
-	return phase + (lo - phase + align - 1) / align * align;
-}
-
+/* The shared 128-bit fit oracle (model.c), on fit()'s own request. */
 static bool ref_fit(vmem_addr_t start, vmem_size_t size, const struct fitreq *r, vmem_addr_t *ap)
 {
-	u128 lo = start > r->minaddr ? start : r->minaddr;
-	u128 end = (u128)start + size; /* exclusive */
-	u128 hi = (u128)r->maxaddr + 1;
-	if (hi > end)
-		hi = end;
-	u128 a = phase_up(lo, r->align, r->phase);
-	/* When a crosses a nocross boundary, the next candidate is the first
-	 * aligned address at or after that boundary; twice is always enough
-	 * (after one move every later block looks the same). */
-	for (int i = 0; i < 3; i++) {
-		if (a + r->size > hi)
-			return false;
-		if (r->nocross == 0 || a / r->nocross == (a + r->size - 1) / r->nocross) {
-			*ap = (vmem_addr_t)a;
-			return true;
-		}
-		a = phase_up((a / r->nocross + 1) * r->nocross, r->align, r->phase);
-	}
-	return false;
-}
-
-static uint64_t rnd(uint64_t *s, uint64_t n) /* uniform-ish in [0, n) */
-{
-	return n ? tu_rand(s) % n : 0;
+	struct fitq q = {r->size, r->align, r->phase, r->nocross, r->minaddr, r->maxaddr};
+	return fit_lowest_in(start, size, &q, 0, ap);
 }
 
 /* A random request and segment inside [0, SMALL_SPACE). */
 static void small_case(uint64_t *s, vmem_addr_t *startp, vmem_size_t *sizep, struct fitreq *r)
 {
-	vmem_addr_t start = rnd(s, SMALL_SPACE - 1);
+	vmem_addr_t start = rand_below(s, SMALL_SPACE - 1);
 	vmem_size_t size;
-	switch (rnd(s, 4)) {
+	switch (rand_below(s, 4)) {
 	case 0: /* ends at the end of the small space (at 2^64 once shifted) */
 		size = SMALL_SPACE - start;
 		break;
 	case 1:
-		size = 1 + rnd(s, 8);
+		size = 1 + rand_below(s, 8);
 		break;
 	default:
-		size = 1 + rnd(s, 300);
+		size = 1 + rand_below(s, 300);
 		break;
 	}
 	if (start + size > SMALL_SPACE)
 		size = SMALL_SPACE - start;
 
 	memset(r, 0, sizeof(*r));
-	r->size = 1 + (rnd(s, 3) == 0 ? rnd(s, 4) : rnd(s, 80));
-	r->align = (vmem_size_t)1 << rnd(s, 9); /* 1 .. 256 */
-	r->phase = rnd(s, 3) == 0 ? 0 : rnd(s, r->align);
+	r->size = 1 + (rand_below(s, 3) == 0 ? rand_below(s, 4) : rand_below(s, 80));
+	r->align = (vmem_size_t)1 << rand_below(s, 9); /* 1 .. 256 */
+	r->phase = rand_below(s, 3) == 0 ? 0 : rand_below(s, r->align);
 	r->nocross = 0;
-	if (rnd(s, 2)) {
+	if (rand_below(s, 2)) {
 		unsigned int k = 0;
 		while (((vmem_size_t)1 << k) < r->size)
 			k++;
 		if (k <= 8) {
-			k += (unsigned int)rnd(s, 9 - k);
+			k += (unsigned int)rand_below(s, 9 - k);
 			r->nocross = (vmem_size_t)1 << k; /* size <= nocross <= 256 */
 		}
 	}
 	r->minaddr = VMEM_ADDR_MIN;
 	r->maxaddr = VMEM_ADDR_MAX;
-	switch (rnd(s, 4)) {
+	switch (rand_below(s, 4)) {
 	case 0:
 		break;
 	case 1:
-		r->minaddr = rnd(s, SMALL_SPACE);
+		r->minaddr = rand_below(s, SMALL_SPACE);
 		break;
 	case 2:
-		r->maxaddr = rnd(s, SMALL_SPACE);
+		r->maxaddr = rand_below(s, SMALL_SPACE);
 		break;
 	default:
-		r->minaddr = rnd(s, SMALL_SPACE);
-		r->maxaddr = r->minaddr + rnd(s, SMALL_SPACE - r->minaddr);
+		r->minaddr = rand_below(s, SMALL_SPACE);
+		r->maxaddr = r->minaddr + rand_below(s, SMALL_SPACE - r->minaddr);
 		break;
 	}
 	*startp = start;
@@ -178,11 +149,10 @@ static void check_one(vmem_addr_t start, vmem_size_t size, const struct fitreq *
 }
 
 /* The 128-bit reference is what the big cases trust: check it first. */
-static void test_reference_vs_brute(void **state)
+TEST(test_reference_vs_brute)
 {
-	(void)state;
-	uint64_t s = tu_seed(0xf17f17);
-	uint64_t n = tu_scale(20000);
+	uint64_t s = test_seed(0xf17f17);
+	uint64_t n = test_scale(20000);
 	for (uint64_t i = 0; i < n; i++) {
 		vmem_addr_t start, a1 = 0, a2 = 0;
 		vmem_size_t size;
@@ -196,55 +166,51 @@ static void test_reference_vs_brute(void **state)
 	}
 }
 
-static void test_small_brute(void **state)
+/* n small cases against the brute force, moved up by shift (with their
+ * bounds); how many had a fit, and how many segments ended at the end of
+ * the small space. */
+static void small_cases(uint64_t seed, uint64_t n, vmem_addr_t shift, const char *what,
+			uint64_t *nfit, uint64_t *attop)
 {
-	(void)state;
-	uint64_t s = tu_seed(0x5a11);
-	uint64_t n = tu_scale(30000);
-	uint64_t nfit = 0;
+	uint64_t s = seed;
+	*nfit = *attop = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		vmem_addr_t start, a = 0;
 		vmem_size_t size;
 		struct fitreq r;
 		small_case(&s, &start, &size, &r);
 		bool want = brute_fit(start, size, &r, &a);
-		nfit += want;
-		check_one(start, size, &r, want, a, "small");
+		*nfit += want;
+		*attop += (start + size == SMALL_SPACE);
+		if (r.minaddr != VMEM_ADDR_MIN)
+			r.minaddr += shift;
+		if (r.maxaddr != VMEM_ADDR_MAX)
+			r.maxaddr += shift;
+		check_one(start + shift, size, &r, want, a + shift, what);
 	}
+}
+
+TEST(test_small_brute)
+{
+	uint64_t n = test_scale(30000), nfit, attop;
+	small_cases(test_seed(0x5a11), n, 0, "small", &nfit, &attop);
 	/* the generator must exercise both outcomes */
 	assert_true(nfit > n / 10 && nfit < n - n / 10);
 }
 
 /* The small cases moved up so that the small space ends exactly at 2^64. */
-static void test_small_shifted_to_top(void **state)
+TEST(test_small_shifted_to_top)
 {
-	(void)state;
 	const vmem_addr_t shift = (vmem_addr_t)0 - SMALL_SPACE; /* a multiple of 256 */
 	assert_int_equal(shift % SMALL_MAXALIGN, 0);
-	uint64_t s = tu_seed(0x70b);
-	uint64_t n = tu_scale(30000);
-	uint64_t attop = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		vmem_addr_t start, a = 0;
-		vmem_size_t size;
-		struct fitreq r;
-		small_case(&s, &start, &size, &r);
-		bool want = brute_fit(start, size, &r, &a);
-		struct fitreq t = r;
-		if (t.minaddr != VMEM_ADDR_MIN)
-			t.minaddr += shift;
-		if (t.maxaddr != VMEM_ADDR_MAX)
-			t.maxaddr += shift;
-		attop += (start + size == SMALL_SPACE);
-		check_one(start + shift, size, &t, want, a + shift, "shifted to 2^64");
-	}
+	uint64_t n = test_scale(30000), nfit, attop;
+	small_cases(test_seed(0x70b), n, shift, "shifted to 2^64", &nfit, &attop);
 	assert_true(attop > n / 8);
 }
 
 /* Hand-picked edges. */
-static void test_edges(void **state)
+TEST(test_edges)
 {
-	(void)state;
 	const vmem_addr_t top = VMEM_ADDR_MAX;
 	struct fitreq r = {.size = 1, .align = 1, .phase = 0, .nocross = 0,
 			   .minaddr = VMEM_ADDR_MIN, .maxaddr = VMEM_ADDR_MAX};
@@ -320,77 +286,76 @@ static void test_edges(void **state)
 
 /* Random requests anywhere in the 64-bit space, alignments up to 2^63,
  * against the 128-bit reference. */
-static void test_big_random(void **state)
+TEST(test_big_random)
 {
-	(void)state;
-	uint64_t s = tu_seed(0xb16);
-	uint64_t n = tu_scale(200000);
+	uint64_t s = test_seed(0xb16);
+	uint64_t n = test_scale(200000);
 	uint64_t nfit = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		vmem_addr_t start;
 		vmem_size_t size;
 		/* where the segment lies */
-		switch (rnd(&s, 5)) {
+		switch (rand_below(&s, 5)) {
 		case 0: /* ends at 2^64 */
-			size = 1 + (rnd(&s, 2) ? rnd(&s, 1u << 20) : tu_rand(&s) >> rnd(&s, 64));
+			size = 1 + (rand_below(&s, 2) ? rand_below(&s, 1u << 20) : rand_next(&s) >> rand_below(&s, 64));
 			if (size == 0)
 				size = 1;
 			start = (vmem_addr_t)0 - size;
 			break;
 		case 1: /* starts near 0 */
-			start = rnd(&s, 1u << 12);
-			size = 1 + (tu_rand(&s) >> rnd(&s, 64));
+			start = rand_below(&s, 1u << 12);
+			size = 1 + (rand_next(&s) >> rand_below(&s, 64));
 			if (size == 0 || start + (size - 1) < start)
 				size = (vmem_addr_t)0 - start;
 			break;
 		case 2: /* the whole space but the last unit, or all from 1 */
-			start = rnd(&s, 2);
+			start = rand_below(&s, 2);
 			size = VMEM_ADDR_MAX;
 			break;
 		default:
-			start = tu_rand(&s);
-			size = 1 + (tu_rand(&s) >> rnd(&s, 64));
+			start = rand_next(&s);
+			size = 1 + (rand_next(&s) >> rand_below(&s, 64));
 			if (size == 0 || start + (size - 1) < start)
 				size = (vmem_addr_t)0 - start;
 			break;
 		}
 		struct fitreq r;
 		memset(&r, 0, sizeof(r));
-		unsigned int ak = (unsigned int)rnd(&s, 64);
+		unsigned int ak = (unsigned int)rand_below(&s, 64);
 		r.align = (vmem_size_t)1 << ak;
-		r.phase = rnd(&s, 3) == 0 ? 0 : (ak ? tu_rand(&s) & (r.align - 1) : 0);
+		r.phase = rand_below(&s, 3) == 0 ? 0 : (ak ? rand_next(&s) & (r.align - 1) : 0);
 		/* size: small, about the segment, or random */
-		switch (rnd(&s, 3)) {
+		switch (rand_below(&s, 3)) {
 		case 0:
-			r.size = 1 + rnd(&s, 1u << 16);
+			r.size = 1 + rand_below(&s, 1u << 16);
 			break;
 		case 1:
-			r.size = size - rnd(&s, size < 64 ? size : 64);
+			r.size = size - rand_below(&s, size < 64 ? size : 64);
 			break;
 		default:
-			r.size = tu_rand(&s) >> rnd(&s, 64);
+			r.size = rand_next(&s) >> rand_below(&s, 64);
 			break;
 		}
 		if (r.size == 0)
 			r.size = 1;
 		r.nocross = 0;
-		if (rnd(&s, 2)) {
+		if (rand_below(&s, 2)) {
 			unsigned int k = 0;
 			while (k < 63 && ((vmem_size_t)1 << k) < r.size)
 				k++;
 			if (((vmem_size_t)1 << k) >= r.size) {
-				k += (unsigned int)rnd(&s, 64 - k) / (rnd(&s, 2) ? 1 : 8);
+				k += (unsigned int)rand_below(&s, 64 - k) / (rand_below(&s, 2) ? 1 : 8);
 				r.nocross = (vmem_size_t)1 << k;
 			}
 		}
 		r.minaddr = VMEM_ADDR_MIN;
 		r.maxaddr = VMEM_ADDR_MAX;
-		int mm = (int)rnd(&s, 4);
+		int mm = (int)rand_below(&s, 4);
 		if (mm & 1)
-			r.minaddr = start + rnd(&s, size);
+			r.minaddr = start + rand_below(&s, size);
 		if (mm & 2) {
 			vmem_addr_t lo = r.minaddr > start ? r.minaddr : start;
-			r.maxaddr = lo + rnd(&s, (vmem_addr_t)(start + (size - 1) - lo) + 1);
+			r.maxaddr = lo + rand_below(&s, (vmem_addr_t)(start + (size - 1) - lo) + 1);
 			if (r.maxaddr < r.minaddr)
 				r.maxaddr = r.minaddr;
 		}

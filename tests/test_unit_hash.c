@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #define N 20000
 
@@ -35,23 +36,22 @@ static void del(vmem_t *vm, int k)
 	tags[k] = BT_NIL;
 }
 
-static void test_hash_grow_shrink(void **state)
+TEST(test_hash_grow_shrink)
 {
-	(void)state;
-	uint64_t seed = tu_seed(7);
+	uint64_t seed = test_seed(7);
 	vmem_t *vm = vmem_create("hash", 0, 0, 4096, 0, 0);
 	pthread_mutex_lock(&vm->arena.lock);
 	size_t min_bytes = vm->arena.hash_bytes;
 	for (int k = 0; k < N; k++)
 		/* distinct page-aligned keys, spread over all 64 bits */
-		add(vm, k, (tu_rand(&seed) & ~0xfffffffull) | (vmem_addr_t)k << 12);
+		add(vm, k, (rand_next(&seed) & ~0xfffffffull) | (vmem_addr_t)k << 12);
 	assert_true(vm->arena.hash_bytes > min_bytes);
 	assert_int_equal(vm->arena.nalloc, N);
 	assert_true(vm->arena.nalloc <= vm->arena.hash_mask + 1);
 	for (int k = 0; k < N; k++)
 		assert_int_equal(hash_lookup(&vm->arena, keys[k]), tags[k]);
 	for (int k = 0; k < 1000; k++) {
-		vmem_addr_t absent = (tu_rand(&seed) | 1) << 12 | 0xfff000;
+		vmem_addr_t absent = (rand_next(&seed) | 1) << 12 | 0xfff000;
 		bt_idx i = hash_lookup(&vm->arena, absent);
 		assert_true(i == BT_NIL || BT(&vm->arena, i)->start == absent);
 	}
@@ -66,14 +66,12 @@ static void test_hash_grow_shrink(void **state)
 	assert_int_equal(vm->arena.nalloc, 0);
 	assert_int_equal(vm->arena.hash_bytes, min_bytes);
 	pthread_mutex_unlock(&vm->arena.lock);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* A growth that cannot map its new table keeps the old one and loses nothing. */
-static void test_hash_resize_fails(void **state)
+TEST(test_hash_resize_fails)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("hashfail", 0, 1 << 20, 1, 0, 0);
 	size_t bytes = vm->arena.hash_bytes;
 	uint64_t nb = vm->arena.hash_mask + 1;
@@ -92,8 +90,7 @@ static void test_hash_resize_fails(void **state)
 	CHECK_ARENA(vm);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0); /* now it grows */
 	assert_true(vm->arena.hash_bytes > bytes);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 int main(void)

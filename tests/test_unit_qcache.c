@@ -29,7 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 static bool pinned;
 
@@ -66,9 +67,8 @@ static void check_conserved(vmem_t *vm, vmem_size_t size, uint64_t held)
 	assert_int_equal(qi.cached, (qi.nslabs * QCACHE_SLAB_OBJS - held) * size);
 }
 
-static void test_slab_layout(void **state)
+TEST(test_slab_layout)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("slabs", 0, 1 << 20, 1, 5, 0);
 	assert_non_null(vm);
 	assert_int_equal(qcache_info(&vm->qc, 6, &(struct qcache_info){0}), EINVAL);
@@ -101,24 +101,20 @@ static void test_slab_layout(void **state)
 	assert_int_equal(st.nalloc, 0);
 	assert_int_equal(st.cached_total, 0);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* A reap returns the slabs with nothing held and keeps the others. */
-static void test_slab_reap_partial(void **state)
+TEST(test_slab_reap_partial)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("partial", 0, 1 << 20, 1, 1, 0);
 	vmem_addr_t a[130];
-	for (int i = 0; i < 130; i++) /* three slabs */
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
+	alloc_each(vm, a, 130, 1, 1, VM_NOSLEEP); /* three slabs */
 	assert_int_equal(info(vm, 1).nslabs, 3);
 	check_conserved(vm, 1, 130);
 	/* keep one object of the first slab; free everything else */
 	vmem_addr_t keep = a[0];
-	for (int i = 1; i < 130; i++)
-		assert_int_equal(vmem_free(vm, a[i], 1), 0);
+	free_each(vm, a, 130, 1, 1, 1, 1);
 	check_conserved(vm, 1, 1);
 	vmem_reap(vm);
 	struct qcache_info qi = info(vm, 1);
@@ -132,15 +128,13 @@ static void test_slab_reap_partial(void **state)
 	vmem_reap(vm);
 	assert_int_equal(info(vm, 1).nslabs, 0);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* Slab records and magazines are small records packed into pages: many
  * slabs cost a few pages, not a page each. */
-static void test_record_memory(void **state)
+TEST(test_record_memory)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("records", 0, 1 << 24, 1, 1, 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
@@ -156,19 +150,16 @@ static void test_record_memory(void **state)
 }
 
 /* On one CPU the magazines are stacks, and every pop is a hit. */
-static void test_magazine_lifo(void **state)
+TEST(test_magazine_lifo)
 {
-	(void)state;
 	if (!pinned)
 		skip();
 	vmem_t *vm = vmem_create("lifo", 0x1000, 1 << 20, 16, 32, 0);
 	vmem_addr_t a[6], b;
-	for (int i = 0; i < 6; i++)
-		assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &a[i]), 0);
+	alloc_each(vm, a, 6, 32, 1, VM_NOSLEEP);
 	struct qcache_info q0 = info(vm, 32);
 	assert_int_equal(q0.misses, 6);
-	for (int i = 0; i < 6; i++)
-		assert_int_equal(vmem_free(vm, a[i], 32), 0);
+	free_each(vm, a, 6, 32, 1, 0, 1);
 	assert_int_equal(info(vm, 32).cpu_rounds, 6);
 	for (int i = 5; i >= 0; i--) {
 		assert_int_equal(vmem_alloc(vm, 32, VM_NOSLEEP, &b), 0);
@@ -181,19 +172,16 @@ static void test_magazine_lifo(void **state)
 	check_conserved(vm, 32, 6);
 	/* the other cache was never touched */
 	assert_int_equal(info(vm, 16).nslabs, 0);
-	for (int i = 0; i < 6; i++)
-		assert_int_equal(vmem_free(vm, a[i], 32), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	free_each(vm, a, 6, 32, 1, 0, 1);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* vmem_alloc and vmem_free reach the caches by one compare (qcache.c):
  * unrounded sizes find their cache, best fit reaches it the longer way,
  * first and next fit bypass it, and vmem_free's common path closes while
  * the arena holds a segment of a cached size and opens again after. */
-static void test_entry_routing(void **state)
+TEST(test_entry_routing)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("routing", 0x1000, 1 << 20, 16, 64, 0);
 	vmem_addr_t a, b, c, d;
 	bool fast = os_rseq_enabled() && !os_debug_env();
@@ -224,16 +212,14 @@ static void test_entry_routing(void **state)
 	assert_int_equal(vm->arena.free_gate, vm->qc.alloc_max);
 	assert_int_equal(vmem_free(vm, b, 16), 0);
 	assert_int_equal(info(vm, 16).cpu_rounds, 1);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* Loaded, then previous, then the depot: frees beyond two magazines'
  * worth send full magazines to the depot, and allocations take them back
  * before touching a slab. */
-static void test_depot_round_trip(void **state)
+TEST(test_depot_round_trip)
 {
-	(void)state;
 	if (!pinned)
 		skip();
 	vmem_t *vm = vmem_create("depot", 0, 1 << 20, 1, 1, 0);
@@ -262,8 +248,7 @@ static void test_depot_round_trip(void **state)
 	for (uint32_t i = 0; i < n; i++)
 		assert_int_equal(vmem_free(vm, a[i], 1), 0);
 	free(a);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* Paper 3.4: when depot exchanges have to wait for the depot lock, the
@@ -287,19 +272,16 @@ static void *hold_depot(void *p)
 	return NULL;
 }
 
-static void test_magazines_grow(void **state)
+TEST(test_magazines_grow)
 {
-	(void)state;
 	if (!pinned)
 		skip();
 	vmem_t *vm = vmem_create("grow", 0, 1 << 20, 1, 1, 0);
 	uint32_t mag0 = info(vm, 1).magsize;
 	enum { N = 200 };
 	vmem_addr_t a[N];
-	for (int i = 0; i < N; i++) /* slabs exist before the lock games */
-		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
-	for (int i = 0; i < N; i++)
-		assert_int_equal(vmem_free(vm, a[i], 1), 0);
+	alloc_each(vm, a, N, 1, 1, VM_NOSLEEP); /* slabs exist before the lock games */
+	free_each(vm, a, N, 1, 1, 0, 1);
 	struct holder h = {vm, false};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, hold_depot, &h), 0);
@@ -312,10 +294,8 @@ static void test_magazines_grow(void **state)
 			break;
 		/* more than two magazines each way: depot exchanges */
 		int n = (int)(3 * mag0 + 1);
-		for (int i = 0; i < n; i++)
-			assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a[i]), 0);
-		for (int i = 0; i < n; i++)
-			assert_int_equal(vmem_free(vm, a[i], 1), 0);
+		alloc_each(vm, a, n, 1, 1, VM_NOSLEEP);
+		free_each(vm, a, n, 1, 1, 0, 1);
 		mag = info(vm, 1).magsize;
 	}
 	atomic_store(&h.stop, true);
@@ -323,23 +303,21 @@ static void test_magazines_grow(void **state)
 	if (mag <= mag0)
 		fail_msg("magazines stayed at %u rounds under a contended depot", mag);
 	check_conserved(vm, 1, 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* Random allocations and frees of every cached size against a model. */
-static void test_random_model(void **state)
+TEST(test_random_model)
 {
-	(void)state;
 	enum { SIZES = 8, MAXHELD = 3000 };
-	uint64_t rng = tu_seed(0x9cac4e);
+	uint64_t rng = test_seed(0x9cac4e);
 	vmem_t *vm = vmem_create("model", 0, 1 << 24, 4, SIZES * 4, 0);
 	static vmem_addr_t held[MAXHELD];
 	static vmem_size_t hsize[MAXHELD];
 	uint64_t nheld = 0, count[SIZES + 1] = {0};
-	uint64_t steps = tu_scale(20000);
+	uint64_t steps = test_scale(20000);
 	for (uint64_t step = 0; step < steps; step++) {
-		uint64_t r = tu_rand(&rng);
+		uint64_t r = rand_next(&rng);
 		bool grow = nheld == 0 || (nheld < MAXHELD && r % 100 < (step / 2000 % 2 ? 70 : 35));
 		if (r % 997 == 0) {
 			vmem_reap(vm);
@@ -375,8 +353,7 @@ static void test_random_model(void **state)
 	}
 	vmem_reap(vm);
 	assert_int_equal(vmem_size(vm, VMEM_ALLOC), 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 int main(void)

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
+#include "helpers.h"
+#include "vmem_impl.h"
 
 #define NSLOT 512 /* segment k may live in [k * 1024, k * 1024 + 1024) */
 
@@ -61,27 +62,26 @@ static bt_idx brute_fit(vmem_t *vm, const struct ref *r, const struct fitreq *q,
 	return BT_NIL;
 }
 
-static void test_tree_random(void **state)
+TEST(test_tree_random)
 {
-	(void)state;
-	uint64_t seed = tu_seed(42);
+	uint64_t seed = test_seed(42);
 	vmem_t *vm = vmem_create("tree", 0, 0, 1, 0, 0);
 	assert_non_null(vm);
 	struct ref r;
 	memset(&r, 0, sizeof(r));
 	pthread_mutex_lock(&vm->arena.lock);
 	vm->arena.tree_on = true;
-	uint64_t rounds = tu_scale(20000);
+	uint64_t rounds = test_scale(20000);
 	for (uint64_t i = 0; i < rounds; i++) {
-		int k = (int)(tu_rand(&seed) % NSLOT);
-		unsigned op = (unsigned)(tu_rand(&seed) % 4);
+		int k = (int)(rand_next(&seed) % NSLOT);
+		unsigned op = (unsigned)(rand_next(&seed) % 4);
 		if (r.tag[k] == BT_NIL && op < 2) {
 			assert_int_equal(tagslab_reserve(&vm->arena, 1), 0);
 			bt_idx t = tagslab_get(&vm->arena);
 			struct bt *b = BT(&vm->arena, t);
 			b->type = BT_FREE;
-			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
-			b->size = 1 + tu_rand(&seed) % 512;
+			b->start = (vmem_addr_t)k * 1024 + rand_next(&seed) % 512;
+			b->size = 1 + rand_next(&seed) % 512;
 			tree_insert(&vm->arena, t);
 			r.tag[k] = t;
 		} else if (r.tag[k] != BT_NIL && op == 2) {
@@ -91,23 +91,23 @@ static void test_tree_random(void **state)
 		} else if (r.tag[k] != BT_NIL) {
 			/* reshape within the slot: order is kept, max must follow */
 			struct bt *b = BT(&vm->arena, r.tag[k]);
-			b->start = (vmem_addr_t)k * 1024 + tu_rand(&seed) % 512;
-			b->size = 1 + tu_rand(&seed) % 512;
+			b->start = (vmem_addr_t)k * 1024 + rand_next(&seed) % 512;
+			b->size = 1 + rand_next(&seed) % 512;
 			tree_update(&vm->arena, r.tag[k]);
 		}
 		if (i % 16 == 0)
 			check_against(vm, &r);
 		struct fitreq q = {
-			.size = 1 + tu_rand(&seed) % 600,
-			.align = 1ull << (tu_rand(&seed) % 8),
+			.size = 1 + rand_next(&seed) % 600,
+			.align = 1ull << (rand_next(&seed) % 8),
 			.nocross = 0,
-			.minaddr = tu_rand(&seed) % (NSLOT * 1024),
+			.minaddr = rand_next(&seed) % (NSLOT * 1024),
 			.maxaddr = VMEM_ADDR_MAX,
 		};
-		q.phase = tu_rand(&seed) % q.align;
-		if (tu_rand(&seed) % 2)
-			q.maxaddr = q.minaddr + tu_rand(&seed) % (NSLOT * 1024);
-		if (tu_rand(&seed) % 4 == 0)
+		q.phase = rand_next(&seed) % q.align;
+		if (rand_next(&seed) % 2)
+			q.maxaddr = q.minaddr + rand_next(&seed) % (NSLOT * 1024);
+		if (rand_next(&seed) % 4 == 0)
 			q.minaddr = 0;
 		vmem_addr_t a1 = 0, a2 = 0;
 		bt_idx want = brute_fit(vm, &r, &q, &a1);
@@ -127,21 +127,17 @@ static void test_tree_random(void **state)
 	assert_int_equal(vm->arena.tree_root, BT_NIL);
 	assert_int_equal(BT(&vm->arena, BT_NIL)->max, 0);
 	pthread_mutex_unlock(&vm->arena.lock);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* The treap is built lazily: an instant-fit arena never builds it, the
  * first first-fit request does, and from then on it is kept exact. */
-static void test_tree_lazy(void **state)
+TEST(test_tree_lazy)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("lazy", 0, 1 << 20, 1, 0, 0);
 	vmem_addr_t a[64];
-	for (int i = 0; i < 64; i++)
-		assert_int_equal(vmem_alloc(vm, 8, VM_INSTANTFIT, &a[i]), 0);
-	for (int i = 0; i < 64; i += 2)
-		assert_int_equal(vmem_free(vm, a[i], 8), 0);
+	alloc_each(vm, a, 64, 8, 1, VM_INSTANTFIT);
+	free_each(vm, a, 64, 8, 1, 0, 2);
 	assert_false(vm->arena.tree_on);
 	CHECK_ARENA(vm);
 	vmem_addr_t f;
@@ -149,23 +145,19 @@ static void test_tree_lazy(void **state)
 	assert_true(vm->arena.tree_on);
 	assert_int_equal(a[0], 0); /* instant fit carves from the front */
 	assert_int_equal(f, 0);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 /* The freelists are built lazily too: a next-fit arena keeps none, the
  * first instant-fit or best-fit search builds them from every free
  * segment, and from then on they are kept exact. */
-static void test_freelist_lazy(void **state)
+TEST(test_freelist_lazy)
 {
-	(void)state;
 	for (int pol = 0; pol < 2; pol++) {
 		vmem_t *vm = vmem_create("lazyfl", 0, 1 << 20, 1, 0, 0);
 		vmem_addr_t a[64];
-		for (int i = 0; i < 64; i++)
-			assert_int_equal(vmem_alloc(vm, 1 + (i % 5), VM_NEXTFIT, &a[i]), 0);
-		for (int i = 0; i < 64; i += 3)
-			assert_int_equal(vmem_free(vm, a[i], 1 + (i % 5)), 0);
+		alloc_each(vm, a, 64, 1, 5, VM_NEXTFIT);
+		free_each(vm, a, 64, 1, 5, 0, 3);
 		assert_false(vm->arena.fl_on);
 		assert_int_equal(vm->arena.fl_bitmap, 0);
 		CHECK_ARENA(vm);
@@ -176,12 +168,10 @@ static void test_freelist_lazy(void **state)
 		assert_true(vm->arena.nfree == nfree || vm->arena.nfree == nfree - 1);
 		CHECK_ARENA(vm);
 		/* kept exact from now on, next fit included */
-		for (int i = 1; i < 64; i += 3)
-			assert_int_equal(vmem_free(vm, a[i], 1 + (i % 5)), 0);
+		free_each(vm, a, 64, 1, 5, 1, 3);
 		assert_int_equal(vmem_alloc(vm, 2, VM_NEXTFIT, &a[1]), 0);
 		assert_int_equal(vmem_free(vm, f, 1), 0);
-		CHECK_ARENA(vm);
-		vmem_destroy(vm);
+		CHECK_AND_DESTROY(vm);
 	}
 }
 
@@ -191,13 +181,11 @@ static void test_freelist_lazy(void **state)
  * next search starts from; the hint must move to the merged segment, not
  * leave the search to walk from the start of the arena, give up and build
  * the treap (which every later allocation and free then pays for). */
-static void test_nextfit_hint_merged(void **state)
+TEST(test_nextfit_hint_merged)
 {
-	(void)state;
 	vmem_t *vm = vmem_create("hint", 0, 1 << 20, 1, 0, 0);
 	vmem_addr_t a[100];
-	for (int i = 0; i < 100; i++)
-		assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &a[i]), 0);
+	alloc_each(vm, a, 100, 1, 1, VM_NEXTFIT);
 	assert_int_equal(a[99], 99);
 	/* a[98] is free when a[99], the latest, goes: all three merge */
 	assert_int_equal(vmem_free(vm, a[98], 1), 0);
@@ -217,17 +205,14 @@ static void test_nextfit_hint_merged(void **state)
 		assert_int_equal(vmem_free(vm, g, 1), 0);
 	}
 	assert_false(vm->arena.tree_on);
-	CHECK_ARENA(vm);
-	vmem_destroy(vm);
+	CHECK_AND_DESTROY(vm);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tree_random),
-		cmocka_unit_test(test_tree_lazy),
-		cmocka_unit_test(test_freelist_lazy),
-		cmocka_unit_test(test_nextfit_hint_merged),
+		cmocka_unit_test(test_tree_random), cmocka_unit_test(test_tree_lazy),
+		cmocka_unit_test(test_freelist_lazy), cmocka_unit_test(test_nextfit_hint_merged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
