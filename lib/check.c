@@ -480,7 +480,7 @@ static bool ck_rounds_of(struct checker *c, const struct qcache *qc, const vmem_
 		unsigned int bit = 0;
 		const struct qc_slab *s = ck_slab_of(c->ar, qc, obj[k], &bit);
 		const uint8_t *st = c->qs->checked ? qstate_byte(&c->qs->state, obj[k] >> c->qs->qshift) : NULL;
-		bool marked = st != NULL && *st == (uint8_t)(qc->objsize >> c->qs->qshift);
+		bool marked = st != NULL && qstate_read(st) == (uint8_t)(qc->objsize >> c->qs->qshift);
 		if (!CK(c, QINV(6), s != NULL && !(s->freemap >> bit & 1) && !marked,
 			"cache %llu: round %#llx is no object, or is free or with a caller",
 			(unsigned long long)qc->objsize, (unsigned long long)obj[k]))
@@ -614,13 +614,14 @@ static void ck_state_leaf(void *arg, uint64_t u0, const uint8_t *b)
 	struct checker *c = arg;
 	const struct qcaches *qs = c->qs;
 	for (uint64_t i = 0; i < QSTATE_LEAF_UNITS && c->broken == 0; i++) {
-		unsigned int k = b[i] & ~QSTATE_FREED;
-		if (b[i] == 0)
+		/* the caches are locked, but frees change states without locks */
+		unsigned int st = qstate_read(&b[i]), k = st & ~QSTATE_FREED;
+		if (st == 0)
 			continue;
 		if (!CK(c, QINV(7), k >= 1 && k <= qs->n, "unit %#llx has state %#x",
-			(unsigned long long)(u0 + i), b[i]))
+			(unsigned long long)(u0 + i), st))
 			return;
-		if (b[i] & QSTATE_FREED)
+		if (st & QSTATE_FREED)
 			continue;
 		vmem_addr_t obj = (u0 + i) << qs->qshift;
 		unsigned int bit = 0;

@@ -347,7 +347,7 @@ static NOINLINE int qc_bad_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_
 	char why[160];
 	uint64_t u = addr >> qs->qshift;
 	const uint8_t *p = qstate_byte(&qs->state, u);
-	unsigned int b = p != NULL ? __atomic_load_n(p, __ATOMIC_RELAXED) : 0;
+	unsigned int b = p != NULL ? qstate_read(p) : 0;
 	vmem_addr_t start;
 	vmem_size_t len;
 	if (b != 0 && b < QSTATE_FREED) {
@@ -357,18 +357,18 @@ static NOINLINE int qc_bad_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_
 		snprintf(why, sizeof(why), "double free");
 	} else {
 		/* no cached object starts here: inside one, or the arena's */
-		unsigned int d = 1;
-		const uint8_t *q = NULL;
+		unsigned int d = 1, held = 0;
 		for (; d < VMEM_QCACHE_MAX && d <= u; d++) {
-			q = qstate_byte(&qs->state, u - d);
-			if (q != NULL && *q != 0 && *q < QSTATE_FREED && *q > d)
+			const uint8_t *q = qstate_byte(&qs->state, u - d);
+			held = q != NULL ? qstate_read(q) : 0;
+			if (held != 0 && held < QSTATE_FREED && held > d)
 				break;
 		}
 		enum arena_where w = arena_whereis(qs->ar, addr, &start, &len);
 		if (d < VMEM_QCACHE_MAX && d <= u)
 			snprintf(why, sizeof(why), "inside another allocation [%#llx, +%llu)",
 				 (unsigned long long)(u - d) << qs->qshift,
-				 (unsigned long long)*q << qs->qshift);
+				 (unsigned long long)held << qs->qshift);
 		else if (w == ARENA_OUTSIDE)
 			snprintf(why, sizeof(why), "outside every span");
 		else if (w == ARENA_IN_ALLOC && start != addr)
@@ -730,10 +730,11 @@ static void qc_leaks_in_leaf(void *arg, uint64_t u0, const uint8_t *b)
 {
 	struct leak_walk *w = arg;
 	for (uint64_t i = 0; i < QSTATE_LEAF_UNITS; i++) {
-		if (b[i] == 0 || b[i] >= QSTATE_FREED)
+		unsigned int st = qstate_read(&b[i]);
+		if (st == 0 || st >= QSTATE_FREED)
 			continue;
 		vmem_addr_t a = (u0 + i) << w->qs->qshift;
-		vmem_size_t size = (vmem_size_t)b[i] << w->qs->qshift;
+		vmem_size_t size = (vmem_size_t)st << w->qs->qshift;
 		if ((*w->shown)++ < VMEM_LEAKS_SHOWN)
 			fprintf(stderr, "vmem: arena \"%s\": leaked [%#llx, %#llx] (%llu units)\n",
 				arena_name(w->qs->ar), (unsigned long long)a,

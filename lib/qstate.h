@@ -114,6 +114,12 @@ static inline uint8_t *qstate_free(const struct qstate *m, uint64_t u, uint8_t k
 	return p;
 }
 
+/* The state byte at p, read without a lock while frees may change it. */
+static inline uint8_t qstate_read(const uint8_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 /* An object of k quanta, whose state byte is at p, goes to a caller. */
 static inline void qstate_alloc(uint8_t *p, uint8_t k)
 {
