@@ -268,11 +268,12 @@ static struct {
 } g_cb;
 
 static void model_start(struct model *m, const char *role, vmem_t *vm, vmem_size_t q,
-			vmem_size_t qmax, bool debug)
+			vmem_size_t qmax, int flags)
 {
 	model_reset(m, role, vm, q);
 	m->qmax = qcache_max_clamped(q, qmax);
-	m->debug = debug;
+	m->debug = (flags & VMC_DEBUG) != 0;
+	m->unchecked = (flags & VMC_UNCHECKED) != 0 && !m->debug && !os_debug_env();
 	m->recent_cap = RECENT;
 }
 
@@ -569,8 +570,8 @@ static void create_arena(struct model *m, const char *role, struct input *in, un
 	vmem_size_t q = gen_quantum(in, maxshift);
 	unsigned int b = in8(in);
 	vmem_size_t qmax = b % 3 == 0 ? (vmem_size_t)in8(in) * q / 4 : 0;
-	bool debug = b % 16 == 5;
-	int flags = (debug ? VMC_DEBUG : 0) | (b & 0x40 ? VM_NOSLEEP : 0);
+	int flags = (b % 16 == 5 ? VMC_DEBUG : 0) | (b % 16 == 9 ? VMC_UNCHECKED : 0) |
+		    (b & 0x40 ? VM_NOSLEEP : 0);
 	vmem_addr_t base = 0;
 	vmem_size_t size = 0;
 	if (allow_span && b % 7 != 3)
@@ -603,7 +604,7 @@ static void create_arena(struct model *m, const char *role, struct input *in, un
 		if (strlen(nm) != (nl > 40 ? 0 : nl < VMEM_NAMELEN ? nl : VMEM_NAMELEN - 1) ||
 		    (nl <= 40 && strncmp(nm, name, VMEM_NAMELEN - 1) != 0))
 			FAIL("vmem_name gave \"%s\" for \"%s\"", nm, nl > 40 ? "(null)" : name);
-		model_start(m, role, vm, q, qmax, debug);
+		model_start(m, role, vm, q, qmax, flags);
 		if (size != 0)
 			sp_insert(m, base, size, false);
 		verify(m);
@@ -969,8 +970,8 @@ static void do_bad_free(struct model *m, struct input *in)
 		a = al->addr;
 		s = 0;
 		break;
-	case 6: /* vmem_free of a cached-size xalloc segment: an error under VMC_DEBUG */
-		if (!al || al->kind != MA_XALLOC || !m->debug || m->qmax == 0 || al->size > m->qmax)
+	case 6: /* vmem_free of a cached-size xalloc segment: an error */
+		if (!al || al->kind != MA_XALLOC || m->qmax == 0 || al->size > m->qmax)
 			return;
 		a = al->addr;
 		s = al->asked;
@@ -995,8 +996,8 @@ static void do_bad_free(struct model *m, struct input *in)
 	if (s != 0 && j >= 0 && round_to_quantum(s, m->q, &rs) && rs == m->al[j].size &&
 	    (b % 10 != 6))
 		return;
-	/* a size the caches serve is only checked under VMC_DEBUG */
-	if (m->qmax != 0 && !m->debug && (!round_to_quantum(s, m->q, &rs) || rs <= m->qmax))
+	/* a size the caches serve is checked, but for VMC_UNCHECKED */
+	if (m->qmax != 0 && m->unchecked && (!round_to_quantum(s, m->q, &rs) || rs <= m->qmax))
 		return;
 	CALL("%s(%s, %#" PRIx64 ", %#" PRIx64 ") [bad]", xf ? "vmem_xfree" : "vmem_free", m->name,
 	     a, s);

@@ -350,7 +350,9 @@ static NOINLINE int qc_bad_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_
 	unsigned int b = p != NULL ? qstate_read(p) : 0;
 	vmem_addr_t start;
 	vmem_size_t len;
-	if (b != 0 && b < QSTATE_FREED) {
+	if ((u << qs->qshift) != addr) {
+		snprintf(why, sizeof(why), "not on a quantum boundary");
+	} else if (b != 0 && b < QSTATE_FREED) {
 		snprintf(why, sizeof(why), "wrong size: allocated with size %llu",
 			 (unsigned long long)b << qs->qshift);
 	} else if (b != 0) {
@@ -536,7 +538,7 @@ int qcache_free(struct qcaches *qs, vmem_addr_t addr, vmem_size_t size)
 {
 	struct qcache *c = qcache_of(qs, size);
 	uint8_t *st = NULL;
-	if (qs->checked && (st = qstate_free(&qs->state, addr >> qs->qshift, qc_k(qs, c))) == NULL)
+	if (qs->checked && (st = qstate_free(&qs->state, addr, qs->qshift, qc_k(qs, c))) == NULL)
 		return qc_bad_free(qs, addr, size);
 	if (qs->alloc_max != 0 && qc_push_rseq(qs, c, addr, st)) {
 		arena_wake(qs->ar);

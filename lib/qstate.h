@@ -92,13 +92,17 @@ static inline uint8_t *qstate_byte(const struct qstate *m, uint64_t u)
 	}
 }
 
-/* A checked free of the object of k quanta at unit u: its state byte (now
- * saying freed) if a caller held exactly that object, else NULL.  While
- * the process has one thread no other free can race with this one, and a
- * plain load and store are as exact as the compare-and-exchange. */
-static inline uint8_t *qstate_free(const struct qstate *m, uint64_t u, uint8_t k)
+/* A checked free of the object of k quanta at addr, units of 2^shift:
+ * its state byte (now saying freed) if a caller held exactly that object,
+ * else NULL.  An addr inside a unit is no object's start, though its unit
+ * may be.  While the process has one thread no other free can race with
+ * this one, and a plain load and store are as exact as the
+ * compare-and-exchange. */
+static inline uint8_t *qstate_free(const struct qstate *m, vmem_addr_t addr, unsigned int shift,
+				   uint8_t k)
 {
-	uint8_t *p = qstate_byte(m, u);
+	uint64_t u = addr >> shift;
+	uint8_t *p = u << shift == addr ? qstate_byte(m, u) : NULL;
 	if (p == NULL)
 		return NULL;
 	if (likely(os_single_threaded())) {

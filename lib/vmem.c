@@ -291,7 +291,7 @@ VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 		 * way, which says EINVAL (qstate.h: one compare-and-exchange) */
 		uint8_t *st = NULL;
 		if (likely(vm->qc.checked) &&
-		    unlikely((st = qstate_free(&vm->qc.state, addr >> vm->qc.qshift,
+		    unlikely((st = qstate_free(&vm->qc.state, addr, vm->qc.qshift,
 					       (uint8_t)(((size - 1) >> vm->qc.qshift) + 1))) == NULL))
 			return vmem_free_slow(vm, addr, size);
 		struct qcache *c = qcache_of(&vm->qc, size);

@@ -286,6 +286,14 @@ long redirect_bytes(struct redirect *r)
 	return (long)st.st_size;
 }
 
+void redirect_text(struct redirect *r, char *buf, size_t len)
+{
+	fflush(stdout);
+	fflush(stderr);
+	ssize_t n = pread(fileno(r->f), buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
 long redirect_end(struct redirect *r)
 {
 	long n = redirect_bytes(r);

@@ -158,6 +158,8 @@ struct redirect {
 void redirect_begin(struct redirect *r, int fd);
 /* Bytes written to it so far. */
 long redirect_bytes(struct redirect *r);
+/* What was written to it so far, NUL-terminated, cut to len - 1 bytes. */
+void redirect_text(struct redirect *r, char *buf, size_t len);
 /* Restore fd; the bytes written to it meanwhile. */
 long redirect_end(struct redirect *r);
 

@@ -186,6 +186,11 @@ vmem_size_t qcache_max_clamped(vmem_size_t q, vmem_size_t qmax)
 		r = cap;
 	if (r >= TOP_END)
 		r = (TOP_END - 1) & ~(u128)(q - 1);
+	/* a cache's 64-object slab, and its power-of-two alignment, must fit
+	 * in 64 bits: objects of at most 2^57 units */
+	u128 fit = ((u128)1 << 57) & ~(u128)(q - 1);
+	if (r > fit)
+		r = fit;
 	return (vmem_size_t)r;
 }
 

@@ -138,7 +138,8 @@ struct model {
 	vmem_t *vm;
 	vmem_size_t q;
 	vmem_size_t qmax; /* as clamped; with caches, slabs hide the exact walk */
-	bool debug;       /* VMC_DEBUG: bad frees of cached sizes are caught too */
+	bool debug;       /* VMC_DEBUG: misuse is reported on stderr */
+	bool unchecked;   /* VMC_UNCHECKED: bad frees of cached sizes are not caught */
 	bool fails_loose; /* stats.fails may grow by itself (a source: its child's failed imports) */
 	struct model_span *sp; /* by address */
 	size_t nsp, capsp;
