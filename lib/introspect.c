@@ -61,24 +61,17 @@ int arena_walk(struct arena *ar, int typemask, vmem_walk_fn *fn, void *arg)
 void arena_stats(struct arena *ar, vmem_stats_t *st)
 {
 	pthread_mutex_lock(&ar->lock);
-	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	st->span_total = ar->span_total;
-	st->alloc_total = ar->alloc_total;
-	st->free_total = arena_free_total(ar);
-	st->import_total = ar->import_total;
-	st->nspans = ar->nspans;
-	st->nalloc = ar->nalloc;
-	st->nfree = ar->nfree;
-	st->allocs = ar->allocs;
-	st->frees = ar->frees;
-	st->fails = ar->fails;
-	st->imports = ar->imports;
-	st->releases = ar->releases;
-	st->waits = ar->waits;
-	st->tag_bytes = ar->bt_bytes;
-	st->hash_bytes = ar->hash_bytes;
-	st->arena_bytes = ar->bt_bytes + ar->hash_bytes;
+	/* grouped as vmem_stats_t groups them; the caches add theirs */
+	*st = (vmem_stats_t){
+		.size = sizeof(*st),
+		.span_total = ar->span_total, .alloc_total = ar->alloc_total,
+		.free_total = arena_free_total(ar), .import_total = ar->import_total,
+		.nspans = ar->nspans, .nalloc = ar->nalloc, .nfree = ar->nfree,
+		.allocs = ar->allocs, .frees = ar->frees, .fails = ar->fails,
+		.imports = ar->imports, .releases = ar->releases, .waits = ar->waits,
+		.tag_bytes = ar->bt_bytes,
+		.hash_bytes = ar->hash_bytes, .arena_bytes = ar->bt_bytes + ar->hash_bytes,
+	};
 	pthread_mutex_unlock(&ar->lock);
 }
 

@@ -393,6 +393,37 @@ static void qc_swap(struct qcache *c, struct qc_cpu *cc)
 	cc->prev = old;
 }
 
+/* The depot's two lists, depot locked: m goes on the full list if it holds
+ * rounds, else on the empty one; a magazine comes off either. */
+static void qc_depot_put(struct qcache *c, struct qc_mag *m)
+{
+	bool full = m->rounds != 0;
+	m->next = full ? c->full : c->empty;
+	*(full ? &c->full : &c->empty) = m;
+	*(full ? &c->nfull : &c->nempty) += 1;
+}
+
+static struct qc_mag *qc_depot_take(struct qcache *c, bool full)
+{
+	struct qc_mag *m = full ? c->full : c->empty;
+	if (m != NULL) {
+		*(full ? &c->full : &c->empty) = m->next;
+		*(full ? &c->nfull : &c->nempty) -= 1;
+	}
+	return m;
+}
+
+/* A magazine from the depot for the previous one, which goes there (the
+ * paper's exchange, 3.2): m is loaded, the loaded one becomes the previous.
+ * Slot and depot locked. */
+static void qc_exchange(struct qcache *c, struct qc_cpu *cc, struct qc_mag *m)
+{
+	struct qc_mag *old = cc->loaded;
+	qc_depot_put(c, cc->prev);
+	qc_load(c, cc, m);
+	cc->prev = old;
+}
+
 /* An allocation the CPU layer could not serve at once: the slot locked,
  * magazines exchanged with the depot, then slabs, then the arena. */
 NOINLINE int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags,
@@ -409,16 +440,9 @@ NOINLINE int qcache_alloc_miss(struct qcaches *qs, struct qcache *c, int flags,
 			goto hit;
 		}
 		qc_depot_lock(c);
-		if (c->full != NULL) {
-			/* a full magazine for the empty previous one */
-			struct qc_mag *f = c->full, *old = cc->loaded;
-			c->full = f->next;
-			c->nfull--;
-			cc->prev->next = c->empty;
-			c->empty = cc->prev;
-			c->nempty++;
-			qc_load(c, cc, f);
-			cc->prev = old;
+		struct qc_mag *f = qc_depot_take(c, true);
+		if (f != NULL) {
+			qc_exchange(c, cc, f); /* a full magazine for the empty previous one */
 			pthread_mutex_unlock(&c->lock);
 			goto hit;
 		}
@@ -496,21 +520,11 @@ static void qc_free_to_cpu(struct qcaches *qs, struct qcache *c, vmem_addr_t add
 		goto push;
 	}
 	qc_depot_lock(c);
-	struct qc_mag *e = c->empty;
-	if (e != NULL) {
-		c->empty = e->next;
-		c->nempty--;
-	} else {
+	struct qc_mag *e = qc_depot_take(c, false);
+	if (e == NULL)
 		e = qc_mag_new(c);
-	}
 	if (e != NULL) {
-		/* the full previous magazine goes to the depot */
-		struct qc_mag *old = cc->loaded;
-		cc->prev->next = c->full;
-		c->full = cc->prev;
-		c->nfull++;
-		qc_load(c, cc, e);
-		cc->prev = old;
+		qc_exchange(c, cc, e); /* an empty magazine for the full previous one */
 		pthread_mutex_unlock(&c->lock);
 		goto push;
 	}
@@ -580,14 +594,10 @@ bool qcache_reap(void *arg)
 			qc_empty_mag(qs, c, cc->prev);
 		}
 		qc_cpus_unlock(qs, c);
-		while (c->full != NULL) {
-			struct qc_mag *m = c->full;
-			c->full = m->next;
-			c->nfull--;
+		struct qc_mag *m;
+		while ((m = qc_depot_take(c, true)) != NULL) {
 			qc_empty_mag(qs, c, m);
-			m->next = c->empty;
-			c->empty = m;
-			c->nempty++;
+			qc_depot_put(c, m);
 		}
 		/* then wholly free slabs go back to the arena */
 		for (;;) {

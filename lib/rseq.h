@@ -17,7 +17,7 @@
  * the signature glibc registered), which starts over from label 0.  A push
  * writes its object and its state pointer above the top first: harmless
  * if the commit never comes.  rseq_cs is cleared on the way out (by
- * qc_rseq_done on the slow path): the kernel reads the descriptor it
+ * qc_rseq_left on the slow path): the kernel reads the descriptor it
  * points to at every preemption, and after a dlclose that would fault.
  *
  * SPDX-License-Identifier: BSD-2-Clause
@@ -68,6 +68,13 @@
 	"jmp 0b\n\t"                                                                  \
 	".popsection\n"
 
+/* The end of a sequence: the committing store of pops or pushes, whose
+ * old value is in %r9, then the tail. */
+#define QC_RSEQ_COMMIT(counter)                                                       \
+	"incq %%r9\n\t"                                                              \
+	"movq %%r9, " QC_SLOT(counter) "\n"                                           \
+	QC_RSEQ_TAIL
+
 #define QC_RSEQ_OPERANDS(qs, c)                                                       \
 	[off] "r"((qs)->rseq_off), [qs] "r"(qs), [c] "r"(c),                          \
 		[o_ncpu] "i"(offsetof(struct qcaches, ncpu)),                         \
@@ -84,15 +91,19 @@
 		[o_obj] "i"(offsetof(struct qc_mag, obj)),                            \
 		[o_state] "i"(offsetof(struct qc_mag, state))
 
-/* A sequence left for the slow path still names its descriptor. */
-static inline void qc_rseq_done(void)
+/* Scratch registers: %rax and %r8 to %r10, none of which holds an argument
+ * of vmem_alloc or vmem_free, so the compiler need not save those for the
+ * slow path. */
+#define QC_RSEQ_CLOBBERS "rax", "r8", "r9", "r10", "memory", "cc"
+
+/* A sequence left for the slow path still names its descriptor: clear it,
+ * and say that the sequence did not commit. */
+static inline bool qc_rseq_left(void)
 {
 	__atomic_store_n(&os_rseq_area()->rseq_cs, 0, __ATOMIC_RELAXED);
+	return false;
 }
 
-/* Scratch registers: %rax and %r8 to %r10, none of which holds an argument of
- * vmem_alloc or vmem_free, so the compiler need not save those for the
- * slow path. */
 static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp,
 			       uint8_t **statep)
 {
@@ -107,19 +118,15 @@ static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_
 		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
 		     "movq %c[o_obj]-8(%%r10, %%r8, 8), %[obj]\n\t"
 		     "movq %c[o_state]-8(%%r10, %%r8, 8), %[st]\n\t"
-		     "incq %%r9\n\t"
-		     "movq %%r9, " QC_SLOT(o_pops) "\n" /* commit */
-		     QC_RSEQ_TAIL
+		     QC_RSEQ_COMMIT(o_pops)
 		     : [obj] "=&r"(obj), [st] "=&r"(st)
 		     : QC_RSEQ_OPERANDS(qs, c)
-		     : "rax", "r8", "r9", "r10", "memory", "cc"
-		     : slow);
+		     : QC_RSEQ_CLOBBERS : slow);
 	*objp = obj;
 	*statep = st;
 	return true;
 slow:
-	qc_rseq_done();
-	return false;
+	return qc_rseq_left();
 }
 
 static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t obj,
@@ -135,17 +142,13 @@ static inline bool qc_push_rseq(const struct qcaches *qs, struct qcache *c, vmem
 		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
 		     "movq %[obj], %c[o_obj](%%r10, %%r8, 8)\n\t"
 		     "movq %[st], %c[o_state](%%r10, %%r8, 8)\n\t"
-		     "incq %%r9\n\t"
-		     "movq %%r9, " QC_SLOT(o_pushes) "\n" /* commit */
-		     QC_RSEQ_TAIL
+		     QC_RSEQ_COMMIT(o_pushes)
 		     :
 		     : [obj] "r"(obj), [st] "r"(st), QC_RSEQ_OPERANDS(qs, c)
-		     : "rax", "r8", "r9", "r10", "memory", "cc"
-		     : slow);
+		     : QC_RSEQ_CLOBBERS : slow);
 	return true;
 slow:
-	qc_rseq_done();
-	return false;
+	return qc_rseq_left();
 }
 
 static inline ptrdiff_t qc_rseq_offset(void)
