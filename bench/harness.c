@@ -13,6 +13,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -50,12 +51,24 @@ void die(const char *fmt, ...)
 
 	if (progress_tty)
 		fputs("\r\033[K", stderr);
-	fputs("vmem-bench: ", stderr);
+	fprintf(stderr, "%s: ", program_invocation_short_name);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
+}
+
+bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
+		  unsigned long long *out)
+{
+	char *end;
+
+	if (*s == '\0' || *s == '-')
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
 }
 
 void progress(const char *fmt, ...)

@@ -55,6 +55,9 @@ void options_defaults(bool quick);
 void progress_init(bool stderr_is_tty);
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* A whole decimal or 0x-hex number in [lo, hi] (a command-line argument), or false. */
+bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
+		  unsigned long long *out);
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void progress_clear(void);
 void *xmalloc(size_t n);

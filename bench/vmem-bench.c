@@ -72,19 +72,6 @@ static void usage(FILE *f)
 		"a file failed, 2 on a bad command line.\n");
 }
 
-/* A whole decimal or 0x-hex number in [lo, hi], or false. */
-static bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
-			 unsigned long long *out)
-{
-	char *end;
-
-	if (*s == '\0' || *s == '-')
-		return false;
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
-}
-
 /* --svg-from-json: the W6 chart of a JSON file written by an earlier run */
 static int redraw(const char *from, const char *svg)
 {

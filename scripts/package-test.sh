@@ -1,5 +1,7 @@
 #!/bin/sh
-# package-test.sh - build, lint, install, test and remove the Debian packages.
+# package-test.sh - build, lint, install, test and remove the Debian packages:
+# libvmem1 and libvmem-dev, and the cluster-pool packages libvmem-etcd1,
+# libvmem-etcd-dev and vmem-pool.
 #
 # Run as root on Debian 12 (bookworm) after `apt-get update`:
 #
@@ -11,23 +13,25 @@
 #      ignore) to a scratch directory outside the repository, and make the
 #      orig tarball from it (source format 3.0 (quilt), version 1:1.0.0-1);
 #   3. dpkg-buildpackage -us -uc: source and binary packages, the test
-#      suite included, symbols checked at dpkg-gensymbols level 4;
-#   4. inspect the binary packages (files, fields, symbols, hardening);
+#      suite included (the etcd tests start etcd themselves), symbols of
+#      both libraries checked at dpkg-gensymbols level 4;
+#   4. inspect the binary packages (files, fields, symbols, hardening), and
+#      that etcd-server is suggested, never depended on;
 #   5. lintian -I -E --pedantic on the .changes: no tag at all may show
 #      (overrides need a reason in debian/source/lintian-overrides);
 #   6. check that DEB_BUILD_OPTIONS=nocheck is honoured and that the
 #      nocheck build profile builds without libcmocka-dev;
 #   7. install a stand-in for PMDK's old libvmem1/libvmem-dev 1.8-2 and a
 #      program linked against it;
-#   8. apt-get install ./libvmem1_*.deb ./libvmem-dev_*.deb, which must
-#      upgrade over the stand-in; the old program must then fail with the
-#      loader's "version `LIBVMEM_1.0' not found";
-#   9. check the installed library (exports, ABI against abi/libvmem.abi
-#      with the -dbgsym debug info, pkg-config file);
+#   8. apt-get install the five packages, which must upgrade libvmem1 and
+#      libvmem-dev over the stand-in; the old program must then fail with
+#      the loader's "version `LIBVMEM_1.0' not found";
+#   9. check the installed libraries (exports, ABI against abi/libvmem.abi
+#      with the -dbgsym debug info, pkg-config files);
 #  10. run the autopkgtests (debian/tests) against the installed packages,
 #      directly and with `autopkgtest -B . -- null`;
-#  11. check the manual pages (man -w vmem_xalloc, every page renders
-#      without warnings);
+#  11. check the manual pages (man -w vmem_xalloc, vmem_etcd_open,
+#      vmem-pool; every page renders without warnings);
 #  12. dpkg --compare-versions: the epoch sorts above PMDK's 1.8-2;
 #  13. remove and purge the packages and check that they are gone.
 #
@@ -76,7 +80,8 @@ trap 'exit 1' INT TERM
 # ---------------------------------------------------------------------------
 step "install build dependencies and tools"
 deps="build-essential debhelper devscripts dpkg-dev fakeroot lintian meson ninja-build pkgconf
-libcmocka-dev abigail-tools man-db groff-base binutils git xz-utils autopkgtest"
+libcmocka-dev abigail-tools man-db groff-base binutils git xz-utils autopkgtest
+libcurl4-openssl-dev libjansson-dev etcd-server openssl python3"
 # shellcheck disable=SC2086
 if ! apt-get install -y --no-install-recommends $deps >"$work/apt.log" 2>&1; then
 	echo "  apt-get install failed; running apt-get update and retrying"
@@ -109,8 +114,9 @@ else
 	tar --exclude='./build*' --exclude=./.git --exclude='./debian/tmp' -cf - . | tar -xf - -C "$src"
 fi
 [ -f "$src/debian/rules" ] && [ -f "$src/meson.build" ] || die "copy of the tree is incomplete"
-for f in debian/rules debian/tests/pkgconfig-consumer debian/tests/dlopen-plugin scripts/check-symbols.sh \
-	scripts/check-abi.sh; do
+for f in debian/rules debian/tests/pkgconfig-consumer debian/tests/dlopen-plugin \
+	debian/tests/etcd-pkgconfig-consumer debian/tests/etcd-cluster-pool scripts/check-symbols.sh \
+	scripts/check-abi.sh tests/etcd/exports.sh; do
 	[ -x "$src/$f" ] || die "$f is not executable (git update-index --chmod=+x $f)"
 done
 orig=$work/${pkg}_$upstream.orig.tar.xz
@@ -141,7 +147,11 @@ ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 changes=$work/${pkg}_${noepoch}_$arch.changes
 deb1=$work/libvmem1_${noepoch}_$arch.deb
 debdev=$work/libvmem-dev_${noepoch}_$arch.deb
-for f in "$changes" "$deb1" "$debdev" "$work/${pkg}_$noepoch.dsc" "$work/${pkg}_$noepoch.debian.tar.xz"; do
+debetcd=$work/libvmem-etcd1_${noepoch}_$arch.deb
+debetcddev=$work/libvmem-etcd-dev_${noepoch}_$arch.deb
+debpool=$work/vmem-pool_${noepoch}_$arch.deb
+for f in "$changes" "$deb1" "$debdev" "$debetcd" "$debetcddev" "$debpool" \
+	"$work/${pkg}_$noepoch.dsc" "$work/${pkg}_$noepoch.debian.tar.xz"; do
 	[ -f "$f" ] || die "missing build result $(basename "$f")"
 done
 unset DEB_BUILD_OPTIONS
@@ -184,6 +194,69 @@ nsym=$(grep -c '@VMEM_1.0 ' "$work/x1/DEBIAN/symbols")
 readelf -d "$work/x1/usr/lib/$ma/libvmem.so.$upstream" | grep -q 'BIND_NOW' || die "library not linked with -z now"
 readelf -l -W "$work/x1/usr/lib/$ma/libvmem.so.$upstream" | grep -q 'GNU_RELRO' || die "library lacks RELRO"
 ok "fields, files, symbols file ($nsym entries), hardening (relro, bindnow)"
+
+# the cluster-pool packages
+for d in "$debetcd" "$debetcddev" "$debpool"; do
+	[ "$(field "$d" Version)" = "$version" ] || die "$(basename "$d") version is not $version"
+	field "$d" Suggests | grep -qw etcd-server || die "$(basename "$d") does not suggest etcd-server"
+	for f in Depends Pre-Depends Recommends; do
+		field "$d" "$f" | grep -qw etcd-server && die "$(basename "$d") has etcd-server in $f"
+	done
+	true
+done
+[ "$(field "$debetcd" Section)" = libs ] || die "libvmem-etcd1 Section is not libs"
+[ "$(field "$debetcddev" Section)" = libdevel ] || die "libvmem-etcd-dev Section is not libdevel"
+[ "$(field "$debpool" Section)" = admin ] || die "vmem-pool Section is not admin"
+[ "$(field "$debetcd" Multi-Arch)" = same ] && [ "$(field "$debetcddev" Multi-Arch)" = same ] ||
+	die "libvmem-etcd1 and libvmem-etcd-dev are not Multi-Arch: same"
+[ "$(field "$debpool" Multi-Arch)" = foreign ] || die "vmem-pool is not Multi-Arch: foreign"
+# libvmem-etcd1 needs libvmem1 from the first version with VMEM_1.0, by the symbols file
+field "$debetcd" Depends | grep -qF "libvmem1 (>= 1:1.0.0)" ||
+	die "libvmem-etcd1 does not depend on libvmem1 (>= 1:1.0.0): $(field "$debetcd" Depends)"
+field "$debetcd" Depends | grep -q 'libcurl4' && field "$debetcd" Depends | grep -q 'libjansson4' ||
+	die "libvmem-etcd1 lacks libcurl4 or libjansson4 in Depends"
+field "$debetcddev" Depends | grep -qF "libvmem-etcd1 (= $version)" ||
+	die "libvmem-etcd-dev does not depend on libvmem-etcd1 (= $version)"
+field "$debetcddev" Depends | grep -qF "libvmem-dev (= $version)" ||
+	die "libvmem-etcd-dev does not depend on libvmem-dev (= $version) (vmem_etcd.h includes vmem.h)"
+dpkg-deb -c "$debetcd" | awk '{ print $6 }' | sed 's|^\./|/|' | grep -v '/$' >"$work/filesetcd"
+dpkg-deb -c "$debetcddev" | awk '{ print $6 }' | sed 's|^\./|/|' | grep -v '/$' >"$work/filesetcddev"
+dpkg-deb -c "$debpool" | awk '{ print $6 }' | sed 's|^\./|/|' | grep -v '/$' >"$work/filespool"
+for f in /usr/lib/$ma/libvmem-etcd.so.1 /usr/lib/$ma/libvmem-etcd.so.$upstream \
+	/usr/share/doc/libvmem-etcd1/README.Debian; do
+	grep -qx "$f" "$work/filesetcd" || die "libvmem-etcd1 lacks $f"
+done
+for f in /usr/include/vmem_etcd.h /usr/lib/$ma/libvmem-etcd.so /usr/lib/$ma/pkgconfig/vmem-etcd.pc \
+	/usr/share/man/man3/vmem_etcd_open.3.gz /usr/share/man/man3/vmem_etcd_attach.3.gz \
+	/usr/share/man/man3/vmem_etcd_close.3.gz /usr/share/man/man3/vmem_etcd_pool_create.3.gz \
+	/usr/share/man/man3/vmem_etcd_pool_destroy.3.gz /usr/share/man/man3/vmem_etcd_get_stats.3.gz \
+	/usr/share/man/man7/libvmem-etcd.7.gz; do
+	grep -qx "$f" "$work/filesetcddev" || die "libvmem-etcd-dev lacks $f"
+done
+grep -qE '^/usr/share/doc/libvmem-etcd-dev/examples/cluster-ids\.c(\.gz)?$' "$work/filesetcddev" ||
+	die "libvmem-etcd-dev lacks the example cluster-ids.c"
+for f in /usr/bin/vmem-pool /usr/share/man/man1/vmem-pool.1.gz; do
+	grep -qx "$f" "$work/filespool" || die "vmem-pool lacks $f"
+done
+# libvmem-dev as before: nothing of the cluster pools in it
+grep -E 'etcd|cluster-ids' "$work/filesdev" && die "libvmem-dev ships files of the cluster pools"
+mkdir -p "$work/xe" "$work/xp"
+dpkg-deb -x "$debetcd" "$work/xe"
+dpkg-deb -e "$debetcd" "$work/xe/DEBIAN"
+dpkg-deb -x "$debpool" "$work/xp"
+[ -f "$work/xe/DEBIAN/symbols" ] || die "libvmem-etcd1 ships no symbols file"
+grep -q '^\* Build-Depends-Package: libvmem-etcd-dev' "$work/xe/DEBIAN/symbols" ||
+	die "the libvmem-etcd1 symbols file lacks Build-Depends-Package"
+nsym_etcd=$(grep -c '@VMEM_ETCD_1.0 ' "$work/xe/DEBIAN/symbols")
+[ "$nsym_etcd" -eq 7 ] || die "symbols file lists $nsym_etcd entries at VMEM_ETCD_1.0 (expected 6 functions and the node)"
+for elf in "$work/xe/usr/lib/$ma/libvmem-etcd.so.$upstream" "$work/xp/usr/bin/vmem-pool"; do
+	readelf -d "$elf" | grep -q 'BIND_NOW' || die "$(basename "$elf") not linked with -z now"
+	readelf -l -W "$elf" | grep -q 'GNU_RELRO' || die "$(basename "$elf") lacks RELRO"
+done
+readelf -h "$work/xp/usr/bin/vmem-pool" | grep -q 'DYN' || die "vmem-pool is not a PIE"
+readelf -d "$work/xp/usr/bin/vmem-pool" | grep -q 'NEEDED.*libvmem-etcd' &&
+	die "vmem-pool links libvmem-etcd.so.1 (it carries the internals it needs)"
+ok "cluster-pool packages: fields, files, symbols file ($nsym_etcd entries), hardening, etcd-server only suggested"
 ls "$work"/*.ddeb >/dev/null 2>&1 && echo "  debug symbols: $(cd "$work" && ls ./*.ddeb)"
 
 # ---------------------------------------------------------------------------
@@ -224,13 +297,17 @@ else
 	fi
 	dpkg-deb -c "$nc/libvmem1_${noepoch}_$arch.deb" | awk '{ print $6 }' | sed 's|^\./|/|' |
 		grep -v '/$' | cmp -s - "$work/files1" || die "the nocheck build ships different files"
+	for p in libvmem-etcd1:filesetcd libvmem-etcd-dev:filesetcddev vmem-pool:filespool; do
+		dpkg-deb -c "$nc/${p%%:*}_${noepoch}_$arch.deb" | awk '{ print $6 }' | sed 's|^\./|/|' |
+			grep -v '/$' | cmp -s - "$work/${p#*:}" || die "the nocheck build ships different files in ${p%%:*}"
+	done
 	ok "nocheck build: no tests configured or run, same files"
 fi
 
 # ---------------------------------------------------------------------------
 step "install a stand-in for PMDK's libvmem1/libvmem-dev 1.8-2"
 # Start from a system without any libvmem.
-for p in libvmem-dev libvmem1; do
+for p in vmem-pool libvmem-etcd-dev libvmem-etcd1 libvmem-dev libvmem1; do
 	if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'installed'; then
 		echo "  purging a previously installed $p"
 		apt-get purge -y "$p:$arch" >/dev/null 2>&1 || dpkg --purge "$p" >/dev/null
@@ -298,19 +375,19 @@ cc -o "$old/oldprog" "$old/src/oldprog.c" -lvmem
 ok "libvmem1 and libvmem-dev 1.8-2 installed; oldprog runs against them"
 
 # ---------------------------------------------------------------------------
-step "apt-get install ./libvmem1 ./libvmem-dev (upgrade over 1.8-2)"
+step "apt-get install the five packages (libvmem1 and libvmem-dev upgrade over 1.8-2)"
 # --path-include: minimal images may exclude /usr/share/man in dpkg.cfg.d,
 # and the manual pages are part of what is tested.
 apt-get install -y -o 'DPkg::Options::=--path-include=/usr/share/man/*' "$deb1" "$debdev" \
-	>"$work/install.log" 2>&1 ||
+	"$debetcd" "$debetcddev" "$debpool" >"$work/install.log" 2>&1 ||
 	{ cat "$work/install.log"; die "apt-get install of the built packages failed"; }
-for p in libvmem1 libvmem-dev; do
+for p in libvmem1 libvmem-dev libvmem-etcd1 libvmem-etcd-dev vmem-pool; do
 	v=$(dpkg-query -W -f='${Version}' "$p:$arch")
 	[ "$v" = "$version" ] || die "$p is at version '$v' after install, expected $version"
 done
 [ ! -e /usr/include/libvmem.h ] || die "the stand-in's libvmem.h is still installed"
 zcat /usr/share/man/man3/vmem_create.3.gz | grep -q 'PMDK stand-in' && die "the stand-in's vmem_create(3) is still installed"
-ok "both packages at $version; the old files are gone"
+ok "all five packages at $version; the old files are gone"
 set +e
 "$old/oldprog" >"$work/oldprog.out" 2>&1
 orc=$?
@@ -345,7 +422,20 @@ pc_inc=$(pkg-config --variable=includedir vmem)
 echo "  pkg-config --cflags --libs vmem: '$(pkg-config --cflags --libs vmem)'"
 echo "  pkg-config --static --libs vmem: '$(pkg-config --static --libs vmem)'"
 pkg-config --validate vmem || die "pkg-config --validate vmem failed"
-ok "installed library, ABI and pkg-config file"
+elib=/usr/lib/$ma/libvmem-etcd.so.1
+[ -e "$elib" ] || die "$elib is not installed"
+readelf -d "$elib" | grep -q 'SONAME.*\[libvmem-etcd\.so\.1\]' || die "$elib: SONAME is not libvmem-etcd.so.1"
+"$src/tests/etcd/exports.sh" "$elib" /usr/include/vmem_etcd.h "$src/lib/etcd/libvmem-etcd.map" ||
+	die "the installed libvmem-etcd.so.1 does not export exactly vmem_etcd.h's functions at VMEM_ETCD_1.0"
+[ "$(pkg-config --modversion vmem-etcd)" = "$upstream" ] || die "pkg-config --modversion vmem-etcd is not $upstream"
+[ "$(pkg-config --variable=libdir vmem-etcd)" = "/usr/lib/$ma" ] || die "vmem-etcd.pc libdir is wrong"
+pkg-config --print-requires vmem-etcd | grep -qx vmem || die "vmem-etcd.pc does not require vmem"
+pkg-config --libs vmem-etcd | grep -q -- '-lvmem-etcd' && pkg-config --libs vmem-etcd | grep -q -- '-lvmem\b' ||
+	die "pkg-config --libs vmem-etcd: $(pkg-config --libs vmem-etcd)"
+echo "  pkg-config --cflags --libs vmem-etcd: '$(pkg-config --cflags --libs vmem-etcd)'"
+pkg-config --validate vmem-etcd || die "pkg-config --validate vmem-etcd failed"
+vmem-pool --help | grep -q '^usage: vmem-pool' || die "vmem-pool --help"
+ok "installed libraries, ABI, exports of libvmem-etcd and pkg-config files"
 
 # ---------------------------------------------------------------------------
 step "autopkgtests (debian/tests) against the installed packages"
@@ -363,6 +453,9 @@ for t in $tests; do
 done
 ldd "$work/autopkgtest-pkgconfig-consumer/consumer" | grep -q "libvmem.so.1 => /.*lib/$ma/libvmem.so.1" ||
 	die "the consumer does not use the installed library"
+ldd "$work/autopkgtest-etcd-pkgconfig-consumer/etcd-consumer" |
+	grep -q "libvmem-etcd.so.1 => /.*lib/$ma/libvmem-etcd.so.1" ||
+	die "the etcd consumer does not use the installed libvmem-etcd"
 echo "  -- autopkgtest -B . -- null (debian/tests/control, installed packages)"
 if ! (cd "$src" && autopkgtest -B . -- null) >"$work/autopkgtest.log" 2>&1; then
 	tail -40 "$work/autopkgtest.log"
@@ -377,7 +470,8 @@ p=$(man -w vmem_xalloc) || die "man -w vmem_xalloc finds nothing"
 [ "$p" = /usr/share/man/man3/vmem_xalloc.3.gz ] || die "man -w vmem_xalloc gives $p"
 echo "  man -w vmem_xalloc: $p"
 n=0
-for f in /usr/share/man/man3/vmem_*.3.gz /usr/share/man/man7/libvmem.7.gz; do
+for f in /usr/share/man/man3/vmem_*.3.gz /usr/share/man/man7/libvmem.7.gz \
+	/usr/share/man/man7/libvmem-etcd.7.gz /usr/share/man/man1/vmem-pool.1.gz; do
 	name=$(basename "$f" .gz)
 	sec=${name##*.}
 	name=${name%.*}
@@ -387,6 +481,10 @@ for f in /usr/share/man/man3/vmem_*.3.gz /usr/share/man/man7/libvmem.7.gz; do
 	n=$((n + 1))
 done
 man 3 vmem_xfree 2>/dev/null | grep -q 'vmem_xalloc, vmem_xfree' || die "vmem_xfree(3) does not show the vmem_xalloc page"
+[ "$(man -w vmem_etcd_open)" = /usr/share/man/man3/vmem_etcd_open.3.gz ] || die "man -w vmem_etcd_open"
+[ "$(man -w 1 vmem-pool)" = /usr/share/man/man1/vmem-pool.1.gz ] || die "man -w 1 vmem-pool"
+man 3 vmem_etcd_close 2>/dev/null | grep -q 'vmem_etcd_open, vmem_etcd_attach, vmem_etcd_close' ||
+	die "vmem_etcd_close(3) does not show the vmem_etcd_open page"
 ok "$n pages render without warnings; .so stubs resolve"
 
 # ---------------------------------------------------------------------------
@@ -407,17 +505,18 @@ ok "1:$noepoch sorts above PMDK's 1.8-2"
 
 # ---------------------------------------------------------------------------
 step "remove and purge the packages"
-apt-get remove -y "libvmem-dev:$arch" "libvmem1:$arch" >"$work/remove.log" 2>&1 ||
+apt-get remove -y "vmem-pool:$arch" "libvmem-etcd-dev:$arch" "libvmem-etcd1:$arch" "libvmem-dev:$arch" \
+	"libvmem1:$arch" >"$work/remove.log" 2>&1 ||
 	{ cat "$work/remove.log"; die "apt-get remove failed"; }
 # Packages without conffiles leave nothing behind after remove, and apt
 # no longer knows them (they came from local files): purge what is left.
-for p in libvmem-dev libvmem1; do
+for p in vmem-pool libvmem-etcd-dev libvmem-etcd1 libvmem-dev libvmem1; do
 	if dpkg-query -W -f='${db:Status-Abbrev}' "$p:$arch" 2>/dev/null | grep -q '^rc'; then
 		dpkg --purge "$p:$arch" >>"$work/remove.log" 2>&1 ||
 			{ cat "$work/remove.log"; die "dpkg --purge $p failed"; }
 	fi
 done
-for p in libvmem1 libvmem-dev; do
+for p in libvmem1 libvmem-dev libvmem-etcd1 libvmem-etcd-dev vmem-pool; do
 	s=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p:$arch" 2>/dev/null || true)
 	case $s in
 	'' | 'un '* | 'pn '*) ;;
@@ -425,10 +524,12 @@ for p in libvmem1 libvmem-dev; do
 	esac
 done
 for f in /usr/include/vmem.h "/usr/lib/$ma/libvmem.so.1" "/usr/lib/$ma/libvmem.so" \
-	"/usr/lib/$ma/pkgconfig/vmem.pc" /usr/share/man/man3/vmem_xalloc.3.gz /usr/share/doc/libvmem1; do
+	"/usr/lib/$ma/pkgconfig/vmem.pc" /usr/share/man/man3/vmem_xalloc.3.gz /usr/share/doc/libvmem1 \
+	/usr/include/vmem_etcd.h "/usr/lib/$ma/libvmem-etcd.so.1" "/usr/lib/$ma/pkgconfig/vmem-etcd.pc" \
+	/usr/bin/vmem-pool /usr/share/man/man1/vmem-pool.1.gz /usr/share/doc/libvmem-etcd1; do
 	[ ! -e "$f" ] || die "$f is still there after purge"
 done
 man -w vmem_xalloc >/dev/null 2>&1 && die "man -w vmem_xalloc still finds a page"
-ok "libvmem1 and libvmem-dev are gone"
+ok "libvmem1, libvmem-dev, libvmem-etcd1, libvmem-etcd-dev and vmem-pool are gone"
 
 printf '\npackage-test: ALL STEPS PASSED in %d s (%s)\n' "$(($(date +%s) - start))" "$version"

@@ -17,9 +17,16 @@
  * (claim_lock) so that two of ours never pick the same blocks; the state
  * lock is never held across a request.
  *
- * The background thread does what callers should not wait for: it deletes
- * released runs and keeps `prefetch` spares, waiting out the client's
- * backoff when etcd does not answer.
+ * The background thread does what callers should not wait for: it keeps
+ * `prefetch` spares and deletes released runs, waiting out the client's
+ * backoff when etcd does not answer.  Spares come first, since an import
+ * may be waiting for them and a release only holds blocks a little longer.
+ * Callers wake it as seldom as they can, after unlocking, because on a busy
+ * machine a woken thread takes the caller's CPU: an import wakes it only
+ * once fewer than half the spares are left (it tops them up whenever it
+ * runs, at the latest after a second), and a release only when it is the
+ * first one pending.  Then one transaction claims the missing spares, and
+ * one deletes up to RELEASE_BATCH released runs.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -74,6 +81,16 @@ struct vmem_etcd {
 };
 
 static atomic_uint opened_count;
+
+/* A release compares owner and lease over each run's keys: two compares a
+ * run, and etcd takes at most 128 (--max-txn-ops) in one transaction. */
+#define RELEASE_BATCH 64
+
+/* An import that leaves fewer spares than this wakes the background thread. */
+static uint64_t refill_mark(const struct vmem_etcd *s)
+{
+	return (s->conf.prefetch + 1) / 2;
+}
 
 /* ---- runs (lock held) ------------------------------------------------------ */
 
@@ -519,42 +536,101 @@ static int release_range(struct vmem_etcd *s, uint64_t first, uint64_t n, bool *
 	return err;
 }
 
-/* One pass over the pending runs; stops at the first failure (the client
- * is then backing off). */
-static void release_pending(struct vmem_etcd *s)
+/* One transaction that deletes the keys of k runs, each guarded by owner
+ * and lease over its range.  *deleted: it went through; false with 0: some
+ * run holds a key that is not (or no longer) ours. */
+static int release_runs_txn(struct vmem_etcd *s, const struct run *runs, size_t k, bool *deleted,
+			    bool *maybe)
 {
-	for (;;) {
-		pthread_mutex_lock(&s->lock);
-		struct run *r = NULL;
-		for (size_t i = 0; i < s->nruns && !s->lost; i++)
-			if (s->runs[i].state == RUN_PENDING) {
-				r = &s->runs[i];
-				break;
-			}
-		uint64_t first = r ? r->first : 0;
-		uint32_t n = r ? r->n : 0;
-		pthread_mutex_unlock(&s->lock);
-		if (r == NULL)
-			return;
-		bool deleted, maybe;
-		int err = release_range(s, first, n, &deleted, &maybe);
-		pthread_mutex_lock(&s->lock);
-		r = run_find(s, first, RUN_PENDING);
-		if (err == 0 && r != NULL) {
-			/* nothing left to delete after an unanswered attempt: that
-			 * attempt is the transaction that went through */
-			s->releases += deleted || maybe || r->maybe_released;
-			run_remove(s, r);
-			for (uint32_t k = 0; k < n; k++)
-				view_erase(s, first + k);
-			pthread_cond_broadcast(&s->changed);
-		} else if (r != NULL && maybe) {
-			r->maybe_released = true;
+	json_t *cmp = json_array(), *ops = json_array();
+	int err = 0;
+	for (size_t i = 0; i < k && !err; i++) {
+		char *b0 = block_key(s, runs[i].first), *b1 = block_key(s, runs[i].first + runs[i].n);
+		if (b0 == NULL || b1 == NULL) {
+			err = ENOMEM;
+		} else {
+			json_array_append_new(cmp, cmp_value_range(b0, b1, s->owner_val));
+			json_array_append_new(cmp, cmp_lease_range(b0, b1, s->lease_id));
+			json_array_append_new(ops, op_delete(b0, b1));
 		}
-		pthread_mutex_unlock(&s->lock);
-		if (err)
-			return;
+		free(b0);
+		free(b1);
 	}
+	*deleted = *maybe = false;
+	if (err) {
+		json_decref(cmp);
+		json_decref(ops);
+		return err;
+	}
+	bool ok;
+	struct etcd_outcome out;
+	err = etcd_txn(s->c, cmp, ops, NULL, &ok, NULL, &out);
+	*deleted = err == 0 && ok;
+	*maybe = out.maybe_applied;
+	return err;
+}
+
+/* Release up to RELEASE_BATCH pending runs: all in one transaction or,
+ * when one of them holds a key that is not ours (release_range then splits
+ * it), each alone.  Stops at the first failure (the client is then backing
+ * off).  Returns how many runs it settled. */
+static size_t release_batch(struct vmem_etcd *s)
+{
+	struct run batch[RELEASE_BATCH];
+	size_t k = 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->nruns && !s->lost && k < RELEASE_BATCH; i++)
+		if (s->runs[i].state == RUN_PENDING)
+			batch[k++] = s->runs[i];
+	pthread_mutex_unlock(&s->lock);
+	if (k == 0)
+		return 0;
+
+	/* settled: runs batch[0..settled) are done; txns: transactions that went
+	 * through, an unanswered earlier attempt counted once */
+	size_t settled = 0;
+	uint64_t txns = 0;
+	bool went, maybe, whole = false;
+	int err = 0;
+	if (k > 1) {
+		err = release_runs_txn(s, batch, k, &went, &maybe);
+		whole = err == 0 && went;
+		for (size_t i = 0; i < k; i++)
+			batch[i].maybe_released |= maybe;
+		if (whole) {
+			settled = k;
+			txns = 1;
+		}
+	}
+	while (err == 0 && settled < k) {
+		struct run *b = &batch[settled];
+		err = release_range(s, b->first, b->n, &went, &maybe);
+		if (err == 0) {
+			txns += went || maybe || b->maybe_released;
+			settled++;
+		} else {
+			b->maybe_released |= maybe;
+		}
+	}
+
+	pthread_mutex_lock(&s->lock);
+	s->releases += txns;
+	for (size_t i = 0; i < k; i++) {
+		struct run *r = run_find(s, batch[i].first, RUN_PENDING);
+		if (r == NULL)
+			continue;
+		if (i < settled) {
+			run_remove(s, r);
+			for (uint32_t j = 0; j < batch[i].n; j++)
+				view_erase(s, batch[i].first + j);
+		} else {
+			r->maybe_released |= batch[i].maybe_released;
+		}
+	}
+	if (settled > 0)
+		pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+	return settled;
 }
 
 /* ---- the background thread -------------------------------------------------------- */
@@ -592,10 +668,10 @@ static void *background(void *arg)
 		bool spares_now = spares && now >= s->prefetch_after;
 		if ((releases || spares_now) && !backoff) {
 			pthread_mutex_unlock(&s->lock);
-			if (releases)
-				release_pending(s);
 			if (spares_now)
 				prefetch(s);
+			if (releases && !etcd_backing_off(s->c, NULL))
+				release_batch(s);
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
@@ -631,8 +707,10 @@ static int source_import(void *arg, vmem_size_t size, int vmflags, vmem_addr_t *
 			if (r->state == RUN_SPARE) {
 				run_set_state(s, r, RUN_INUSE);
 				*addrp = s->pc.base + r->first * K;
-				pthread_cond_signal(&s->work); /* claim the replacement */
+				bool refill = s->spares < refill_mark(s);
 				pthread_mutex_unlock(&s->lock);
+				if (refill)
+					pthread_cond_signal(&s->work);
 				return 0;
 			}
 		}
@@ -672,13 +750,17 @@ static void source_release(void *arg, vmem_addr_t addr, vmem_size_t size)
 	uint64_t first = (addr - s->pc.base) / s->pc.block;
 	pthread_mutex_lock(&s->lock);
 	struct run *r = run_find(s, first, RUN_INUSE);
+	bool wake = false;
 	if (r != NULL) {
 		run_set_state(s, r, RUN_PENDING);
-		pthread_cond_signal(&s->work);
+		/* with others pending, the thread is at work and finds this one too */
+		wake = s->pending == 1;
 	} else if ((r = run_find(s, first, RUN_ORPHAN)) != NULL) {
 		run_remove(s, r); /* etcd dropped it with the lease */
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (wake)
+		pthread_cond_signal(&s->work);
 }
 
 void source_lease_lost(struct vmem_etcd *s)

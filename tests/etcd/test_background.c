@@ -1,0 +1,198 @@
+/*
+ * test_background - the connection's background thread against one real
+ * etcd member: how it batches and when it is woken.
+ *   releases_batched    four runs released while etcd is down go out in one
+ *                       transaction once it is back (releases 1, no key left)
+ *   batch_with_foreign  a batch in which some run's key is another owner's
+ *                       now (an operator's release, then that owner's claim)
+ *                       falls back to one run at a time: the other owner's
+ *                       keys stay, this owner's are deleted
+ *   spares_topped_up    spares taken while more than half are left cause
+ *                       no claim at once (at most the thread's own round,
+ *                       once a second, which then tops them up); spares
+ *                       taken below half are replaced in one or two claims
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define BLOCK 16
+
+static vmem_etcd_stats_t stats(vmem_etcd_t *src)
+{
+	vmem_etcd_stats_t st = {.size = sizeof(st)};
+	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
+	return st;
+}
+
+static vmem_etcd_opts_t opts(const char *owner, uint32_t prefetch)
+{
+	vmem_etcd_opts_t o = h_opts(&h_main);
+	o.owner = owner;
+	o.prefetch = prefetch;
+	o.timeout_ms = 500; /* etcd is down for a while in some tests */
+	return o;
+}
+
+static vmem_t *arena(vmem_etcd_t *src)
+{
+	vmem_t *vm = vmem_create("ids", 0, 0, 1, 0, 0);
+	assert_non_null(vm);
+	assert_int_equal(vmem_etcd_attach(src, vm), 0);
+	return vm;
+}
+
+/* How many block keys of the pool name owner. */
+static size_t keys_of(const char *pool, const char *owner)
+{
+	char prefix[64], value[64];
+	snprintf(prefix, sizeof(prefix), "/vmem/%s/blocks/", pool);
+	snprintf(value, sizeof(value), "{\"owner\":\"%s\"}", owner);
+	json_t *keys = h_keys(&h_main, prefix);
+	assert_non_null(keys);
+	size_t n = 0, i;
+	json_t *kv;
+	json_array_foreach(keys, i, kv)
+	{
+		n += strcmp(json_string_value(json_object_get(kv, "value")), value) == 0;
+	}
+	json_decref(keys);
+	return n;
+}
+
+static void releases_batched(void **state)
+{
+	(void)state;
+	vmem_etcd_opts_t o = opts("batcher", 0);
+	assert_int_equal(vmem_etcd_pool_create(&o, "rb", 0, 8 * BLOCK, BLOCK), 0);
+	vmem_etcd_t *src;
+	assert_int_equal(vmem_etcd_open(&o, "rb", &src), 0);
+	vmem_t *vm = arena(src);
+	vmem_addr_t ids[4];
+	for (int i = 0; i < 4; i++) /* a whole block each: four runs */
+		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
+	assert_int_equal(keys_of("rb", "batcher"), 4);
+
+	h_kill_member(&h_main, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
+	assert_true(H_WAIT_FOR(stats(src).errors > 0, 5000)); /* a release was tried */
+	vmem_etcd_stats_t st = stats(src);
+	assert_int_equal(st.pending_releases, 4);
+	assert_int_equal(st.releases, 0);
+
+	assert_int_equal(h_restart_member(&h_main, 0), 0);
+	assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 10000));
+	st = stats(src);
+	assert_int_equal(st.releases, 1); /* one transaction for the four */
+	assert_int_equal(st.blocks_held, 0);
+	assert_int_equal(keys_of("rb", "batcher"), 0);
+	vmem_destroy(vm);
+	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(vmem_etcd_pool_destroy(&o, "rb"), 0);
+}
+
+static void batch_with_foreign(void **state)
+{
+	(void)state;
+	vmem_etcd_opts_t oa = opts("first", 0), ob = opts("second", 0);
+	assert_int_equal(vmem_etcd_pool_create(&oa, "bf", 0, 5 * BLOCK, BLOCK), 0);
+	vmem_etcd_t *sa, *sb;
+	assert_int_equal(vmem_etcd_open(&oa, "bf", &sa), 0);
+	assert_int_equal(vmem_etcd_open(&ob, "bf", &sb), 0);
+	vmem_t *va = arena(sa), *vb = arena(sb);
+	vmem_addr_t a[5], b[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_alloc(va, BLOCK, VM_NOSLEEP, &a[i]), 0);
+	/* an operator hands first's blocks back, and second takes four of the five */
+	assert_int_equal(h_tool(&h_main, NULL, 0, "release bf --owner first"), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_alloc(vb, BLOCK, VM_NOSLEEP, &b[i]), 0);
+	/* first claims the block left, a key of its own again */
+	assert_int_equal(vmem_alloc(va, BLOCK, VM_NOSLEEP, &a[4]), 0);
+	assert_int_equal(keys_of("bf", "first"), 1);
+	assert_int_equal(keys_of("bf", "second"), 4);
+
+	h_kill_member(&h_main, 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(vmem_free(va, a[i], BLOCK), 0);
+	assert_true(H_WAIT_FOR(stats(sa).errors > 0, 5000));
+	assert_int_equal(stats(sa).pending_releases, 5);
+	assert_int_equal(h_restart_member(&h_main, 0), 0);
+	assert_true(H_WAIT_FOR(stats(sa).pending_releases == 0, 10000));
+	assert_int_equal(stats(sa).blocks_held, 0);
+	assert_int_equal(keys_of("bf", "first"), 0);
+	assert_int_equal(keys_of("bf", "second"), 4);
+
+	vmem_destroy(va);
+	assert_int_equal(vmem_etcd_close(sa), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_free(vb, b[i], BLOCK), 0);
+	vmem_destroy(vb);
+	assert_int_equal(vmem_etcd_close(sb), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/bf/blocks/"), 0);
+	assert_int_equal(vmem_etcd_pool_destroy(&oa, "bf"), 0);
+}
+
+static void spares_topped_up(void **state)
+{
+	(void)state;
+	vmem_etcd_opts_t o = opts("spares", 8);
+	assert_int_equal(vmem_etcd_pool_create(&o, "st", 0, 64 * BLOCK, BLOCK), 0);
+	vmem_etcd_t *src;
+	assert_int_equal(vmem_etcd_open(&o, "st", &src), 0);
+	assert_true(H_WAIT_FOR(stats(src).spares == 8, 5000));
+	vmem_t *vm = arena(src);
+	vmem_addr_t ids[8];
+
+	/* three spares, 50 ms apart: more than half are left each time, so no
+	 * wake-up and no claim, but for the thread's own round (once a second) */
+	uint64_t claims = stats(src).claims;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
+		h_sleep_ms(50);
+	}
+	vmem_etcd_stats_t st = stats(src);
+	print_message("three spares taken slowly: %llu claims meanwhile\n",
+		      (unsigned long long)(st.claims - claims));
+	assert_true(st.claims - claims <= 1);
+	/* and that round tops them up */
+	assert_true(H_WAIT_FOR(stats(src).spares == 8, 3000));
+
+	/* four more at once: woken below half, the thread claims what is
+	 * missing in one transaction, or two if it ran before the last */
+	claims = stats(src).claims;
+	for (int i = 3; i < 7; i++)
+		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
+	assert_true(H_WAIT_FOR(stats(src).spares == 8, 5000));
+	st = stats(src);
+	print_message("four spares replaced in %llu claims\n",
+		      (unsigned long long)(st.claims - claims));
+	assert_true(st.claims - claims >= 1 && st.claims - claims <= 2);
+	assert_int_equal(st.blocks_held, 8 + 7);
+
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
+	vmem_destroy(vm);
+	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_count(&h_main, "/vmem/st/blocks/"), 0);
+	assert_int_equal(vmem_etcd_pool_destroy(&o, "st"), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(releases_batched),
+		cmocka_unit_test(batch_with_foreign),
+		cmocka_unit_test(spares_topped_up),
+	};
+	return cmocka_run_group_tests_name("etcd_background", tests, h_setup_one, h_teardown_main);
+}
