@@ -46,7 +46,9 @@ struct run {
 	uint64_t first;
 	uint32_t n;
 	enum run_state state;
-	bool maybe_released; /* a release attempt may have gone through unanswered */
+	/* the last release attempt that may have gone through unanswered, or 0;
+	 * one attempt can cover a whole batch of runs, so it is counted once */
+	uint64_t maybe_attempt;
 };
 
 struct vmem_etcd {
@@ -67,6 +69,7 @@ struct vmem_etcd {
 	size_t nruns, cap;
 	uint64_t held, spares, pending; /* blocks held; spare runs; pending runs */
 	uint64_t claims, releases, conflicts;
+	uint64_t release_attempts; /* numbers the attempts, for maybe_attempt */
 	uint64_t prefetch_after; /* no prefetch before (ms): the pool looked full */
 	bool lost, closing, stop;
 
@@ -570,6 +573,24 @@ static int release_runs_txn(struct vmem_etcd *s, const struct run *runs, size_t 
 	return err;
 }
 
+static uint64_t next_release_attempt(struct vmem_etcd *s)
+{
+	pthread_mutex_lock(&s->lock);
+	uint64_t a = ++s->release_attempts;
+	pthread_mutex_unlock(&s->lock);
+	return a;
+}
+
+/* Whether attempt is in seen[0..*n); adds it if not. */
+static bool attempt_seen(uint64_t *seen, size_t *n, uint64_t attempt)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (seen[i] == attempt)
+			return true;
+	seen[(*n)++] = attempt;
+	return false;
+}
+
 /* Release up to RELEASE_BATCH pending runs: all in one transaction or,
  * when one of them holds a key that is not ours (release_range then splits
  * it), each alone.  Stops at the first failure (the client is then backing
@@ -586,17 +607,23 @@ static size_t release_batch(struct vmem_etcd *s)
 	if (k == 0)
 		return 0;
 
-	/* settled: runs batch[0..settled) are done; txns: transactions that went
-	 * through, an unanswered earlier attempt counted once */
+	/* settled: runs batch[0..settled) are done; txns: transactions that
+	 * went through.  A run settled by a transaction that found its keys gone
+	 * counts the unanswered attempt that may have deleted them, once per
+	 * attempt however many runs it covered (a timed-out batch whose keys
+	 * then go one run at a time is one transaction, not k). */
 	size_t settled = 0;
 	uint64_t txns = 0;
+	uint64_t counted[RELEASE_BATCH];
+	size_t ncounted = 0;
 	bool went, maybe, whole = false;
 	int err = 0;
 	if (k > 1) {
+		uint64_t attempt = next_release_attempt(s);
 		err = release_runs_txn(s, batch, k, &went, &maybe);
 		whole = err == 0 && went;
-		for (size_t i = 0; i < k; i++)
-			batch[i].maybe_released |= maybe;
+		for (size_t i = 0; i < k && maybe; i++)
+			batch[i].maybe_attempt = attempt;
 		if (whole) {
 			settled = k;
 			txns = 1;
@@ -604,12 +631,17 @@ static size_t release_batch(struct vmem_etcd *s)
 	}
 	while (err == 0 && settled < k) {
 		struct run *b = &batch[settled];
+		uint64_t attempt = next_release_attempt(s);
 		err = release_range(s, b->first, b->n, &went, &maybe);
 		if (err == 0) {
-			txns += went || maybe || b->maybe_released;
+			if (went || maybe)
+				txns++;
+			else if (b->maybe_attempt != 0 &&
+				 !attempt_seen(counted, &ncounted, b->maybe_attempt))
+				txns++;
 			settled++;
-		} else {
-			b->maybe_released |= maybe;
+		} else if (maybe) {
+			b->maybe_attempt = attempt;
 		}
 	}
 
@@ -624,7 +656,7 @@ static size_t release_batch(struct vmem_etcd *s)
 			for (uint32_t j = 0; j < batch[i].n; j++)
 				view_erase(s, batch[i].first + j);
 		} else {
-			r->maybe_released |= batch[i].maybe_released;
+			r->maybe_attempt = batch[i].maybe_attempt;
 		}
 	}
 	if (settled > 0)
