@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build libvmem and run every test: gcc and clang, ASan+UBSan and TSan with
-# both, 60 s of each fuzz target, symbol and ABI checks, and the Debian
-# packaging test.  Installs what it needs when run as
-# root on Debian/Ubuntu.  Usage: bash tests/run-all.sh [--quick]
-#   --quick   gcc suite only (a minute or two)
+# both, the check that lib/ has no cycle between files, 60 s of each fuzz
+# target, symbol and ABI checks, and the Debian packaging test.  Installs
+# what it needs when run as root on Debian/Ubuntu.
+# Usage: bash tests/run-all.sh [--quick]
+#   --quick   the gcc suite and the layer check only (about 7 minutes)
 # The last line is "tests: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,9 @@ suite() { # name dir compiler meson-args...
 }
 
 suite "gcc" build-ci-gcc gcc
+echo "== scripts/check-layers.py"
+python3 scripts/check-layers.py
+record "layers" $?
 if [ $quick = 0 ]; then
 	suite "clang" build-ci-clang clang
 	# Sanitizers: a tenth of the stress, UB and races are failures, a child
