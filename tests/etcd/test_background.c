@@ -3,6 +3,10 @@
  * etcd member: how it batches and when it is woken.
  *   releases_batched    four runs released while etcd is down go out in one
  *                       transaction once it is back (releases 1, no key left)
+ *   release_unanswered  a batch release etcd takes but does not answer in
+ *                       time (it is stopped, then continued) is still one
+ *                       transaction when its runs are then settled one by
+ *                       one: releases 1, not 4
  *   batch_with_foreign  a batch in which some run's key is another owner's
  *                       now (an operator's release, then that owner's claim)
  *                       falls back to one run at a time: the other owner's
@@ -100,6 +104,58 @@ static void releases_batched(void **state)
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "rb"), 0);
 }
 
+/* One try of release_unanswered's scenario; false if the batch went
+ * through before etcd could be stopped (it is then settled already). */
+static bool batch_sent_unanswered(vmem_t *vm, vmem_etcd_t *src)
+{
+	vmem_addr_t ids[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
+	/* four runs pending while etcd is down, as in releases_batched */
+	h_kill_member(&h_main, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
+	assert_true(H_WAIT_FOR(stats(src).errors > 0, 5000));
+	assert_int_equal(stats(src).pending_releases, 4);
+	/* back, and stopped at once: the client is still backing off */
+	assert_int_equal(h_restart_member(&h_main, 0), 0);
+	h_pause_member(&h_main, 0);
+	uint64_t errors = stats(src).errors;
+	bool sent = stats(src).pending_releases == 4 &&
+		    H_WAIT_FOR(stats(src).errors > errors, 5000) &&
+		    stats(src).pending_releases == 4;
+	h_resume_member(&h_main, 0);
+	return sent;
+}
+
+static void release_unanswered(void **state)
+{
+	(void)state;
+	vmem_etcd_opts_t o = opts("unanswered", 0);
+	assert_int_equal(vmem_etcd_pool_create(&o, "ru", 0, 8 * BLOCK, BLOCK), 0);
+	vmem_etcd_t *src;
+	assert_int_equal(vmem_etcd_open(&o, "ru", &src), 0);
+	vmem_t *vm = arena(src);
+	/* whether the batch reaches etcd before it is stopped is a race the
+	 * test usually wins within a try or two; each try checks the count */
+	int tries = 0;
+	bool sent = false;
+	while (!sent && tries++ < 10) {
+		uint64_t releases = stats(src).releases;
+		sent = batch_sent_unanswered(vm, src);
+		assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 10000));
+		vmem_etcd_stats_t st = stats(src);
+		/* sent unanswered or not, the four runs went in one transaction */
+		assert_int_equal(st.releases - releases, 1);
+		assert_int_equal(st.blocks_held, 0);
+		assert_int_equal(keys_of("ru", "unanswered"), 0);
+	}
+	print_message("batch sent to a stopped etcd: %s (%d tries)\n", sent ? "yes" : "no", tries);
+	vmem_destroy(vm);
+	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(vmem_etcd_pool_destroy(&o, "ru"), 0);
+}
+
 static void batch_with_foreign(void **state)
 {
 	(void)state;
@@ -191,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(releases_batched),
+		cmocka_unit_test(release_unanswered),
 		cmocka_unit_test(batch_with_foreign),
 		cmocka_unit_test(spares_topped_up),
 	};
