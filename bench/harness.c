@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -69,6 +70,46 @@ bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
 	errno = 0;
 	*out = strtoull(s, &end, 0);
 	return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
+}
+
+int cli_parse(struct cli *cli, int argc, char **argv)
+{
+	enum { QUICK = 256, HELP, NUMBER = 512, STRING = 1024 };
+	struct option longopts[2 + cli->nnumbers + cli->nstrings + 1];
+	size_t n = 0;
+	int c;
+
+	longopts[n++] = (struct option){"quick", no_argument, NULL, QUICK};
+	longopts[n++] = (struct option){"help", no_argument, NULL, HELP};
+	for (size_t i = 0; i < cli->nnumbers; i++)
+		longopts[n++] = (struct option){cli->numbers[i].name, required_argument, NULL,
+						NUMBER + (int)i};
+	for (size_t i = 0; i < cli->nstrings; i++)
+		longopts[n++] = (struct option){cli->strings[i].name, required_argument, NULL,
+						STRING + (int)i};
+	longopts[n] = (struct option){NULL, 0, NULL, 0};
+	cli->quick = false;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == QUICK) {
+			cli->quick = true;
+		} else if (c >= STRING && c < STRING + (int)cli->nstrings) {
+			*cli->strings[c - STRING].to = optarg;
+		} else if (c >= NUMBER && c < NUMBER + (int)cli->nnumbers) {
+			const struct cli_number *num = &cli->numbers[c - NUMBER];
+
+			if (!parse_number(optarg, num->lo, num->hi, num->to)) {
+				fprintf(stderr, "%s: %s\n", program_invocation_short_name, num->error);
+				return 2;
+			}
+		} else if (c == 'h' || c == HELP) {
+			cli->usage(stdout);
+			return 0;
+		} else { /* getopt_long has said what is wrong */
+			cli->usage(stderr);
+			return 2;
+		}
+	}
+	return -1;
 }
 
 void progress(const char *fmt, ...)
@@ -209,6 +250,28 @@ void finish_result(struct figure *r)
 	r->min = s[0];
 	r->max = s[n - 1];
 	r->median = (n % 2) ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+struct report run_report(const char *bench, const char *library, const char *library_version,
+			 const struct workload_info *workloads, size_t nworkloads)
+{
+	return (struct report){
+		.bench = bench,
+		.library = library,
+		.library_version = library_version,
+		.cpu = cpu_model,
+		.ncpu = ncpu,
+		.quick = opt.quick,
+#ifdef __OPTIMIZE__
+		.optimized = true,
+#endif
+		.reps = opt.reps,
+		.seed = opt.seed,
+		.workloads = workloads,
+		.nworkloads = nworkloads,
+		.figures = results,
+		.nfigures = nresults,
+	};
 }
 
 const struct figure *find_result(const char *wl, const char *variant, uint64_t live)

@@ -60,6 +60,39 @@ bool parse_number(const char *s, unsigned long long lo, unsigned long long hi,
 		  unsigned long long *out);
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void progress_clear(void);
+
+/*
+ * The command line of a benchmark: --quick, -h/--help, and the options of
+ * its tables, each named once.  A number option takes a whole decimal or
+ * 0x-hex number in [lo, hi] (else "PROG: error" on stderr); a string option
+ * keeps its argument.  The arguments left are argv[optind..].
+ */
+struct cli_number {
+	const char *name;
+	unsigned long long lo, hi;
+	const char *error;
+	unsigned long long *to;
+};
+struct cli_string {
+	const char *name;
+	const char **to;
+};
+struct cli {
+	void (*usage)(FILE *f);
+	const struct cli_number *numbers;
+	size_t nnumbers;
+	const struct cli_string *strings;
+	size_t nstrings;
+	bool quick; /* out: --quick was given */
+};
+#define CLI_TABLE(t) (t), (sizeof(t) / sizeof((t)[0]))
+#define CLI_TEXT_(x) #x
+#define CLI_TEXT(x) CLI_TEXT_(x)
+/* --reps N, timed repetitions per figure, as every benchmark takes it */
+#define CLI_REPS(to) {"reps", 5, MAXREP, "--reps must be 5.." CLI_TEXT(MAXREP), (to)}
+/* -1 to go on, or main's exit status: 0 after --help (usage on stdout), 2
+ * after a mistake (usage on stderr, after getopt's or the error message). */
+int cli_parse(struct cli *cli, int argc, char **argv);
 void *xmalloc(size_t n);
 uint64_t rss_bytes(void);
 void read_cpu_model(void);
@@ -114,6 +147,11 @@ __attribute__((format(printf, 4, 5))) void skip_result(const char *wl, const cha
 /* No thread has been started in this process yet (glibc's own flag). */
 bool process_single_threaded(void);
 /* a figure that was measured, or NULL; live 0 matches any */
+/* A report of this run for output.h: the program, the library it measures
+ * and the workloads it ran, with the machine, the options and every figure;
+ * ratios and sections are the caller's. */
+struct report run_report(const char *bench, const char *library, const char *library_version,
+			 const struct workload_info *workloads, size_t nworkloads);
 const struct figure *find_result(const char *wl, const char *variant, uint64_t live);
 /* its median, or NAN */
 double med(const char *wl, const char *variant, uint64_t live);

@@ -171,27 +171,11 @@ void report_of_run(struct report *r)
 	for (size_t i = 0; i < n; i++)
 		info[i] = workloads[i].info;
 	compute_ratios();
-	*r = (struct report){
-		.bench = "vmem-bench",
-		.library = "libvmem",
-		.library_version = vmem_version(),
-		.cpu = cpu_model,
-		.ncpu = ncpu,
-		.quick = opt.quick,
-#ifdef __OPTIMIZE__
-		.optimized = true,
-#endif
-		.reps = opt.reps,
-		.seed = opt.seed,
-		.workloads = info,
-		.nworkloads = n,
-		.figures = results,
-		.nfigures = nresults,
-		.ratios = ratios,
-		.nratios = NRATIOS,
-		.table_section = memory_table,
-		.json_section = memory_json,
-	};
+	*r = run_report("vmem-bench", "libvmem", vmem_version(), info, n);
+	r->ratios = ratios;
+	r->nratios = NRATIOS;
+	r->table_section = memory_table;
+	r->json_section = memory_json;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -19,7 +19,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,66 +88,34 @@ static int redraw(const char *from, const char *svg)
 	return 0;
 }
 
-enum { OPT_QUICK = 256, OPT_REPS, OPT_SEED, OPT_JSON, OPT_SVG, OPT_SVG_FROM_JSON };
-
-static const struct option long_options[] = {
-	{"quick", no_argument, NULL, OPT_QUICK},
-	{"reps", required_argument, NULL, OPT_REPS},
-	{"seed", required_argument, NULL, OPT_SEED},
-	{"json", required_argument, NULL, OPT_JSON},
-	{"svg", required_argument, NULL, OPT_SVG},
-	{"svg-from-json", required_argument, NULL, OPT_SVG_FROM_JSON},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
-};
-
 int main(int argc, char **argv)
 {
 	const char *json = NULL, *svg = NULL, *from = NULL;
-	bool quick = false, any = false;
+	bool quick, any = false;
 	bool *sel = calloc(nworkloads, sizeof *sel);
-	unsigned long long v;
+	unsigned long long reps = 0, seed = 0;
 	struct report rep;
-	int c;
+	const struct cli_number numbers[] = {
+		CLI_REPS(&reps),
+		{"seed", 0, UINT64_MAX, "--seed takes a number, decimal or 0x-hex", &seed},
+	};
+	const struct cli_string strings[] = {
+		{"json", &json},
+		{"svg", &svg},
+		{"svg-from-json", &from},
+	};
+	struct cli cli = {usage, CLI_TABLE(numbers), CLI_TABLE(strings), false};
 
 	if (sel == NULL)
 		die("out of memory");
-	while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-		switch (c) {
-		case OPT_QUICK:
-			quick = true;
-			break;
-		case OPT_REPS:
-			if (!parse_number(optarg, 5, MAXREP, &v)) {
-				fprintf(stderr, "vmem-bench: --reps must be 5..%d\n", MAXREP);
-				return 2;
-			}
-			opt.reps = (int)v;
-			break;
-		case OPT_SEED:
-			if (!parse_number(optarg, 0, UINT64_MAX, &v)) {
-				fprintf(stderr, "vmem-bench: --seed takes a number, decimal or 0x-hex\n");
-				return 2;
-			}
-			opt.seed = v;
-			break;
-		case OPT_JSON:
-			json = optarg;
-			break;
-		case OPT_SVG:
-			svg = optarg;
-			break;
-		case OPT_SVG_FROM_JSON:
-			from = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default: /* getopt_long has said what is wrong */
-			usage(stderr);
-			return 2;
-		}
+	int status = cli_parse(&cli, argc, argv);
+	if (status >= 0) {
+		free(sel);
+		return status;
 	}
+	quick = cli.quick;
+	opt.reps = (int)reps;
+	opt.seed = seed;
 	for (int i = optind; i < argc; i++) {
 		bool found = false;
 

@@ -25,7 +25,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -780,7 +779,7 @@ static void traffic_figure(const char *variant, const struct traffic *t)
 }
 
 /* The table on stdout, and the JSON when json is not NULL. */
-static void report(bool quick, const char *json)
+static void report(const char *json)
 {
 	double e1r[NKINDS], e1f[NKINDS], e2[NKINDS];
 	for (int k = 0; k < NKINDS; k++) {
@@ -804,27 +803,12 @@ static void report(bool quick, const char *json)
 	snprintf(v, sizeof v, "E2 bursts, block %" PRIu64, cfg.tail_block);
 	traffic_figure(v, &traffic_e2);
 
-	struct report r = {
-		.bench = "vmem-etcd-bench",
-		.library = "libvmem-etcd",
-		.library_version = vmem_version(),
-		.cpu = cpu_model,
-		.ncpu = ncpu,
-		.quick = quick,
-#ifdef __OPTIMIZE__
-		.optimized = true,
-#endif
-		.reps = opt.reps,
-		.seed = opt.seed,
-		.workloads = workload_infos,
-		.nworkloads = sizeof workload_infos / sizeof workload_infos[0],
-		.figures = results,
-		.nfigures = nresults,
-		.ratios = ratios,
-		.nratios = sizeof ratios / sizeof ratios[0],
-		.table_section = table_section,
-		.json_section = json_section,
-	};
+	struct report r = run_report("vmem-etcd-bench", "libvmem-etcd", vmem_version(), workload_infos,
+				     sizeof workload_infos / sizeof workload_infos[0]);
+	r.ratios = ratios;
+	r.nratios = sizeof ratios / sizeof ratios[0];
+	r.table_section = table_section;
+	r.json_section = json_section;
 	report_table(stdout, &r);
 	if (json != NULL && report_json(json, &r) != 0)
 		die("%s: %s", json, strerror(errno));
@@ -870,81 +854,33 @@ static void usage(FILE *f)
 		DEFAULT_PREFETCH);
 }
 
-enum { OPT_QUICK = 256, OPT_REPS, OPT_BLOCK, OPT_TAIL_BLOCK, OPT_GAP, OPT_PREFETCH,
-       OPT_ENDPOINTS, OPT_JSON };
-
-static const struct option long_options[] = {
-	{"quick", no_argument, NULL, OPT_QUICK},
-	{"reps", required_argument, NULL, OPT_REPS},
-	{"block", required_argument, NULL, OPT_BLOCK},
-	{"tail-block", required_argument, NULL, OPT_TAIL_BLOCK},
-	{"gap", required_argument, NULL, OPT_GAP},
-	{"prefetch", required_argument, NULL, OPT_PREFETCH},
-	{"endpoints", required_argument, NULL, OPT_ENDPOINTS},
-	{"json", required_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
-};
-
 int main(int argc, char **argv)
 {
 	const char *json = NULL;
-	bool quick = false;
-	unsigned long long v;
-	int c;
+	unsigned long long reps = 0, block = DEFAULT_BLOCK, tail_block = DEFAULT_TAIL_BLOCK,
+			   gap_ms = DEFAULT_GAP_MS, prefetch = DEFAULT_PREFETCH;
+	const struct cli_number numbers[] = {
+		CLI_REPS(&reps),
+		{"block", 1, 1ULL << 24, "a block is 1..2^24 IDs", &block},
+		{"tail-block", 1, 1ULL << 24, "a block is 1..2^24 IDs", &tail_block},
+		{"gap", 0, 10000, "--gap must be 0..10000 ms", &gap_ms},
+		{"prefetch", 1, 127, "--prefetch must be 1..127", &prefetch},
+	};
+	const struct cli_string strings[] = {
+		{"endpoints", &cfg.endpoints},
+		{"json", &json},
+	};
+	struct cli cli = {usage, CLI_TABLE(numbers), CLI_TABLE(strings), false};
 
-	cfg.block = DEFAULT_BLOCK;
-	cfg.tail_block = DEFAULT_TAIL_BLOCK;
-	cfg.gap_ms = DEFAULT_GAP_MS;
-	cfg.prefetch = DEFAULT_PREFETCH;
-	while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-		switch (c) {
-		case OPT_QUICK:
-			quick = true;
-			break;
-		case OPT_REPS:
-			if (!parse_number(optarg, 5, MAXREP, &v)) {
-				fprintf(stderr, "vmem-etcd-bench: --reps must be 5..%d\n", MAXREP);
-				return 2;
-			}
-			opt.reps = (int)v;
-			break;
-		case OPT_BLOCK:
-		case OPT_TAIL_BLOCK:
-			if (!parse_number(optarg, 1, 1ULL << 24, &v)) {
-				fprintf(stderr, "vmem-etcd-bench: a block is 1..2^24 IDs\n");
-				return 2;
-			}
-			*(c == OPT_BLOCK ? &cfg.block : &cfg.tail_block) = v;
-			break;
-		case OPT_GAP:
-			if (!parse_number(optarg, 0, 10000, &v)) {
-				fprintf(stderr, "vmem-etcd-bench: --gap must be 0..10000 ms\n");
-				return 2;
-			}
-			cfg.gap_ms = (unsigned)v;
-			break;
-		case OPT_PREFETCH:
-			if (!parse_number(optarg, 1, 127, &v)) {
-				fprintf(stderr, "vmem-etcd-bench: --prefetch must be 1..127\n");
-				return 2;
-			}
-			cfg.prefetch = (uint32_t)v;
-			break;
-		case OPT_ENDPOINTS:
-			cfg.endpoints = optarg;
-			break;
-		case OPT_JSON:
-			json = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
+	int rc = cli_parse(&cli, argc, argv);
+	if (rc >= 0)
+		return rc;
+	bool quick = cli.quick;
+	opt.reps = (int)reps;
+	cfg.block = block;
+	cfg.tail_block = tail_block;
+	cfg.gap_ms = (unsigned)gap_ms;
+	cfg.prefetch = (uint32_t)prefetch;
 	bool run[3] = {optind == argc, optind == argc, optind == argc};
 	for (int i = optind; i < argc; i++) {
 		int w = -1;
@@ -985,7 +921,7 @@ int main(int argc, char **argv)
 	if (run[2])
 		e3_claims();
 	progress_clear();
-	report(quick, json);
+	report(json);
 	if (cfg.own_etcd)
 		h_stop(&cluster);
 	return 0;

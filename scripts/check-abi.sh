@@ -41,15 +41,9 @@ fi
 arg=${1:-}
 debugdir=${2:-}
 
-for tool in abidw abidiff; do
-	command -v $tool >/dev/null || {
-		echo "check-abi: $tool not found: apt-get install abigail-tools" >&2
-		exit 2
-	}
-done
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+. "$top/scripts/check-lib.sh"
+require_tools check-abi ": apt-get install abigail-tools" abidw abidiff
+scratch_dir
 
 has_debug_info() {
 	readelf -S -W "$1" 2>/dev/null | grep -q '\.debug_info'

@@ -39,15 +39,9 @@ esac
 	echo "check-symbols: $lib not found (build the library first)" >&2
 	exit 2
 }
-for tool in readelf nm; do
-	command -v $tool >/dev/null || {
-		echo "check-symbols: $tool not found (binutils)" >&2
-		exit 2
-	}
-done
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+. "$top/scripts/check-lib.sh"
+require_tools check-symbols " (binutils)" readelf nm
+scratch_dir
 fail=0
 err() {
 	echo "check-symbols: FAIL: $*" >&2

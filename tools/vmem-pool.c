@@ -194,35 +194,37 @@ static int show(struct etcd_client *c, const char *prefix, const char *pool, boo
 
 /* ---- main ------------------------------------------------------------------ */
 
-enum { OPT_ENDPOINTS = 256, OPT_PREFIX, OPT_CACERT, OPT_CERT, OPT_KEY, OPT_USER, OPT_TIMEOUT,
-       OPT_BASE, OPT_SIZE, OPT_BLOCK, OPT_OWNER, OPT_JSON, OPT_HELP };
-
-static const struct option options[] = {
-	{"endpoints", required_argument, NULL, OPT_ENDPOINTS},
-	{"prefix", required_argument, NULL, OPT_PREFIX},
-	{"cacert", required_argument, NULL, OPT_CACERT},
-	{"cert", required_argument, NULL, OPT_CERT},
-	{"key", required_argument, NULL, OPT_KEY},
-	{"user", required_argument, NULL, OPT_USER},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"base", required_argument, NULL, OPT_BASE},
-	{"size", required_argument, NULL, OPT_SIZE},
-	{"block", required_argument, NULL, OPT_BLOCK},
-	{"owner", required_argument, NULL, OPT_OWNER},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+/* The options: first those whose argument is kept as it is, then those that
+ * take a number, then those without an argument; getopt_long gives each
+ * its place in the list plus OPT_FIRST. */
+enum { OPT_FIRST = 256, NSTRING_OPTS = 7, NNUMBER_OPTS = 4, NOPTS = 13 };
+static const char *const option_names[] = {
+	"endpoints", "prefix", "cacert", "cert", "key", "user", "owner",
+	"timeout", "base", "size", "block",
+	"json", "help",
+};
+_Static_assert(sizeof(option_names) / sizeof(option_names[0]) == NOPTS, "one name an option");
+enum { OPT_TIMEOUT = OPT_FIRST + NSTRING_OPTS, OPT_JSON = OPT_TIMEOUT + NNUMBER_OPTS, OPT_HELP };
+static const char *const number_errors[NNUMBER_OPTS] = {
+	"--timeout: not a number of milliseconds", "--base: not a number", "--size: not a number",
+	"--block: not a number",
 };
 
 int main(int argc, char **argv)
 {
 	vmem_etcd_opts_t o = {.size = sizeof(o)};
-	char *user = NULL;
-	const char *owner = NULL;
-	uint64_t base = 0, size = 0, block = 0, timeout = 0;
-	bool have_base = false, have_size = false, have_block = false, as_json = false;
+	const char *user = NULL, *owner = NULL;
+	const char **strings[NSTRING_OPTS] = {&o.endpoints, &o.prefix,    &o.ca_file, &o.cert_file,
+					      &o.key_file,  &user, &owner};
+	uint64_t numbers[NNUMBER_OPTS] = {0}; /* timeout, base, size, block */
+	bool given[NNUMBER_OPTS] = {false}, as_json = false;
 	const char *positional[3];
 	int npos = 0;
+	struct option options[NOPTS + 1] = {{NULL, 0, NULL, 0}};
+	for (int i = 0; i < NOPTS; i++)
+		options[i] = (struct option){option_names[i],
+					     i < OPT_JSON - OPT_FIRST ? required_argument : no_argument,
+					     NULL, OPT_FIRST + i};
 
 	/* options may come before or after the command and the pool */
 	opterr = 0;
@@ -234,58 +236,25 @@ int main(int argc, char **argv)
 			if (npos == 3)
 				return usage("too many arguments");
 			positional[npos++] = argv[optind++];
-			continue;
-		}
-		switch (ch) {
-		case OPT_ENDPOINTS:
-			o.endpoints = optarg;
-			break;
-		case OPT_PREFIX:
-			o.prefix = optarg;
-			break;
-		case OPT_CACERT:
-			o.ca_file = optarg;
-			break;
-		case OPT_CERT:
-			o.cert_file = optarg;
-			break;
-		case OPT_KEY:
-			o.key_file = optarg;
-			break;
-		case OPT_USER:
-			user = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (!parse_u64(optarg, &timeout) || timeout == 0 || timeout > UINT32_MAX)
-				return usage("--timeout: not a number of milliseconds");
-			o.timeout_ms = (uint32_t)timeout;
-			break;
-		case OPT_BASE:
-			if (!(have_base = parse_u64(optarg, &base)))
-				return usage("--base: not a number");
-			break;
-		case OPT_SIZE:
-			if (!(have_size = parse_u64(optarg, &size)))
-				return usage("--size: not a number");
-			break;
-		case OPT_BLOCK:
-			if (!(have_block = parse_u64(optarg, &block)))
-				return usage("--block: not a number");
-			break;
-		case OPT_OWNER:
-			owner = optarg;
-			break;
-		case OPT_JSON:
+		} else if (ch >= OPT_FIRST && ch < OPT_TIMEOUT) {
+			*strings[ch - OPT_FIRST] = optarg;
+		} else if (ch >= OPT_TIMEOUT && ch < OPT_JSON) {
+			int k = ch - OPT_TIMEOUT;
+			given[k] = parse_u64(optarg, &numbers[k]);
+			if (!given[k] || (ch == OPT_TIMEOUT && (numbers[k] == 0 || numbers[k] > UINT32_MAX)))
+				return usage(number_errors[k]);
+		} else if (ch == OPT_JSON) {
 			as_json = true;
-			break;
-		case 'h':
-		case OPT_HELP:
+		} else if (ch == 'h' || ch == OPT_HELP) {
 			fputs(usage_text, stdout);
 			return 0;
-		default:
+		} else {
 			return usage("unknown option or missing argument");
 		}
 	}
+	o.timeout_ms = (uint32_t)numbers[0];
+	uint64_t base = numbers[1], size = numbers[2], block = numbers[3];
+	bool have_base = given[1], have_size = given[2], have_block = given[3];
 	if (npos < 2)
 		return usage(npos == 0 ? "no command" : "no pool");
 	if (npos > 2)
@@ -296,7 +265,7 @@ int main(int argc, char **argv)
 	if ((o.cert_file == NULL) != (o.key_file == NULL))
 		return usage("--cert and --key go together");
 	if (user != NULL) {
-		char *colon = strchr(user, ':');
+		char *colon = strchr(user, ':'); /* in argv, which may be written */
 		if (colon == NULL || colon == user)
 			return usage("--user takes USER:PASSWORD");
 		*colon = '\0';

@@ -39,19 +39,11 @@ char *b64_encode(const void *data, size_t len)
 	return out;
 }
 
+/* A digit's value, -1 for a character outside the alphabet ('=' included). */
 static int b64_digit(char ch)
 {
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
+	const char *at = ch != '\0' ? strchr(b64_alphabet, ch) : NULL;
+	return at != NULL ? (int)(at - b64_alphabet) : -1;
 }
 
 int b64_decode(const char *text, char **out, size_t *lenp)
@@ -257,12 +249,10 @@ static int parse_range(json_t *rr, struct etcd_kvs *kvs)
 			err = b64_decode(json_string_value(k), &kv->key, &klen);
 		if (!err)
 			err = b64_decode(v ? json_string_value(v) : "", &kv->value, &kv->value_len);
-		if (!err)
-			err = json_int64_field(e, "create_revision", &kv->create_revision);
-		if (!err)
-			err = json_int64_field(e, "mod_revision", &kv->mod_revision);
-		if (!err)
-			err = json_int64_field(e, "lease", &kv->lease);
+		static const char *const int_fields[] = {"create_revision", "mod_revision", "lease"};
+		int64_t *int_dst[] = {&kv->create_revision, &kv->mod_revision, &kv->lease};
+		for (size_t f = 0; !err && f < sizeof(int_fields) / sizeof(int_fields[0]); f++)
+			err = json_int64_field(e, int_fields[f], int_dst[f]);
 		if (err) {
 			etcd_kvs_free(kvs);
 			return err;

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +28,21 @@
 
 /* ---- options --------------------------------------------------------------- */
 
-static int dup_or(const char *s, const char *dflt, char **out)
+/* The options' strings, each copied into the conf: where it is in the one and
+ * in the other. */
+#define CONF_STRING(field) {offsetof(vmem_etcd_opts_t, field), offsetof(struct etcd_conf, field)}
+static const struct {
+	size_t opt, conf;
+} conf_strings[] = {
+	CONF_STRING(endpoints), CONF_STRING(prefix),    CONF_STRING(owner),
+	CONF_STRING(ca_file),   CONF_STRING(cert_file), CONF_STRING(key_file),
+	CONF_STRING(username),  CONF_STRING(password),
+};
+#define NCONF_STRINGS (sizeof(conf_strings) / sizeof(conf_strings[0]))
+
+static char **conf_string(struct etcd_conf *conf, size_t i)
 {
-	*out = NULL;
-	if (s == NULL)
-		s = dflt;
-	if (s == NULL)
-		return 0;
-	*out = strdup(s);
-	return *out ? 0 : ENOMEM;
+	return (char **)((char *)conf + conf_strings[i].conf);
 }
 
 int conf_load(const vmem_etcd_opts_t *o, struct etcd_conf *conf)
@@ -47,33 +54,22 @@ int conf_load(const vmem_etcd_opts_t *o, struct etcd_conf *conf)
 			return EINVAL;
 		memcpy(&v, o, o->size < sizeof(v) ? o->size : sizeof(v));
 	}
-	const char *env = getenv("VMEM_ETCD_ENDPOINTS");
-	const char *endpoints = v.endpoints ? v.endpoints : env && *env ? env : DEFAULT_ENDPOINTS;
 	/* a key file without a certificate (or the reverse) cannot work */
 	if ((v.cert_file == NULL) != (v.key_file == NULL) || (v.password && !v.username))
 		return EINVAL;
-	int err = dup_or(endpoints, NULL, &conf->endpoints);
-	if (!err)
-		err = dup_or(v.prefix, DEFAULT_PREFIX, &conf->prefix);
-	if (!err)
-		err = dup_or(v.owner, NULL, &conf->owner);
-	if (!err)
-		err = dup_or(v.ca_file, NULL, &conf->ca_file);
-	if (!err)
-		err = dup_or(v.cert_file, NULL, &conf->cert_file);
-	if (!err)
-		err = dup_or(v.key_file, NULL, &conf->key_file);
-	if (!err)
-		err = dup_or(v.username, NULL, &conf->username);
-	if (!err)
-		err = dup_or(v.password, NULL, &conf->password);
-	if (err) {
-		conf_free(conf);
-		return err;
-	}
-	if (v.owner != NULL && v.owner[0] == '\0') {
-		conf_free(conf);
+	if (v.owner != NULL && v.owner[0] == '\0')
 		return EINVAL;
+	const char *env = getenv("VMEM_ETCD_ENDPOINTS");
+	if (v.endpoints == NULL)
+		v.endpoints = env && *env ? env : DEFAULT_ENDPOINTS;
+	if (v.prefix == NULL)
+		v.prefix = DEFAULT_PREFIX;
+	for (size_t i = 0; i < NCONF_STRINGS; i++) {
+		const char *s = *(const char *const *)((const char *)&v + conf_strings[i].opt);
+		if (s != NULL && (*conf_string(conf, i) = strdup(s)) == NULL) {
+			conf_free(conf);
+			return ENOMEM;
+		}
 	}
 	conf->ttl_s = v.ttl_s;
 	conf->timeout_ms = v.timeout_ms ? v.timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -85,17 +81,10 @@ int conf_load(const vmem_etcd_opts_t *o, struct etcd_conf *conf)
 
 void conf_free(struct etcd_conf *conf)
 {
-	free(conf->endpoints);
-	free(conf->prefix);
-	free(conf->owner);
-	free(conf->ca_file);
-	free(conf->cert_file);
-	free(conf->key_file);
-	free(conf->username);
-	if (conf->password) {
+	if (conf->password)
 		memset(conf->password, 0, strlen(conf->password));
-		free(conf->password);
-	}
+	for (size_t i = 0; i < NCONF_STRINGS; i++)
+		free(*conf_string(conf, i));
 	*conf = (struct etcd_conf){0};
 }
 
@@ -206,13 +195,11 @@ int pool_config_parse(const char *text, size_t len, struct pool_conf *pc)
 {
 	json_error_t jerr;
 	json_t *j = json_loadb(text, len, 0, &jerr);
+	static const char *const fields[] = {"base", "size", "block"};
+	uint64_t *dst[] = {&pc->base, &pc->size, &pc->block};
 	int err = json_is_object(j) ? 0 : EPROTO;
-	if (!err)
-		err = decimal_field(j, "base", &pc->base);
-	if (!err)
-		err = decimal_field(j, "size", &pc->size);
-	if (!err)
-		err = decimal_field(j, "block", &pc->block);
+	for (size_t i = 0; !err && i < sizeof(fields) / sizeof(fields[0]); i++)
+		err = decimal_field(j, fields[i], dst[i]);
 	if (!err && pool_check(pc->base, pc->size, pc->block) != 0)
 		err = EPROTO; /* a stored pool that could never have been created */
 	if (!err)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,42 +192,26 @@ static void member_argv_start(struct h_cluster *cl, int i)
 			 cl->m[k].peer_url);
 	}
 	snprintf(log, sizeof(log), "%s.log", m->dir);
-	const char *argv[40];
-	int a = 0;
-	argv[a++] = "etcd";
-	argv[a++] = "--name";
-	argv[a++] = m->name;
-	argv[a++] = "--data-dir";
-	argv[a++] = m->dir;
-	argv[a++] = "--listen-client-urls";
-	argv[a++] = m->url;
-	argv[a++] = "--advertise-client-urls";
-	argv[a++] = m->url;
-	argv[a++] = "--listen-peer-urls";
-	argv[a++] = m->peer_url;
-	argv[a++] = "--initial-advertise-peer-urls";
-	argv[a++] = m->peer_url;
-	argv[a++] = "--initial-cluster";
-	argv[a++] = cluster;
-	argv[a++] = "--initial-cluster-state";
-	argv[a++] = "new";
-	/* quicker elections after a member dies; etcd's minimum lease TTL stays 1 s */
-	argv[a++] = "--heartbeat-interval";
-	argv[a++] = "50";
-	argv[a++] = "--election-timeout";
-	argv[a++] = "500";
-	if (cl->flags & H_TLS) {
-		static char srv_cert[240], srv_key[240];
-		snprintf(srv_cert, sizeof(srv_cert), "%s/server.crt", cl->tmp);
-		snprintf(srv_key, sizeof(srv_key), "%s/server.key", cl->tmp);
-		argv[a++] = "--cert-file";
-		argv[a++] = srv_cert;
-		argv[a++] = "--key-file";
-		argv[a++] = srv_key;
-		argv[a++] = "--client-cert-auth";
-		argv[a++] = "--trusted-ca-file";
-		argv[a++] = cl->ca;
-	}
+	char srv_cert[240], srv_key[240];
+	snprintf(srv_cert, sizeof(srv_cert), "%s/server.crt", cl->tmp);
+	snprintf(srv_key, sizeof(srv_key), "%s/server.key", cl->tmp);
+	const char *argv[40] = {
+		"etcd", "--name", m->name, "--data-dir", m->dir,
+		"--listen-client-urls", m->url, "--advertise-client-urls", m->url,
+		"--listen-peer-urls", m->peer_url, "--initial-advertise-peer-urls", m->peer_url,
+		"--initial-cluster", cluster, "--initial-cluster-state", "new",
+		/* quicker elections after a member dies; etcd's minimum lease TTL stays 1 s */
+		"--heartbeat-interval", "50", "--election-timeout", "500",
+	};
+	const char *const tls_argv[] = {
+		"--cert-file", srv_cert, "--key-file", srv_key,
+		"--client-cert-auth", "--trusted-ca-file", cl->ca,
+	};
+	size_t a = 0;
+	while (argv[a] != NULL)
+		a++;
+	for (size_t k = 0; (cl->flags & H_TLS) && k < sizeof(tls_argv) / sizeof(tls_argv[0]); k++)
+		argv[a++] = tls_argv[k];
 	argv[a] = NULL;
 
 	install_backstops();
@@ -492,6 +477,51 @@ vmem_etcd_opts_t h_opts(const struct h_cluster *cl)
 	return o;
 }
 
+vmem_etcd_opts_t h_opts_owner(const struct h_cluster *cl, const char *owner, uint32_t ttl_s)
+{
+	vmem_etcd_opts_t o = h_opts(cl);
+	o.owner = owner;
+	o.ttl_s = ttl_s;
+	return o;
+}
+
+/* ---- connections with an arena ---------------------------------------------- */
+
+int h_open_arena(const vmem_etcd_opts_t *o, const char *pool, vmem_etcd_t **src, vmem_t **vm)
+{
+	int err = vmem_etcd_open(o, pool, src);
+	if (err != 0)
+		return err;
+	*vm = vmem_create(pool, 0, 0, 1, 0, 0);
+	err = *vm == NULL ? ENOMEM : vmem_etcd_attach(*src, *vm);
+	if (err != 0) {
+		if (*vm != NULL)
+			vmem_destroy(*vm);
+		vmem_etcd_close(*src);
+	}
+	return err;
+}
+
+int h_close_arena(vmem_etcd_t *src, vmem_t *vm)
+{
+	vmem_destroy(vm);
+	return vmem_etcd_close(src);
+}
+
+void *h_share(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	memset(p, 0, size);
+	return p;
+}
+
+void h_unshare(void *p, size_t size)
+{
+	munmap(p, size);
+}
+
 /* ---- the raw gateway -------------------------------------------------------- */
 
 static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -664,6 +694,24 @@ long h_count(const struct h_cluster *cl, const char *prefix)
 	json_t *k = h_keys(cl, prefix);
 	long n = k ? (long)json_array_size(k) : -1;
 	json_decref(k);
+	return n;
+}
+
+long h_count_owned(const struct h_cluster *cl, const char *pool, const char *owner)
+{
+	char prefix[128], value[128];
+	snprintf(prefix, sizeof(prefix), "/vmem/%s/blocks/", pool);
+	snprintf(value, sizeof(value), "{\"owner\":\"%s\"}", owner);
+	json_t *keys = h_keys(cl, prefix), *kv;
+	if (keys == NULL)
+		return -1;
+	long n = 0;
+	size_t i;
+	json_array_foreach(keys, i, kv)
+	{
+		n += strcmp(json_string_value(json_object_get(kv, "value")), value) == 0;
+	}
+	json_decref(keys);
 	return n;
 }
 

@@ -60,8 +60,31 @@ void h_pause_member(struct h_cluster *cl, int i); /* SIGSTOP */
 void h_resume_member(struct h_cluster *cl, int i);
 
 /* Options pointing at the cluster (TLS files and credentials set when the
- * cluster has them). */
+ * cluster has them); h_opts_owner sets the owner (NULL: the default) and
+ * the lease TTL (0: none) too. */
 vmem_etcd_opts_t h_opts(const struct h_cluster *cl);
+vmem_etcd_opts_t h_opts_owner(const struct h_cluster *cl, const char *owner, uint32_t ttl_s);
+
+/* Open pool with o and attach a new arena of quantum 1 (named after the pool)
+ * to it: 0, or the error of the step that failed (ENOMEM: no arena), with
+ * nothing left open.  h_close_arena destroys the arena, then closes the
+ * connection: vmem_etcd_close's result. */
+int h_open_arena(const vmem_etcd_opts_t *o, const char *pool, vmem_etcd_t **src, vmem_t **vm);
+int h_close_arena(vmem_etcd_t *src, vmem_t *vm);
+
+/* The stats of src, in a test: the call failing fails the test (cmocka's
+ * assert_int_equal, which the test file includes). */
+#define H_STATS(src)                                                                           \
+	({                                                                                     \
+		vmem_etcd_stats_t h_st_ = {.size = sizeof(h_st_)};                             \
+		assert_int_equal(vmem_etcd_get_stats((src), &h_st_), 0);                       \
+		h_st_;                                                                         \
+	})
+
+/* Zeroed memory shared with the helpers forked after it (MAP_SHARED), or
+ * NULL; h_unshare gives it back. */
+void *h_share(size_t size);
+void h_unshare(void *p, size_t size);
 
 /* fork() a helper that runs fn(arg) and exits with its result; registered
  * for h_stop.  h_wait reaps one and returns its exit status (or 128+signal). */
@@ -77,8 +100,10 @@ char *h_unb64(const char *s);
 /* Every key with the prefix, decoded, as a JSON array of
  * {"key","value","lease"} (lease "0" when none); NULL on failure. */
 json_t *h_keys(const struct h_cluster *cl, const char *prefix);
-/* Keys with the prefix; -1 on failure. */
+/* Keys with the prefix; -1 on failure.  h_count_owned: block keys of pool
+ * (default prefix) whose value names owner. */
 long h_count(const struct h_cluster *cl, const char *prefix);
+long h_count_owned(const struct h_cluster *cl, const char *pool, const char *owner);
 int h_put(const struct h_cluster *cl, const char *key, const char *value);
 
 /* Run $VMEM_POOL with --endpoints of the cluster and the arguments given

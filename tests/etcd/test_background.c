@@ -30,56 +30,37 @@
 
 #define BLOCK 16
 
-static vmem_etcd_stats_t stats(vmem_etcd_t *src)
-{
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
-	return st;
-}
-
 static vmem_etcd_opts_t opts(const char *owner, uint32_t prefetch)
 {
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	o.owner = owner;
+	vmem_etcd_opts_t o = h_opts_owner(&h_main, owner, 0);
 	o.prefetch = prefetch;
 	o.timeout_ms = 500; /* etcd is down for a while in some tests */
 	return o;
 }
 
-static vmem_t *arena(vmem_etcd_t *src)
+/* How many block keys of the pool name owner (the keys could be read). */
+static long keys_of(const char *pool, const char *owner)
 {
-	vmem_t *vm = vmem_create("ids", 0, 0, 1, 0, 0);
-	assert_non_null(vm);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
-	return vm;
+	long n = h_count_owned(&h_main, pool, owner);
+	assert_true(n >= 0);
+	return n;
 }
 
-/* How many block keys of the pool name owner. */
-static size_t keys_of(const char *pool, const char *owner)
+/* Create pool (n blocks) with o and open it with an arena. */
+static void create_open(const vmem_etcd_opts_t *o, const char *pool, int n, vmem_etcd_t **src,
+			vmem_t **vm)
 {
-	char prefix[64], value[64];
-	snprintf(prefix, sizeof(prefix), "/vmem/%s/blocks/", pool);
-	snprintf(value, sizeof(value), "{\"owner\":\"%s\"}", owner);
-	json_t *keys = h_keys(&h_main, prefix);
-	assert_non_null(keys);
-	size_t n = 0, i;
-	json_t *kv;
-	json_array_foreach(keys, i, kv)
-	{
-		n += strcmp(json_string_value(json_object_get(kv, "value")), value) == 0;
-	}
-	json_decref(keys);
-	return n;
+	assert_int_equal(vmem_etcd_pool_create(o, pool, 0, (vmem_size_t)n * BLOCK, BLOCK), 0);
+	assert_int_equal(h_open_arena(o, pool, src, vm), 0);
 }
 
 static void releases_batched(void **state)
 {
 	(void)state;
 	vmem_etcd_opts_t o = opts("batcher", 0);
-	assert_int_equal(vmem_etcd_pool_create(&o, "rb", 0, 8 * BLOCK, BLOCK), 0);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "rb", &src), 0);
-	vmem_t *vm = arena(src);
+	vmem_t *vm;
+	create_open(&o, "rb", 8, &src, &vm);
 	vmem_addr_t ids[4];
 	for (int i = 0; i < 4; i++) /* a whole block each: four runs */
 		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
@@ -88,19 +69,18 @@ static void releases_batched(void **state)
 	h_kill_member(&h_main, 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
-	assert_true(H_WAIT_FOR(stats(src).errors > 0, 5000)); /* a release was tried */
-	vmem_etcd_stats_t st = stats(src);
+	assert_true(H_WAIT_FOR(H_STATS(src).errors > 0, 5000)); /* a release was tried */
+	vmem_etcd_stats_t st = H_STATS(src);
 	assert_int_equal(st.pending_releases, 4);
 	assert_int_equal(st.releases, 0);
 
 	assert_int_equal(h_restart_member(&h_main, 0), 0);
-	assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 10000));
-	st = stats(src);
+	assert_true(H_WAIT_FOR(H_STATS(src).pending_releases == 0, 10000));
+	st = H_STATS(src);
 	assert_int_equal(st.releases, 1); /* one transaction for the four */
 	assert_int_equal(st.blocks_held, 0);
 	assert_int_equal(keys_of("rb", "batcher"), 0);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "rb"), 0);
 }
 
@@ -115,15 +95,15 @@ static bool batch_sent_unanswered(vmem_t *vm, vmem_etcd_t *src)
 	h_kill_member(&h_main, 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
-	assert_true(H_WAIT_FOR(stats(src).errors > 0, 5000));
-	assert_int_equal(stats(src).pending_releases, 4);
+	assert_true(H_WAIT_FOR(H_STATS(src).errors > 0, 5000));
+	assert_int_equal(H_STATS(src).pending_releases, 4);
 	/* back, and stopped at once: the client is still backing off */
 	assert_int_equal(h_restart_member(&h_main, 0), 0);
 	h_pause_member(&h_main, 0);
-	uint64_t errors = stats(src).errors;
-	bool sent = stats(src).pending_releases == 4 &&
-		    H_WAIT_FOR(stats(src).errors > errors, 5000) &&
-		    stats(src).pending_releases == 4;
+	uint64_t errors = H_STATS(src).errors;
+	bool sent = H_STATS(src).pending_releases == 4 &&
+		    H_WAIT_FOR(H_STATS(src).errors > errors, 5000) &&
+		    H_STATS(src).pending_releases == 4;
 	h_resume_member(&h_main, 0);
 	return sent;
 }
@@ -132,27 +112,25 @@ static void release_unanswered(void **state)
 {
 	(void)state;
 	vmem_etcd_opts_t o = opts("unanswered", 0);
-	assert_int_equal(vmem_etcd_pool_create(&o, "ru", 0, 8 * BLOCK, BLOCK), 0);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "ru", &src), 0);
-	vmem_t *vm = arena(src);
+	vmem_t *vm;
+	create_open(&o, "ru", 8, &src, &vm);
 	/* whether the batch reaches etcd before it is stopped is a race the
 	 * test usually wins within a try or two; each try checks the count */
 	int tries = 0;
 	bool sent = false;
 	while (!sent && tries++ < 10) {
-		uint64_t releases = stats(src).releases;
+		uint64_t releases = H_STATS(src).releases;
 		sent = batch_sent_unanswered(vm, src);
-		assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 10000));
-		vmem_etcd_stats_t st = stats(src);
+		assert_true(H_WAIT_FOR(H_STATS(src).pending_releases == 0, 10000));
+		vmem_etcd_stats_t st = H_STATS(src);
 		/* sent unanswered or not, the four runs went in one transaction */
 		assert_int_equal(st.releases - releases, 1);
 		assert_int_equal(st.blocks_held, 0);
 		assert_int_equal(keys_of("ru", "unanswered"), 0);
 	}
 	print_message("batch sent to a stopped etcd: %s (%d tries)\n", sent ? "yes" : "no", tries);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "ru"), 0);
 }
 
@@ -160,11 +138,10 @@ static void batch_with_foreign(void **state)
 {
 	(void)state;
 	vmem_etcd_opts_t oa = opts("first", 0), ob = opts("second", 0);
-	assert_int_equal(vmem_etcd_pool_create(&oa, "bf", 0, 5 * BLOCK, BLOCK), 0);
 	vmem_etcd_t *sa, *sb;
-	assert_int_equal(vmem_etcd_open(&oa, "bf", &sa), 0);
-	assert_int_equal(vmem_etcd_open(&ob, "bf", &sb), 0);
-	vmem_t *va = arena(sa), *vb = arena(sb);
+	vmem_t *va, *vb;
+	create_open(&oa, "bf", 5, &sa, &va);
+	assert_int_equal(h_open_arena(&ob, "bf", &sb, &vb), 0);
 	vmem_addr_t a[5], b[4];
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(vmem_alloc(va, BLOCK, VM_NOSLEEP, &a[i]), 0);
@@ -180,20 +157,18 @@ static void batch_with_foreign(void **state)
 	h_kill_member(&h_main, 0);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(vmem_free(va, a[i], BLOCK), 0);
-	assert_true(H_WAIT_FOR(stats(sa).errors > 0, 5000));
-	assert_int_equal(stats(sa).pending_releases, 5);
+	assert_true(H_WAIT_FOR(H_STATS(sa).errors > 0, 5000));
+	assert_int_equal(H_STATS(sa).pending_releases, 5);
 	assert_int_equal(h_restart_member(&h_main, 0), 0);
-	assert_true(H_WAIT_FOR(stats(sa).pending_releases == 0, 10000));
-	assert_int_equal(stats(sa).blocks_held, 0);
+	assert_true(H_WAIT_FOR(H_STATS(sa).pending_releases == 0, 10000));
+	assert_int_equal(H_STATS(sa).blocks_held, 0);
 	assert_int_equal(keys_of("bf", "first"), 0);
 	assert_int_equal(keys_of("bf", "second"), 4);
 
-	vmem_destroy(va);
-	assert_int_equal(vmem_etcd_close(sa), 0);
+	assert_int_equal(h_close_arena(sa, va), 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(vmem_free(vb, b[i], BLOCK), 0);
-	vmem_destroy(vb);
-	assert_int_equal(vmem_etcd_close(sb), 0);
+	assert_int_equal(h_close_arena(sb, vb), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/bf/blocks/"), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&oa, "bf"), 0);
 }
@@ -202,34 +177,33 @@ static void spares_topped_up(void **state)
 {
 	(void)state;
 	vmem_etcd_opts_t o = opts("spares", 8);
-	assert_int_equal(vmem_etcd_pool_create(&o, "st", 0, 64 * BLOCK, BLOCK), 0);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "st", &src), 0);
-	assert_true(H_WAIT_FOR(stats(src).spares == 8, 5000));
-	vmem_t *vm = arena(src);
+	vmem_t *vm;
+	create_open(&o, "st", 64, &src, &vm);
+	assert_true(H_WAIT_FOR(H_STATS(src).spares == 8, 5000));
 	vmem_addr_t ids[8];
 
 	/* three spares, 50 ms apart: more than half are left each time, so no
 	 * wake-up and no claim, but for the thread's own round (once a second) */
-	uint64_t claims = stats(src).claims;
+	uint64_t claims = H_STATS(src).claims;
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
 		h_sleep_ms(50);
 	}
-	vmem_etcd_stats_t st = stats(src);
+	vmem_etcd_stats_t st = H_STATS(src);
 	print_message("three spares taken slowly: %llu claims meanwhile\n",
 		      (unsigned long long)(st.claims - claims));
 	assert_true(st.claims - claims <= 1);
 	/* and that round tops them up */
-	assert_true(H_WAIT_FOR(stats(src).spares == 8, 3000));
+	assert_true(H_WAIT_FOR(H_STATS(src).spares == 8, 3000));
 
 	/* four more at once: woken below half, the thread claims what is
 	 * missing in one transaction, or two if it ran before the last */
-	claims = stats(src).claims;
+	claims = H_STATS(src).claims;
 	for (int i = 3; i < 7; i++)
 		assert_int_equal(vmem_alloc(vm, BLOCK, VM_NOSLEEP, &ids[i]), 0);
-	assert_true(H_WAIT_FOR(stats(src).spares == 8, 5000));
-	st = stats(src);
+	assert_true(H_WAIT_FOR(H_STATS(src).spares == 8, 5000));
+	st = H_STATS(src);
 	print_message("four spares replaced in %llu claims\n",
 		      (unsigned long long)(st.claims - claims));
 	assert_true(st.claims - claims >= 1 && st.claims - claims <= 2);
@@ -237,8 +211,7 @@ static void spares_topped_up(void **state)
 
 	for (int i = 0; i < 7; i++)
 		assert_int_equal(vmem_free(vm, ids[i], BLOCK), 0);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/st/blocks/"), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "st"), 0);
 }

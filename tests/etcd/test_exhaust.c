@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -34,20 +33,13 @@ struct waiter {
 };
 static struct waiter *w;
 
-static vmem_etcd_t *open_pool(const char *pool)
+/* Create pool and open it n times (1 or 2), each with an arena. */
+static void create_open(const char *pool, int n, vmem_etcd_t **src, vmem_t **vm)
 {
 	vmem_etcd_opts_t o = h_opts(&h_main);
-	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, pool, &src), 0);
-	return src;
-}
-
-static vmem_t *attached(vmem_etcd_t *src)
-{
-	vmem_t *vm = vmem_create("x", 0, 0, 1, 0, 0);
-	assert_non_null(vm);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
-	return vm;
+	assert_int_equal(vmem_etcd_pool_create(&o, pool, BASE, BLOCK * NBLOCKS, BLOCK), 0);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(h_open_arena(&o, pool, &src[i], &vm[i]), 0);
 }
 
 /* Take every ID of the pool; returns them in order of allocation. */
@@ -62,10 +54,11 @@ static void take_all(vmem_t *vm, vmem_addr_t *ids)
 static void nosleep_enomem(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	assert_int_equal(vmem_etcd_pool_create(&o, "full", BASE, BLOCK * NBLOCKS, BLOCK), 0);
-	vmem_etcd_t *a = open_pool("full"), *b = open_pool("full");
-	vmem_t *va = attached(a), *vb = attached(b);
+	vmem_etcd_t *src[2];
+	vmem_t *vm[2];
+	create_open("full", 2, src, vm);
+	vmem_etcd_t *a = src[0], *b = src[1];
+	vmem_t *va = vm[0], *vb = vm[1];
 	vmem_addr_t ids[BLOCK * NBLOCKS];
 	take_all(va, ids);
 	uint64_t t0 = h_now_ms();
@@ -73,8 +66,7 @@ static void nosleep_enomem(void **state)
 	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &x), ENOMEM);
 	assert_int_equal(vmem_alloc(vb, BLOCK * 2, VM_NOSLEEP, &x), ENOMEM);
 	assert_true(h_now_ms() - t0 < 1000);
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(b, &st), 0);
+	vmem_etcd_stats_t st = H_STATS(b);
 	assert_int_equal(st.blocks_held, 0);
 	assert_int_equal(st.claims, 0);
 	assert_int_equal(st.errors, 0); /* a full pool is not a failed request */
@@ -85,10 +77,8 @@ static void nosleep_enomem(void **state)
 	assert_true(H_WAIT_FOR(h_count(&h_main, "/vmem/full/blocks/") == 0, 5000));
 	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &x), 0);
 	vmem_free(vb, x, 1);
-	vmem_destroy(va);
-	vmem_destroy(vb);
-	assert_int_equal(vmem_etcd_close(a), 0);
-	assert_int_equal(vmem_etcd_close(b), 0);
+	assert_int_equal(h_close_arena(a, va), 0);
+	assert_int_equal(h_close_arena(b, vb), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/full/blocks/"), 0);
 }
 
@@ -99,11 +89,9 @@ static int sleeper(void *arg)
 		h_sleep_ms(10);
 	vmem_etcd_opts_t o = h_opts(&h_main);
 	vmem_etcd_t *src;
-	if (vmem_etcd_open(&o, "wait", &src) != 0)
+	vmem_t *vm;
+	if (h_open_arena(&o, "wait", &src, &vm) != 0)
 		return 10;
-	vmem_t *vm = vmem_create("w", 0, 0, 1, 0, 0);
-	if (vm == NULL || vmem_etcd_attach(src, vm) != 0)
-		return 11;
 	vmem_addr_t x;
 	if (vmem_alloc(vm, 1, VM_NOSLEEP, &x) != ENOMEM)
 		return 12;
@@ -116,23 +104,20 @@ static int sleeper(void *arg)
 	atomic_store(&w->done, 1);
 	if (w->err == 0)
 		vmem_free(vm, x, 1);
-	vmem_destroy(vm);
-	return vmem_etcd_close(src) == 0 ? 0 : 13;
+	return h_close_arena(src, vm) == 0 ? 0 : 13;
 }
 
 static void sleep_waits(void **state)
 {
 	(void)state;
-	w = mmap(NULL, sizeof(*w), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(w != MAP_FAILED);
-	memset(w, 0, sizeof(*w));
+	w = h_share(sizeof(*w));
+	assert_non_null(w);
 	/* forked while this process runs no thread of a connection (TSan and
 	 * fork), started once the pool is full */
 	pid_t pid = h_fork(sleeper, NULL);
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	assert_int_equal(vmem_etcd_pool_create(&o, "wait", BASE, BLOCK * NBLOCKS, BLOCK), 0);
-	vmem_etcd_t *a = open_pool("wait");
-	vmem_t *va = attached(a);
+	vmem_etcd_t *a;
+	vmem_t *va;
+	create_open("wait", 1, &a, &va);
 	vmem_addr_t ids[BLOCK * NBLOCKS];
 	take_all(va, ids);
 
@@ -165,10 +150,9 @@ static void sleep_waits(void **state)
 	for (int i = 0; i < BLOCK * NBLOCKS; i++)
 		if (ids[i] < blk || ids[i] >= blk + BLOCK)
 			vmem_free(va, ids[i], 1);
-	vmem_destroy(va);
-	assert_int_equal(vmem_etcd_close(a), 0);
+	assert_int_equal(h_close_arena(a, va), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/wait/blocks/"), 0);
-	munmap(w, sizeof(*w));
+	h_unshare(w, sizeof(*w));
 }
 
 int main(void)

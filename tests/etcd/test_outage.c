@@ -26,14 +26,6 @@
 
 #define BLOCK 16
 
-
-static vmem_etcd_stats_t stats(vmem_etcd_t *src)
-{
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
-	return st;
-}
-
 static void stopped_then_back(void **state)
 {
 	(void)state;
@@ -41,18 +33,16 @@ static void stopped_then_back(void **state)
 	o.timeout_ms = 500;
 	assert_int_equal(vmem_etcd_pool_create(&o, "out", 0, BLOCK * 64, BLOCK), 0);
 	vmem_etcd_t *src, *leased;
-	assert_int_equal(vmem_etcd_open(&o, "out", &src), 0);
+	vmem_t *vm, *vl;
+	assert_int_equal(h_open_arena(&o, "out", &src, &vm), 0);
 	vmem_etcd_opts_t ol = o;
 	ol.ttl_s = 10;
-	assert_int_equal(vmem_etcd_open(&ol, "out", &leased), 0);
-	vmem_t *vm = vmem_create("o", 0, 0, 1, 0, 0), *vl = vmem_create("l", 0, 0, 1, 0, 0);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
-	assert_int_equal(vmem_etcd_attach(leased, vl), 0);
+	assert_int_equal(h_open_arena(&ol, "out", &leased, &vl), 0);
 	vmem_addr_t ids[2 * BLOCK], lid;
 	for (int i = 0; i < BLOCK + 4; i++)
 		assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &ids[i]), 0);
 	assert_int_equal(vmem_alloc(vl, 1, VM_NOSLEEP, &lid), 0);
-	assert_int_equal(stats(src).blocks_held, 2);
+	assert_int_equal(H_STATS(src).blocks_held, 2);
 
 	h_kill_member(&h_main, 0);
 
@@ -73,7 +63,7 @@ static void stopped_then_back(void **state)
 		      (unsigned long long)sent);
 	assert_true(enomem > 100);
 	assert_true(sent >= 2 && sent <= 15);
-	vmem_etcd_stats_t st = stats(src);
+	vmem_etcd_stats_t st = H_STATS(src);
 	assert_int_equal(st.last_error, ECONNREFUSED);
 	assert_true(st.errors >= 2);
 
@@ -83,14 +73,14 @@ static void stopped_then_back(void **state)
 		if (ids[i] / BLOCK == blk / BLOCK)
 			assert_int_equal(vmem_free(vm, ids[i], 1), 0);
 	h_sleep_ms(1500);
-	st = stats(src);
+	st = H_STATS(src);
 	assert_int_equal(st.pending_releases, 1);
 	assert_int_equal(st.blocks_held, 2);
 	assert_int_equal(st.releases, 0);
 
 	assert_int_equal(h_restart_member(&h_main, 0), 0);
-	assert_true(H_WAIT_FOR(stats(src).pending_releases == 0, 8000));
-	st = stats(src);
+	assert_true(H_WAIT_FOR(H_STATS(src).pending_releases == 0, 8000));
+	st = H_STATS(src);
 	assert_int_equal(st.blocks_held, 1);
 	assert_int_equal(st.releases, 1);
 	char key[64];
@@ -106,7 +96,7 @@ static void stopped_then_back(void **state)
 	vmem_addr_t more[2 * BLOCK];
 	for (int i = 0; i < 2 * BLOCK; i++)
 		assert_int_equal(vmem_alloc(vm, 1, VM_SLEEP, &more[i]), 0);
-	vmem_etcd_stats_t sl = stats(leased);
+	vmem_etcd_stats_t sl = H_STATS(leased);
 	assert_int_equal(sl.lease_lost, 0);
 	assert_int_equal(sl.blocks_held, 1);
 
@@ -116,10 +106,8 @@ static void stopped_then_back(void **state)
 		vmem_free(vm, more[i], 1);
 	}
 	vmem_free(vl, lid, 1);
-	vmem_destroy(vm);
-	vmem_destroy(vl);
-	assert_int_equal(vmem_etcd_close(src), 0);
-	assert_int_equal(vmem_etcd_close(leased), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
+	assert_int_equal(h_close_arena(leased, vl), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/out/blocks/"), 0);
 }
 
@@ -132,9 +120,8 @@ static void close_while_down(void **state)
 	o.owner = "closer";
 	assert_int_equal(vmem_etcd_pool_create(&o, "down", 0, BLOCK * 4, BLOCK), 0);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "down", &src), 0);
-	vmem_t *vm = vmem_create("d", 0, 0, 1, 0, 0);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "down", &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	h_kill_member(&h_main, 0);
@@ -146,11 +133,8 @@ static void close_while_down(void **state)
 	assert_true(took >= 600 && took < 3000);
 	assert_int_equal(h_restart_member(&h_main, 0), 0);
 	/* the block stays under its owner until vmem-pool release */
-	json_t *keys = h_keys(&h_main, "/vmem/down/blocks/");
-	assert_int_equal(json_array_size(keys), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 0), "value")),
-			    "{\"owner\":\"closer\"}");
-	json_decref(keys);
+	assert_int_equal(h_count(&h_main, "/vmem/down/blocks/"), 1);
+	assert_int_equal(h_count_owned(&h_main, "down", "closer"), 1);
 	assert_int_equal(h_tool(&h_main, NULL, 0, "release down --owner closer"), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/down/blocks/"), 0);
 }

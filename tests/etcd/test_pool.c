@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,10 +38,8 @@
 
 static vmem_etcd_opts_t opts(const char *prefix, const char *owner, uint32_t ttl)
 {
-	vmem_etcd_opts_t o = h_opts(&h_main);
+	vmem_etcd_opts_t o = h_opts_owner(&h_main, owner, ttl);
 	o.prefix = prefix;
-	o.owner = owner;
-	o.ttl_s = ttl;
 	return o;
 }
 
@@ -61,9 +58,32 @@ static const char *field_of(json_t *keys, const char *key, const char *field)
 #define value_of(keys, key) field_of(keys, key, "value")
 #define lease_of(keys, key) field_of(keys, key, "lease")
 
-static vmem_t *arena(vmem_etcd_t *src, vmem_size_t quantum)
+/* The one key under prefix is pool's config, and its value is want. */
+static void config_is(const char *prefix, const char *pool, const char *want)
 {
-	vmem_t *vm = vmem_create("ids", 0, 0, quantum, 0, 0);
+	char key[128];
+	snprintf(key, sizeof(key), "%s%s/config", prefix, pool);
+	json_t *keys = h_keys(&h_main, prefix);
+	assert_int_equal(json_array_size(keys), 1);
+	assert_string_equal(value_of(keys, key), want);
+	json_decref(keys);
+}
+
+/* Connections of owners a and b to pool (under prefix), each with an arena. */
+static void open_two(const char *prefix, const char *pool, const char *a, const char *b,
+		     vmem_etcd_t **src, vmem_t **vm)
+{
+	const char *owners[2] = {a, b};
+	for (int i = 0; i < 2; i++) {
+		vmem_etcd_opts_t o = opts(prefix, owners[i], 0);
+		assert_int_equal(h_open_arena(&o, pool, &src[i], &vm[i]), 0);
+	}
+}
+
+/* An arena of quantum 1 attached to src. */
+static vmem_t *arena(vmem_etcd_t *src)
+{
+	vmem_t *vm = vmem_create("ids", 0, 0, 1, 0, 0);
 	assert_non_null(vm);
 	assert_int_equal(vmem_etcd_attach(src, vm), 0);
 	return vm;
@@ -74,22 +94,18 @@ static void key_layout(void **state)
 	(void)state;
 	vmem_etcd_opts_t o = opts("/layout/", "alice", 0);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p1", 0x1000, 64 * 16, 16), 0);
-	json_t *keys = h_keys(&h_main, "/layout/");
-	assert_int_equal(json_array_size(keys), 1);
-	assert_string_equal(value_of(keys, "/layout/p1/config"),
-			    "{\"base\":\"4096\",\"size\":\"1024\",\"block\":\"16\"}");
-	json_decref(keys);
+	config_is("/layout/", "p1", "{\"base\":\"4096\",\"size\":\"1024\",\"block\":\"16\"}");
 
 	/* a run of 27 blocks: keys 0 to 0x1a, lowercase hex, no lease */
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "p1", &src), 0);
-	vmem_t *vm = arena(src, 1);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "p1", &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 27 * 16, VM_NOSLEEP, &a), 0);
 	assert_true(a >= 0x1000 && (a - 0x1000) % 16 == 0);
 	uint64_t first = (a - 0x1000) / 16;
 	assert_true(first + 27 <= 64);
-	keys = h_keys(&h_main, "/layout/p1/blocks/");
+	json_t *keys = h_keys(&h_main, "/layout/p1/blocks/");
 	assert_int_equal(json_array_size(keys), 27);
 	for (uint64_t i = first; i < first + 27; i++) {
 		char key[64];
@@ -99,16 +115,15 @@ static void key_layout(void **state)
 		assert_string_equal(lease_of(keys, key), "0");
 	}
 	json_decref(keys);
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
+	vmem_etcd_stats_t st = H_STATS(src);
 	assert_int_equal(st.blocks_held, 27);
 	assert_int_equal(st.claims, 1);
 
 	/* with a lease, keys carry it */
 	vmem_etcd_opts_t ol = opts("/layout/", "bob", 5);
 	vmem_etcd_t *src2;
-	assert_int_equal(vmem_etcd_open(&ol, "p1", &src2), 0);
-	vmem_t *vm2 = arena(src2, 1);
+	vmem_t *vm2;
+	assert_int_equal(h_open_arena(&ol, "p1", &src2, &vm2), 0);
 	vmem_addr_t b;
 	assert_int_equal(vmem_alloc(vm2, 1, VM_NOSLEEP, &b), 0);
 	char bkey[64];
@@ -122,23 +137,17 @@ static void key_layout(void **state)
 	/* a freed run is released in the background, not on the caller's path */
 	assert_int_equal(vmem_free(vm, a, 27 * 16), 0);
 	assert_true(H_WAIT_FOR(h_count(&h_main, "/layout/p1/blocks/") == 1, 5000));
-	vmem_destroy(vm);
-	vmem_destroy(vm2);
-	assert_int_equal(vmem_etcd_close(src), 0);
-	assert_int_equal(vmem_etcd_close(src2), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
+	assert_int_equal(h_close_arena(src2, vm2), 0);
 	assert_int_equal(h_count(&h_main, "/layout/p1/blocks/"), 0);
 
 	/* the prefix is used verbatim: no '/' added */
 	vmem_etcd_opts_t op = opts("bare", NULL, 0);
 	assert_int_equal(vmem_etcd_pool_create(&op, "x", 0, 16, 16), 0);
-	keys = h_keys(&h_main, "bare");
-	assert_int_equal(json_array_size(keys), 1);
-	assert_non_null(value_of(keys, "barex/config"));
-	json_decref(keys);
+	config_is("bare", "x", "{\"base\":\"0\",\"size\":\"16\",\"block\":\"16\"}");
 
 	/* the default owner is <hostname>:<pid>:<n>, n counting this process's connections */
-	assert_int_equal(vmem_etcd_open(&op, "x", &src), 0);
-	vm = arena(src, 1);
+	assert_int_equal(h_open_arena(&op, "x", &src, &vm), 0);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	keys = h_keys(&h_main, "barex/blocks/");
 	char host[256], want[512];
@@ -151,8 +160,7 @@ static void key_layout(void **state)
 	assert_int_equal(atoi(got + strlen(want)), 3); /* alice, bob, then this one */
 	json_decref(owner);
 	json_decref(keys);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&op, "x"), 0);
 	assert_int_equal(h_count(&h_main, "bare"), 0);
 }
@@ -166,11 +174,7 @@ static void create_idempotent(void **state)
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 101, 1000, 10), EEXIST);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 100, 2000, 10), EEXIST);
 	assert_int_equal(vmem_etcd_pool_create(&o, "p", 100, 1000, 20), EEXIST);
-	json_t *keys = h_keys(&h_main, "/idem/");
-	assert_int_equal(json_array_size(keys), 1);
-	assert_string_equal(value_of(keys, "/idem/p/config"),
-			    "{\"base\":\"100\",\"size\":\"1000\",\"block\":\"10\"}");
-	json_decref(keys);
+	config_is("/idem/", "p", "{\"base\":\"100\",\"size\":\"1000\",\"block\":\"10\"}");
 	/* another prefix is another namespace */
 	vmem_etcd_opts_t o2 = opts("/idem2/", NULL, 0);
 	assert_int_equal(vmem_etcd_pool_create(&o2, "p", 0, 10, 10), 0);
@@ -295,13 +299,10 @@ static void top_of_range(void **state)
 	vmem_etcd_opts_t o = opts("/top/", NULL, 0);
 	uint64_t base = UINT64_MAX - 4 * 16 + 1; /* base + size == 2^64 */
 	assert_int_equal(vmem_etcd_pool_create(&o, "t", base, 64, 16), 0);
-	json_t *keys = h_keys(&h_main, "/top/");
-	assert_string_equal(value_of(keys, "/top/t/config"),
-			    "{\"base\":\"18446744073709551552\",\"size\":\"64\",\"block\":\"16\"}");
-	json_decref(keys);
+	config_is("/top/", "t", "{\"base\":\"18446744073709551552\",\"size\":\"64\",\"block\":\"16\"}");
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "t", &src), 0);
-	vmem_t *vm = arena(src, 1);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "t", &src, &vm), 0);
 	vmem_addr_t got[4];
 	bool saw_top = false;
 	for (int i = 0; i < 4; i++) {
@@ -314,8 +315,7 @@ static void top_of_range(void **state)
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &x), ENOMEM);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(vmem_free(vm, got[i], 16), 0);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(h_count(&h_main, "/top/t/blocks/"), 0);
 }
 
@@ -337,7 +337,7 @@ static void attach_checks(void **state)
 	assert_int_equal(vmem_alloc(q2, 2, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_etcd_attach(src, q2), EBUSY);
 	/* several arenas on one connection */
-	vmem_t *other = arena(src, 1);
+	vmem_t *other = arena(src);
 	vmem_addr_t b;
 	assert_int_equal(vmem_alloc(other, 1, VM_NOSLEEP, &b), 0);
 	assert_true(b / 6 != a / 6);
@@ -355,15 +355,14 @@ static void destroy_busy(void **state)
 	vmem_etcd_opts_t o = opts("/busy/", NULL, 0);
 	assert_int_equal(vmem_etcd_pool_create(&o, "b", 0, 64, 16), 0);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "b", &src), 0);
-	vmem_t *vm = arena(src, 1);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "b", &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), EBUSY);
 	assert_int_equal(h_count(&h_main, "/busy/b/config"), 1);
 	vmem_free(vm, a, 1);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), 0);
 	assert_int_equal(h_count(&h_main, "/busy/"), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, "b"), ENOENT);
@@ -383,10 +382,8 @@ static int claimer(void *arg)
 	(void)arg;
 	vmem_etcd_opts_t o = opts("/race/", NULL, 0);
 	vmem_etcd_t *src;
-	if (vmem_etcd_open(&o, "r", &src) != 0)
-		return 1;
-	vmem_t *vm = vmem_create("r", 0, 0, 1, 0, 0);
-	if (vm == NULL || vmem_etcd_attach(src, vm) != 0)
+	vmem_t *vm;
+	if (h_open_arena(&o, "r", &src, &vm) != 0)
 		return 1;
 	while (!atomic_load(&race->stop)) {
 		int seen_destroyed = atomic_load(&race->destroyed);
@@ -398,17 +395,15 @@ static int claimer(void *arg)
 			vmem_free(vm, a, 8);
 		}
 	}
-	vmem_destroy(vm);
-	vmem_etcd_close(src);
+	h_close_arena(src, vm);
 	return 0;
 }
 
 static void destroy_vs_claims(void **state)
 {
 	(void)state;
-	race = mmap(NULL, sizeof(*race), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(race != MAP_FAILED);
-	memset(race, 0, sizeof(*race));
+	race = h_share(sizeof(*race));
+	assert_non_null(race);
 	vmem_etcd_opts_t o = opts("/race/", NULL, 0);
 	assert_int_equal(vmem_etcd_pool_create(&o, "r", 0, 8 * 4, 8), 0);
 	pid_t pids[3];
@@ -432,7 +427,7 @@ static void destroy_vs_claims(void **state)
 	assert_int_equal(atomic_load(&race->after_destroy), 0);
 	assert_int_equal(h_count(&h_main, "/race/"), 0);
 	print_message("destroy saw EBUSY %d times before it went through\n", busy);
-	munmap(race, sizeof(*race));
+	h_unshare(race, sizeof(*race));
 }
 
 /* A listener that accepts and never answers, or answers non-JSON. */
@@ -522,15 +517,13 @@ static void request_errors(void **state)
 	o.timeout_ms = 2000;
 	snprintf(eps, sizeof(eps), "http://127.0.0.1:%d, %s/", dead, h_main.endpoints);
 	assert_int_equal(vmem_etcd_pool_create(&o, "e", 0, 16, 16), 0);
-	assert_int_equal(vmem_etcd_open(&o, "e", &src), 0);
-	vmem_t *vm = arena(src, 1);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "e", &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	vmem_free(vm, a, 1);
 	vmem_destroy(vm);
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
-	assert_int_equal(st.errors, 0); /* endpoint attempts are not failed requests */
+	assert_int_equal(H_STATS(src).errors, 0); /* endpoint attempts are not failed requests */
 	assert_int_equal(vmem_etcd_close(src), 0);
 
 	/* $VMEM_ETCD_ENDPOINTS when endpoints is NULL */
@@ -552,10 +545,7 @@ static void vmem_pool_tool(void **state)
 	(void)state;
 	char out[8192];
 	assert_int_equal(tool(out, sizeof(out), "create pt --base 0x100 --size 1024 --block 0x10"), 0);
-	json_t *keys = h_keys(&h_main, "/tool/");
-	assert_string_equal(value_of(keys, "/tool/pt/config"),
-			    "{\"base\":\"256\",\"size\":\"1024\",\"block\":\"16\"}");
-	json_decref(keys);
+	config_is("/tool/", "pt", "{\"base\":\"256\",\"size\":\"1024\",\"block\":\"16\"}");
 	assert_int_equal(tool(NULL, 0, "create pt --base 256 --size 1024 --block 16"), 0);
 	assert_int_equal(tool(out, sizeof(out), "create pt --base 256 --size 2048 --block 16"), 1);
 	assert_non_null(strstr(out, "pt"));
@@ -575,14 +565,12 @@ static void vmem_pool_tool(void **state)
 	assert_non_null(strstr(out, "no such pool"));
 
 	/* two owners hold blocks; show counts them */
-	vmem_etcd_opts_t oa = opts("/tool/", "ann", 0), ob = opts("/tool/", "ben", 0);
-	vmem_etcd_t *sa, *sb;
-	assert_int_equal(vmem_etcd_open(&oa, "pt", &sa), 0);
-	assert_int_equal(vmem_etcd_open(&ob, "pt", &sb), 0);
-	vmem_t *va = arena(sa, 1), *vb = arena(sb, 1);
+	vmem_etcd_t *s[2];
+	vmem_t *v[2];
+	open_two("/tool/", "pt", "ann", "ben", s, v);
 	vmem_addr_t a, b;
-	assert_int_equal(vmem_alloc(va, 3 * 16, VM_NOSLEEP, &a), 0);
-	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &b), 0);
+	assert_int_equal(vmem_alloc(v[0], 3 * 16, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_alloc(v[1], 1, VM_NOSLEEP, &b), 0);
 	assert_int_equal(tool(out, sizeof(out), "show pt"), 0);
 	assert_non_null(strstr(out, "64: 4 held, 60 free"));
 	assert_non_null(strstr(out, "owner ann: 3 blocks"));
@@ -606,13 +594,11 @@ static void vmem_pool_tool(void **state)
 	assert_non_null(strstr(out, "released 0 blocks"));
 
 	/* ann's own release later finds nothing of hers: nothing else is touched */
-	vmem_free(va, a, 3 * 16);
-	vmem_destroy(va);
-	assert_int_equal(vmem_etcd_close(sa), 0);
+	vmem_free(v[0], a, 3 * 16);
+	assert_int_equal(h_close_arena(s[0], v[0]), 0);
 	assert_int_equal(h_count(&h_main, "/tool/pt/blocks/"), 1);
-	vmem_free(vb, b, 1);
-	vmem_destroy(vb);
-	assert_int_equal(vmem_etcd_close(sb), 0);
+	vmem_free(v[1], b, 1);
+	assert_int_equal(h_close_arena(s[1], v[1]), 0);
 	assert_int_equal(tool(NULL, 0, "destroy pt"), 0);
 	assert_int_equal(tool(NULL, 0, "destroy pt"), 1);
 	assert_int_equal(h_count(&h_main, "/tool/"), 0);
@@ -627,28 +613,25 @@ static void vmem_pool_tool(void **state)
 static void release_guarded(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t oa = opts("/guard/", "first", 0), ob = opts("/guard/", "second", 0);
-	assert_int_equal(vmem_etcd_pool_create(&oa, "g", 0, 2 * 16, 16), 0);
-	vmem_etcd_t *sa, *sb;
-	assert_int_equal(vmem_etcd_open(&oa, "g", &sa), 0);
-	assert_int_equal(vmem_etcd_open(&ob, "g", &sb), 0);
-	vmem_t *va = arena(sa, 1), *vb = arena(sb, 1);
+	vmem_etcd_opts_t o = opts("/guard/", NULL, 0);
+	assert_int_equal(vmem_etcd_pool_create(&o, "g", 0, 2 * 16, 16), 0);
+	vmem_etcd_t *s[2];
+	vmem_t *v[2];
+	open_two("/guard/", "g", "first", "second", s, v);
 	vmem_addr_t a, b;
-	assert_int_equal(vmem_alloc(va, 2 * 16, VM_NOSLEEP, &a), 0);
+	assert_int_equal(vmem_alloc(v[0], 2 * 16, VM_NOSLEEP, &a), 0);
 	assert_int_equal(h_tool(&h_main, NULL, 0, "--prefix /guard/ release g --owner first"), 0);
-	assert_int_equal(vmem_alloc(vb, 2 * 16, VM_NOSLEEP, &b), 0); /* the same two blocks */
+	assert_int_equal(vmem_alloc(v[1], 2 * 16, VM_NOSLEEP, &b), 0); /* the same two blocks */
 	assert_int_equal(a, b);
-	vmem_free(va, a, 2 * 16); /* first's release: nothing of it is left to delete */
-	vmem_destroy(va);
-	assert_int_equal(vmem_etcd_close(sa), 0);
+	vmem_free(v[0], a, 2 * 16); /* first's release: nothing of it is left to delete */
+	assert_int_equal(h_close_arena(s[0], v[0]), 0);
 	json_t *keys = h_keys(&h_main, "/guard/g/blocks/");
 	assert_int_equal(json_array_size(keys), 2);
 	assert_string_equal(value_of(keys, "/guard/g/blocks/0000000000000000"), "{\"owner\":\"second\"}");
 	assert_string_equal(value_of(keys, "/guard/g/blocks/0000000000000001"), "{\"owner\":\"second\"}");
 	json_decref(keys);
-	vmem_free(vb, b, 2 * 16);
-	vmem_destroy(vb);
-	assert_int_equal(vmem_etcd_close(sb), 0);
+	vmem_free(v[1], b, 2 * 16);
+	assert_int_equal(h_close_arena(s[1], v[1]), 0);
 	assert_int_equal(h_count(&h_main, "/guard/"), 1);
 }
 

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -38,15 +37,11 @@ struct victim {
 static int victim(void *arg)
 {
 	const struct victim *v = arg;
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	o.ttl_s = v->ttl;
-	o.owner = v->owner;
+	vmem_etcd_opts_t o = h_opts_owner(&h_main, v->owner, v->ttl);
 	vmem_etcd_t *src;
-	if (vmem_etcd_open(&o, v->pool, &src) != 0)
+	vmem_t *vm;
+	if (h_open_arena(&o, v->pool, &src, &vm) != 0)
 		return 10;
-	vmem_t *vm = vmem_create("v", 0, 0, 1, 0, 0);
-	if (vm == NULL || vmem_etcd_attach(src, vm) != 0)
-		return 11;
 	vmem_addr_t a;
 	if (vmem_alloc(vm, 3 * BLOCK, VM_NOSLEEP, &a) != 0)
 		return 12;
@@ -55,15 +50,18 @@ static int victim(void *arg)
 		h_sleep_ms(1000);
 }
 
-static pid_t start_victim(struct victim *v)
+/* Create the pool (NBLOCKS blocks) and start its victim. */
+static pid_t start_victim(const char *pool, const char *owner, uint32_t ttl)
 {
+	vmem_etcd_opts_t o = h_opts(&h_main);
+	assert_int_equal(vmem_etcd_pool_create(&o, pool, 0, BLOCK * NBLOCKS, BLOCK), 0);
 	if (ready == NULL) {
-		ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
-			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		assert_true(ready != MAP_FAILED);
+		ready = h_share(sizeof(*ready));
+		assert_non_null(ready);
 	}
 	atomic_store(ready, 0);
-	pid_t pid = h_fork(victim, v);
+	struct victim v = {pool, owner, ttl};
+	pid_t pid = h_fork(victim, &v);
 	assert_true(pid > 0);
 	assert_true(H_WAIT_FOR(atomic_load(ready), 10000));
 	return pid;
@@ -72,10 +70,7 @@ static pid_t start_victim(struct victim *v)
 static void leased_blocks_return(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	assert_int_equal(vmem_etcd_pool_create(&o, "leased", 0, BLOCK * NBLOCKS, BLOCK), 0);
-	struct victim v = {"leased", "doomed", 2};
-	pid_t pid = start_victim(&v);
+	pid_t pid = start_victim("leased", "doomed", 2);
 	assert_int_equal(h_count(&h_main, "/vmem/leased/blocks/"), 3);
 	json_t *keys = h_keys(&h_main, "/vmem/leased/blocks/");
 	const char *lease_hex = json_string_value(json_object_get(json_array_get(keys, 0), "lease"));
@@ -101,33 +96,27 @@ static void leased_blocks_return(void **state)
 		      (unsigned long long)(h_now_ms() - t0), granted);
 
 	/* the whole pool can be claimed again */
+	vmem_etcd_opts_t o = h_opts(&h_main);
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, "leased", &src), 0);
-	vmem_t *vm = vmem_create("x", 0, 0, 1, 0, 0);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, "leased", &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, BLOCK * NBLOCKS, VM_NOSLEEP, &a), 0);
 	vmem_free(vm, a, BLOCK * NBLOCKS);
-	vmem_destroy(vm);
-	assert_int_equal(vmem_etcd_close(src), 0);
+	assert_int_equal(h_close_arena(src, vm), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/leased/blocks/"), 0);
 }
 
 static void unleased_blocks_stay(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	assert_int_equal(vmem_etcd_pool_create(&o, "kept", 0, BLOCK * NBLOCKS, BLOCK), 0);
 	/* the victim first: fork while this process runs no connection's thread */
-	struct victim v = {"kept", "crashed-worker", 0};
-	pid_t pid = start_victim(&v);
+	pid_t pid = start_victim("kept", "crashed-worker", 0);
 	/* a bystander holds the fourth block */
-	vmem_etcd_opts_t ob = o;
-	ob.owner = "bystander";
+	vmem_etcd_opts_t ob = h_opts_owner(&h_main, "bystander", 0);
 	vmem_etcd_t *by;
-	assert_int_equal(vmem_etcd_open(&ob, "kept", &by), 0);
-	vmem_t *vb = vmem_create("b", 0, 0, 1, 0, 0);
-	assert_int_equal(vmem_etcd_attach(by, vb), 0);
+	vmem_t *vb;
+	assert_int_equal(h_open_arena(&ob, "kept", &by, &vb), 0);
 	vmem_addr_t b;
 	assert_int_equal(vmem_alloc(vb, 1, VM_NOSLEEP, &b), 0);
 	kill(pid, SIGKILL);
@@ -140,14 +129,10 @@ static void unleased_blocks_stay(void **state)
 	assert_non_null(strstr(out, "owner crashed-worker: 3 blocks"));
 	assert_int_equal(h_tool(&h_main, out, sizeof(out), "release kept --owner crashed-worker"), 0);
 	assert_non_null(strstr(out, "released 3 blocks"));
-	json_t *keys = h_keys(&h_main, "/vmem/kept/blocks/");
-	assert_int_equal(json_array_size(keys), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 0), "value")),
-			    "{\"owner\":\"bystander\"}");
-	json_decref(keys);
+	assert_int_equal(h_count(&h_main, "/vmem/kept/blocks/"), 1);
+	assert_int_equal(h_count_owned(&h_main, "kept", "bystander"), 1);
 	vmem_free(vb, b, 1);
-	vmem_destroy(vb);
-	assert_int_equal(vmem_etcd_close(by), 0);
+	assert_int_equal(h_close_arena(by, vb), 0);
 	assert_int_equal(h_count(&h_main, "/vmem/kept/blocks/"), 0);
 }
 

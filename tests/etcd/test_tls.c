@@ -34,9 +34,8 @@ static void round_trip(const struct h_cluster *cl, vmem_etcd_opts_t o, const cha
 	o.ttl_s = 5;
 	o.prefetch = 1;
 	vmem_etcd_t *src;
-	assert_int_equal(vmem_etcd_open(&o, pool, &src), 0);
-	vmem_t *vm = vmem_create("t", 0, 0, 1, 0, 0);
-	assert_int_equal(vmem_etcd_attach(src, vm), 0);
+	vmem_t *vm;
+	assert_int_equal(h_open_arena(&o, pool, &src, &vm), 0);
 	vmem_addr_t a;
 	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &a), 0);
 	char prefix[128];
@@ -44,9 +43,7 @@ static void round_trip(const struct h_cluster *cl, vmem_etcd_opts_t o, const cha
 	assert_true(h_count(cl, prefix) >= 1);
 	vmem_free(vm, a, 1);
 	vmem_destroy(vm);
-	vmem_etcd_stats_t st = {.size = sizeof(st)};
-	assert_int_equal(vmem_etcd_get_stats(src, &st), 0);
-	assert_int_equal(st.errors, 0);
+	assert_int_equal(H_STATS(src).errors, 0);
 	assert_int_equal(vmem_etcd_close(src), 0);
 	assert_int_equal(h_count(cl, prefix), 0);
 	assert_int_equal(vmem_etcd_pool_destroy(&o, pool), 0);
@@ -61,6 +58,14 @@ static void refused(const struct h_cluster *cl, vmem_etcd_opts_t o)
 	assert_int_equal(h_count(cl, "/vmem/never/"), 0);
 }
 
+/* The cluster's own options, once its pool "ok" is created with them. */
+static vmem_etcd_opts_t with_pool_ok(const struct h_cluster *cl)
+{
+	vmem_etcd_opts_t good = h_opts(cl);
+	assert_int_equal(vmem_etcd_pool_create(&good, "ok", 0, 64, 16), 0);
+	return good;
+}
+
 static void tls_right_certificate(void **state)
 {
 	(void)state;
@@ -70,9 +75,7 @@ static void tls_right_certificate(void **state)
 static void tls_refused(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t good = h_opts(&tls);
-	assert_int_equal(vmem_etcd_pool_create(&good, "ok", 0, 64, 16), 0);
-	vmem_etcd_opts_t o = good;
+	vmem_etcd_opts_t good = with_pool_ok(&tls), o = good;
 	o.cert_file = o.key_file = NULL;
 	refused(&tls, o);
 	o = good;
@@ -100,9 +103,7 @@ static void auth_right_password(void **state)
 static void auth_refused(void **state)
 {
 	(void)state;
-	vmem_etcd_opts_t good = h_opts(&auth);
-	assert_int_equal(vmem_etcd_pool_create(&good, "ok", 0, 64, 16), 0);
-	vmem_etcd_opts_t o = good;
+	vmem_etcd_opts_t o = with_pool_ok(&auth);
 	o.password = "wrong";
 	refused(&auth, o);
 	o.username = "nobody";

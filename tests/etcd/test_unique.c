@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -53,15 +52,12 @@ static uint64_t rnd(uint64_t *s)
 static int hammer(void *arg)
 {
 	int me = (int)(intptr_t)arg;
-	vmem_etcd_opts_t o = h_opts(&h_main);
-	o.ttl_s = 10;
+	vmem_etcd_opts_t o = h_opts_owner(&h_main, NULL, 10);
 	o.prefetch = 1;
 	vmem_etcd_t *src;
-	if (vmem_etcd_open(&o, "u", &src) != 0)
+	vmem_t *vm;
+	if (h_open_arena(&o, "u", &src, &vm) != 0)
 		return 10;
-	vmem_t *vm = vmem_create("u", 0, 0, 1, 0, 0);
-	if (vm == NULL || vmem_etcd_attach(src, vm) != 0)
-		return 11;
 	uint64_t seed = 0x1234 + (uint64_t)me * 7919;
 	vmem_addr_t held[HOLD_MAX];
 	int n = 0;
@@ -101,17 +97,15 @@ static int hammer(void *arg)
 	sh->claims[me] = st.claims;
 	sh->conflicts[me] = st.conflicts;
 	sh->releases[me] = st.releases;
-	vmem_destroy(vm);
-	sh->close_err[me] = vmem_etcd_close(src);
+	sh->close_err[me] = h_close_arena(src, vm);
 	return 0;
 }
 
 static void hammer_small_pool(void **state)
 {
 	(void)state;
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
+	sh = h_share(sizeof(*sh));
+	assert_non_null(sh);
 	vmem_etcd_opts_t o = h_opts(&h_main);
 	assert_int_equal(vmem_etcd_pool_create(&o, "u", BASE, NIDS, BLOCK), 0);
 	pid_t pids[PROCS];
@@ -137,7 +131,7 @@ static void hammer_small_pool(void **state)
 	assert_true(claims > 2 * NBLOCKS);
 	/* every connection closed: no block key is left */
 	assert_int_equal(h_count(&h_main, "/vmem/u/blocks/"), 0);
-	munmap(sh, sizeof(*sh));
+	h_unshare(sh, sizeof(*sh));
 }
 
 int main(void)
