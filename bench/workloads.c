@@ -40,6 +40,8 @@ struct sizes sizes_of(bool quick)
 			  .min_rounds = quick ? 1000 : 10000,
 			  .calib_s = quick ? 0.002 : 0.02},
 		.w8_n = quick ? 4 : 5,
+		.wa_sizes = {10000, 100000}, /* both in quick mode too, for the ratio */
+		.wa_rounds = quick ? 40000 : 2000000,
 	};
 
 	memcpy(sz.w6_sizes, decades, sizeof decades);
@@ -105,7 +107,7 @@ static uint64_t vmem_id_free_segs(void *vctx)
 	return arena_free_segs(((struct vctx *)vctx)->vm);
 }
 
-static const struct idalg alg_vmem = IDALG(vmem, vmem_id_create, vmem_id_destroy, vmem_id_free_segs);
+const struct idalg alg_vmem = IDALG(vmem, vmem_id_create, vmem_id_destroy, vmem_id_free_segs);
 
 /* ---- random-sized segments (W4 vmem_alloc, W5 vmem_xalloc) ---- */
 
@@ -126,40 +128,92 @@ DEFINE_SEG_LOOPS(valloc, struct sctx, S_ALLOC, S_FREE)
 #define X_FREE(c, a, size) vmem_xfree((c)->vm, (a), (size))
 DEFINE_SEG_LOOPS(xalloc, struct sctx, X_ALLOC, X_FREE)
 
-/* W4 and W5: one arena, populated fragmented, then timed churn. */
-static void run_seg(const struct sizes *sz, const char *wl, const char *variant, bool x, int flags)
+/*
+ * WA: an address space as a GPU driver or an mmap layer uses it.  Ranges
+ * of a random power of two from 4 KiB to 2 MiB, aligned to their size up
+ * to 64 KiB, through vmem_xalloc; the freed slot gets a new random size.
+ * populate allocates n ranges in a row; the warm-up churn scatters them.
+ */
+#define WA_SIZE (1ULL << 40)
+#define WA_ALIGN_MAX (64u * 1024)
+#define WA_NSIZES 10 /* 2^12 .. 2^21 bytes */
+#define WA_RSIZE(r) ((uint64_t)W4_QUANTUM << pick((r), WA_NSIZES))
+#define WA_ALLOC(c, size, p)                                                             \
+	vmem_xalloc((c)->vm, (size), (size) < WA_ALIGN_MAX ? (size) : WA_ALIGN_MAX, 0, 0, \
+		    VMEM_ADDR_MIN, VMEM_ADDR_MAX, (c)->flags, (p))
+#define WA_REPLACE(tag, ALLOC, FREE, ctx, live, j, s)                                    \
+	do {                                                                             \
+		if (UNLIKELY(FREE(ctx, live[j].addr, live[j].size) != 0))                \
+			die(#tag ": free failed");                                       \
+		live[j].size = WA_RSIZE(xs_next(&s));                                    \
+		if (UNLIKELY(ALLOC(ctx, live[j].size, &live[j].addr) != 0))              \
+			die(#tag ": allocation of %" PRIu64 " failed", live[j].size);    \
+	} while (0)
+DEFINE_CHURN(wa, struct sctx, struct seg, WA_REPLACE, WA_ALLOC, X_FREE)
+
+static void populate_wa(void *vctx, struct seg *live, size_t n, uint64_t *rng)
 {
-	size_t n = sz->w4_live;
+	struct sctx *ctx = vctx;
+	uint64_t s = *rng;
+
+	for (size_t i = 0; i < n; i++) {
+		live[i].size = WA_RSIZE(xs_next(&s));
+		if (UNLIKELY(WA_ALLOC(ctx, live[i].size, &live[i].addr) != 0))
+			die("WA: populate: allocation %zu failed", i);
+	}
+	*rng = s;
+}
+
+typedef void seg_populate_fn(void *, struct seg *, size_t, uint64_t *);
+typedef void seg_churn_fn(void *, struct seg *, size_t, uint64_t, uint64_t *);
+
+/* A segment workload on ctx's arena: populate n, warm up, timed churn;
+ * destroys the arena. */
+static void seg_measure(struct sctx *ctx, const char *wl, const char *variant, size_t n,
+			uint64_t rounds, seg_populate_fn *populate, seg_churn_fn *churn)
+{
 	struct seg *live = xmalloc(2 * n * sizeof live[0]);
-	struct sctx ctx;
-	uint64_t rng = opt.seed, rounds = sz->w4_rounds;
-	void (*populate)(void *, struct seg *, size_t, uint64_t *) = x ? populate_xalloc : populate_valloc;
-	void (*churn)(void *, struct seg *, size_t, uint64_t, uint64_t *) = x ? churn_xalloc : churn_valloc;
+	uint64_t rng = opt.seed;
 	struct figure *res;
 
-	ctx.vm = vmem_create("bench-mixed", 0, W4_SIZE, W4_QUANTUM, 0, 0);
-	if (ctx.vm == NULL)
-		die("vmem_create: %s", strerror(errno));
-	ctx.flags = flags;
-	ctx.qshift = W4_QSHIFT;
-	ctx.align = W5_ALIGN;
 	progress("%s %s: populate", wl, variant);
-	populate(&ctx, live, n, &rng);
+	populate(ctx, live, n, &rng);
 	progress("%s %s: warm up", wl, variant);
-	churn(&ctx, live, n, warmup_rounds(rounds), &rng);
+	churn(ctx, live, n, warmup_rounds(rounds), &rng);
 	res = new_result(wl, variant, n, rounds, 1, "ns/pair");
 	for (int i = 0; i < opt.reps; i++) {
 		uint64_t t0;
 
 		progress("%s %s: repetition %d/%d", wl, variant, i + 1, opt.reps);
 		t0 = now_ns();
-		churn(&ctx, live, n, rounds, &rng);
+		churn(ctx, live, n, rounds, &rng);
 		res->v[res->reps++] = (double)(now_ns() - t0) / (double)rounds;
 	}
 	finish_result(res);
-	res->free_segs = arena_free_segs(ctx.vm);
-	vmem_destroy(ctx.vm);
+	res->free_segs = arena_free_segs(ctx->vm);
+	vmem_destroy(ctx->vm);
 	free(live);
+}
+
+/* An arena of size bytes at 0 with quantum 4096, no caching. */
+static void seg_arena(struct sctx *ctx, vmem_size_t size, int flags, vmem_size_t align)
+{
+	ctx->vm = vmem_create("bench-mixed", 0, size, W4_QUANTUM, 0, 0);
+	if (ctx->vm == NULL)
+		die("vmem_create: %s", strerror(errno));
+	ctx->flags = flags;
+	ctx->qshift = W4_QSHIFT;
+	ctx->align = align;
+}
+
+/* W4 and W5: one arena, populated fragmented, then timed churn. */
+static void run_seg(const struct sizes *sz, const char *wl, const char *variant, bool x, int flags)
+{
+	struct sctx ctx;
+
+	seg_arena(&ctx, W4_SIZE, flags, W5_ALIGN);
+	seg_measure(&ctx, wl, variant, sz->w4_live, sz->w4_rounds,
+		    x ? populate_xalloc : populate_valloc, x ? churn_xalloc : churn_valloc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,16 +324,22 @@ static void wl_w7(const struct sizes *sz)
 	}
 }
 
+static void wl_wa(const struct sizes *sz)
+{
+	for (int i = 0; i < 2; i++) {
+		struct sctx ctx;
+
+		seg_arena(&ctx, WA_SIZE, VM_INSTANTFIT, 0);
+		seg_measure(&ctx, "WA", V_WA, sz->wa_sizes[i], sz->wa_rounds, populate_wa, churn_wa);
+	}
+}
+
 /* ---- W8: memory ---- */
 
 struct memrow memrows[3 * MAXSIZES];
 int nmemrows;
 
-/* layout: dense (n allocations in a row), fragmented (W6's populate), or
- * cached (n allocations through a quantum cache, qcache_max = 1) */
-enum layout { L_DENSE, L_FRAG, L_CACHED };
-
-static void run_memory(size_t n, enum layout layout)
+void run_memory(size_t n, enum layout layout)
 {
 	bool fragmented = layout == L_FRAG;
 	struct idparams prm = {ID_BASE, BIG_SIZE, n, VM_INSTANTFIT, layout == L_CACHED ? 1 : 0};
@@ -405,6 +465,7 @@ const struct workload workloads[] = {
 	{{"W3", "lowest-id", "W1 with VM_FIRSTFIT"}, wl_w3},
 	{{"W4", "mixed", "1-64 pages in 2^32 bytes, quantum 4096"}, wl_w4},
 	{{"W5", "xalloc", "W4 via vmem_xalloc, align 16 pages, random phase"}, wl_w5},
+	{{"WA", "address-space", "xalloc 4 KiB-2 MiB in 2^40 bytes, 10^4, 10^5 live"}, wl_wa},
 	{{"W6", "constant-time", "W1 at 10^3..10^7 live, vs. the naive list"}, wl_w6},
 	{{"W8", "memory", "library bytes per live segment, 10^3..10^7"}, wl_w8},
 	{{"W9", "qcache", "alloc+free pairs of 1-8 quanta through the caches"}, wl_w9},

@@ -25,6 +25,8 @@ struct sizes {
 	struct budget naive;     /* the naive list, fragmented, in W6 */
 	size_t w8_sizes[MAXSIZES];
 	int w8_n;
+	size_t wa_sizes[2];      /* WA: live ranges */
+	uint64_t wa_rounds;
 };
 
 struct sizes sizes_of(bool quick);
@@ -47,6 +49,7 @@ struct sizes sizes_of(bool quick);
 #define V_W9 "vmem_alloc+free, 1-8 quanta, cached"
 #define V_W9U "vmem_alloc+free, cached, VMC_UNCHECKED"
 #define V_W9T "vmem_alloc+free, cached, 2nd thread up"
+#define V_WA "vmem_xalloc, 4 KiB-2 MiB, align<=64 KiB"
 
 /* W8's rows: one measurement of the library's memory each. */
 struct memrow {
@@ -59,6 +62,17 @@ struct memrow {
 
 extern struct memrow memrows[3 * MAXSIZES];
 extern int nmemrows;
+
+/* W8's layouts: dense (n allocations in a row), fragmented (W6's
+ * populate), or cached (n allocations through a quantum cache) */
+enum layout { L_DENSE, L_FRAG, L_CACHED };
+
+/* One W8 row: n live IDs in W8's arena, laid out as layout. */
+void run_memory(size_t n, enum layout layout);
+
+/* libvmem as W1-W3 drive it: size-1 IDs, no quantum caching unless the
+ * idparams ask for it (bench/missdriver.c runs it under cachegrind) */
+extern const struct idalg alg_vmem;
 
 struct workload {
 	struct workload_info info; /* id, name, description */
