@@ -94,7 +94,8 @@
 /* Scratch registers: %rax and %r8 to %r10, none of which holds an argument
  * of vmem_alloc or vmem_free, so the compiler need not save those for the
  * slow path. */
-#define QC_RSEQ_CLOBBERS "rax", "r8", "r9", "r10", "memory", "cc"
+#define QC_RSEQ_CLOBBERS_BUT_R8_R10 "rax", "r9", "memory", "cc"
+#define QC_RSEQ_CLOBBERS QC_RSEQ_CLOBBERS_BUT_R8_R10, "r8", "r10"
 
 /* A sequence left for the slow path still names its descriptor: clear it,
  * and say that the sequence did not commit. */
@@ -107,8 +108,12 @@ static inline bool qc_rseq_left(void)
 static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_addr_t *objp,
 			       uint8_t **statep)
 {
-	vmem_addr_t obj;
-	uint8_t *st;
+	/* The object and its state pointer come back in r8 and r10, which the
+	 * sequence uses anyway: outputs in registers of the compiler's choice
+	 * would take two more, and vmem_alloc would then save callee-saved
+	 * registers on every call, the uncached ones included. */
+	register vmem_addr_t obj __asm__("r8");
+	register uint8_t *st __asm__("r10");
 	__asm__ volatile goto(QC_RSEQ_HEAD
 		     "movq " QC_SLOT(o_bias) ", %%r8\n\t"
 		     "addq " QC_SLOT(o_pushes) ", %%r8\n\t"
@@ -116,12 +121,13 @@ static inline bool qc_pop_rseq(const struct qcaches *qs, struct qcache *c, vmem_
 		     "subq %%r9, %%r8\n\t" /* rounds */
 		     "jz %l[slow]\n\t"
 		     "movq " QC_SLOT(o_loaded) ", %%r10\n\t"
-		     "movq %c[o_obj]-8(%%r10, %%r8, 8), %[obj]\n\t"
-		     "movq %c[o_state]-8(%%r10, %%r8, 8), %[st]\n\t"
+		     "leaq -8(%%r10, %%r8, 8), %%r10\n\t"
+		     "movq %c[o_obj](%%r10), %%r8\n\t"
+		     "movq %c[o_state](%%r10), %%r10\n\t"
 		     QC_RSEQ_COMMIT(o_pops)
-		     : [obj] "=&r"(obj), [st] "=&r"(st)
+		     : "=&r"(obj), "=&r"(st) /* written before the inputs are done with */
 		     : QC_RSEQ_OPERANDS(qs, c)
-		     : QC_RSEQ_CLOBBERS : slow);
+		     : QC_RSEQ_CLOBBERS_BUT_R8_R10 : slow);
 	*objp = obj;
 	*statep = st;
 	return true;
