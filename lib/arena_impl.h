@@ -110,7 +110,7 @@ struct arena {
 	vmem_size_t quantum;
 	unsigned int qshift;
 	int debug; /* OS_DEBUG_* */
-	bool valgrind; /* running under valgrind: describe tags to memcheck */
+	bool valgrind; /* running under valgrind memcheck: describe tags to it */
 	bool ever_allocated;
 
 	/* next fit: the end of the previous VM_NEXTFIT allocation, as an
