@@ -21,6 +21,9 @@
  * of band, in a table the arena maps for itself (tagslab.c): the resources
  * may not be memory at all, and libvmem must be able to sit under a malloc.
  * Tags refer to each other by 32-bit index, which keeps a tag at 48 bytes.
+ * Whether a neighbour is free, a free reads in the free map, a bit per tag
+ * (I13), so that a neighbour's tag, a cache miss of its own once tags
+ * recycle, is touched only to merge with it.
  *
  * Freelists.  A free segment of size s sits on freelist floor(log2 s), and
  * a 64-bit bitmap says which lists are non-empty.  Instant fit (the
@@ -83,7 +86,7 @@
  * untouched arena, never half a split.  Hash resizing is best effort and
  * never fails an operation.
  *
- * ==== Invariants (I1..I11 checked by check.c, I12 by the tests) ============
+ * ==== Invariants (I1..I11, I13 checked by check.c, I12 by the tests) =======
  *
  * I1  The address list is a circular doubly linked list through BT_HEAD;
  *     prev and next agree, and starts never decrease along it.
@@ -115,6 +118,8 @@
  *     spans that an import brought in on the way).  It is a property of
  *     calls, not of a state: the tests compare a snapshot of the arena
  *     before and after every failing call.
+ * I13 Bit i of the free map is set iff tag i is a free segment; the map
+ *     covers every tag mapped, and its bits past them are clear.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */

@@ -2,7 +2,9 @@
  * tagslab.c - the tag table.  Each arena keeps its boundary tags in one
  * mapping of its own, grown with mremap, and refers to them by index, so a
  * tag is 48 bytes and moving the table costs nothing but the kernel's page
- * table update.  Unused tags form a chain through lnext.  Operations
+ * table update.  Unused tags form a chain through lnext.  Beside the table,
+ * in a mapping grown with it, is the free map: a bit per tag, set while
+ * the tag is a free segment (I13); seg.c keeps it.  Operations
  * reserve every tag they may need before they change anything (I12), so a
  * failed mapping leaves the arena as it was.
  *
@@ -65,6 +67,12 @@ static void tagslab_remember(struct arena *ar)
 	QUIET_END(ar);
 }
 
+/* Bytes of free map for cap tags: a bit each, whole pages. */
+static size_t tagslab_freemap_bytes(size_t cap)
+{
+	return os_round_page((cap + 63) / 64 * sizeof(uint64_t));
+}
+
 int tagslab_init(struct arena *ar)
 {
 	ar->valgrind = ON_VALGRIND();
@@ -72,6 +80,14 @@ int tagslab_init(struct arena *ar)
 	ar->bt = os_map(bytes);
 	if (ar->bt == NULL)
 		return ENOMEM;
+	size_t mbytes = tagslab_freemap_bytes(bytes / sizeof(struct bt));
+	ar->bt_freemap = os_map(mbytes); /* zero: no tag is free yet (I13) */
+	if (ar->bt_freemap == NULL) {
+		os_unmap(ar->bt, bytes);
+		ar->bt = NULL;
+		return ENOMEM;
+	}
+	ar->bt_freemap_bytes = mbytes;
 	ar->bt_bytes = bytes;
 	ar->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
 	ar->bt_unused = BT_NIL;
@@ -94,6 +110,10 @@ void tagslab_fini(struct arena *ar)
 	os_unmap(ar->bt, ar->bt_bytes);
 	ar->bt = NULL;
 	ar->bt_bytes = 0;
+	if (ar->bt_freemap != NULL)
+		os_unmap(ar->bt_freemap, ar->bt_freemap_bytes);
+	ar->bt_freemap = NULL;
+	ar->bt_freemap_bytes = 0;
 	ar->bt_cap = 0;
 	ar->bt_nunused = 0;
 }
@@ -109,6 +129,16 @@ int tagslab_grow(struct arena *ar, uint32_t n)
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
+	/* the free map first: if the tags then cannot grow, a longer map
+	 * (its new bits clear) is all that is left of the attempt */
+	size_t mbytes = tagslab_freemap_bytes(bytes / sizeof(struct bt));
+	if (mbytes > ar->bt_freemap_bytes) {
+		uint64_t *m = os_remap(ar->bt_freemap, ar->bt_freemap_bytes, mbytes);
+		if (m == NULL)
+			return ENOMEM;
+		ar->bt_freemap = m;
+		ar->bt_freemap_bytes = mbytes;
+	}
 	bool vg = ar->valgrind;
 	if (vg)
 		tagslab_forget(ar);
