@@ -509,8 +509,9 @@ enum arena_where arena_whereis(struct arena *ar, vmem_addr_t addr, vmem_addr_t *
 
 /* A free found no allocation of this size at addr; lock held.  Under
  * debug, say which mistake it is. */
-static void arena_bad_free_locked(const struct arena *ar, enum free_kind kind, vmem_addr_t addr,
-				  vmem_size_t size, const struct bt *b)
+static NOINLINE __attribute__((cold)) void arena_bad_free_locked(const struct arena *ar,
+								 enum free_kind kind, vmem_addr_t addr,
+								 vmem_size_t size, const struct bt *b)
 {
 	if (ar->debug == OS_DEBUG_OFF)
 		return;
@@ -546,6 +547,28 @@ static void arena_bad_free_locked(const struct arena *ar, enum free_kind kind, v
 	arena_misuse(ar, fn, addr, size, why);
 }
 
+/* The end of a free in an arena that can release: free segment fi goes
+ * back to the source if it fills its imported span (I10).  Lock held on
+ * entry, RELEASED on return.  Out of line: the other arenas never come
+ * here, and their frees keep fewer registers. */
+static NOINLINE int arena_freed_release_then_unlock(struct arena *ar, bt_idx fi)
+{
+	bt_idx si = seg_whole_span(ar, fi);
+	if (si != BT_NIL) {
+		vmem_addr_t saddr = BT(ar, si)->start;
+		vmem_size_t ssize = BT(ar, si)->size;
+		seg_span_free(ar, si);
+		ar->releases++;
+		arena_wakeup_locked(ar);
+		pthread_mutex_unlock(&ar->lock);
+		import_release(ar, saddr, ssize);
+		return 0;
+	}
+	arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
+	return 0;
+}
+
 /* Free [addr, addr + rsize).  Lock held on entry, RELEASED on return. */
 static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr, vmem_size_t rsize,
 					     enum free_kind kind)
@@ -579,17 +602,8 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		if (rsize <= ar->small_max)
 			arena_small_count_locked(ar, -1);
 	}
-	bt_idx si = (ar->source != NULL || ar->releasefn != NULL) ? seg_whole_span(ar, fi) : BT_NIL;
-	if (si != BT_NIL) {
-		vmem_addr_t saddr = BT(ar, si)->start;
-		vmem_size_t ssize = BT(ar, si)->size;
-		seg_span_free(ar, si);
-		ar->releases++;
-		arena_wakeup_locked(ar);
-		pthread_mutex_unlock(&ar->lock);
-		import_release(ar, saddr, ssize);
-		return 0;
-	}
+	if (unlikely(ar->source != NULL || ar->releasefn != NULL))
+		return arena_freed_release_then_unlock(ar, fi);
 	arena_wakeup_locked(ar);
 	pthread_mutex_unlock(&ar->lock);
 	return 0;
