@@ -219,6 +219,11 @@ static bt_idx seg_find_instant(struct arena *ar, const struct fitreq *req, vmem_
 {
 	freelist_need(ar);
 	unsigned int lo = freelist_class(req->size);
+	/* no list from size's class up has a member: no free segment is as
+	 * big as size, constrained or not, and the fallback has nothing to
+	 * find (a full arena must not build the treap to learn that) */
+	if ((ar->fl_bitmap >> lo) == 0)
+		return BT_NIL;
 	if (fitreq_plain(req, ar->quantum)) {
 		/* every segment of class k >= ceil(log2 size) is at least size */
 		bt_idx i = freelist_surely_fits(ar, req->size);
