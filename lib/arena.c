@@ -101,8 +101,9 @@
  *     largest size in its subtree; BT_NIL's max is 0.  Before, it is empty.
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
- * I7  Every tag is either a sentinel, in the address list, or on the unused
- *     chain; in use plus unused equals tags mapped.  The treap fields of a
+ * I7  Every tag is either a sentinel, in the address list, on the unused
+ *     chain, or in the fresh run at the end of the table (never used: all
+ *     zero); in use plus unused plus fresh equals tags mapped.  The treap fields of a
  *     busy or unused tag are clear, but for a quantum-cache slab's left and
  *     right, which hold its cookie (arena_slab_set_cookie) until it is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary

@@ -85,8 +85,9 @@ struct arena {
 	/* tagslab.c */
 	struct bt *bt;
 	uint32_t bt_cap;     /* tags mapped */
-	uint32_t bt_nunused; /* tags on the unused chain */
+	uint32_t bt_nunused; /* tags on the unused chain or fresh */
 	bt_idx bt_unused;    /* head of the unused chain */
+	bt_idx bt_fresh;     /* tags from here to bt_cap were never used: all zero (I7) */
 	size_t bt_bytes;
 	/* bit i: tag i is a free segment (I13).  A free reads its address
 	 * neighbours' free-ness here, 512 tags to a cache line, instead of

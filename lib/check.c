@@ -304,7 +304,8 @@ static bool ck_hash(struct checker *c, const struct tally *t)
 		  (unsigned long long)ar->nalloc, (unsigned long long)nb);
 }
 
-/* I7: every tag is in use or on the unused chain, which is well formed. */
+/* I7: every tag is in use, on the unused chain, which is well formed, or in
+ * the fresh run, untouched. */
 static bool ck_tags(struct checker *c, const struct tally *t)
 {
 	const struct arena *ar = c->ar;
@@ -325,10 +326,25 @@ static bool ck_tags(struct checker *c, const struct tally *t)
 	QUIET_END(ar);
 	if (!CK(c, 7, chain_ok, "unused chain broken, or treap fields set, at %u", bad))
 		return false;
-	return CK(c, 7, unused == ar->bt_nunused && t->ntags + unused + BT_FIRST == ar->bt_cap,
-		  "%llu tags in use + %llu unused (counted %u) + 2 sentinels != %u mapped",
-		  (unsigned long long)t->ntags, (unsigned long long)unused, ar->bt_nunused,
-		  ar->bt_cap);
+	/* the fresh run: never used, so every byte still zero */
+	if (!CK(c, 7, ar->bt_fresh >= BT_FIRST && ar->bt_fresh <= ar->bt_cap,
+		"fresh run from %u of %u tags", ar->bt_fresh, ar->bt_cap))
+		return false;
+	static const struct bt zero;
+	QUIET_BEGIN(ar);
+	for (bt_idx i = ar->bt_fresh; i < ar->bt_cap && bad == BT_NIL; i++)
+		if (memcmp(BT(ar, i), &zero, sizeof(zero)) != 0)
+			bad = i;
+	QUIET_END(ar);
+	if (!CK(c, 7, bad == BT_NIL, "fresh tag %u has been written", bad))
+		return false;
+	uint64_t fresh = ar->bt_cap - ar->bt_fresh;
+	return CK(c, 7,
+		  unused + fresh == ar->bt_nunused && t->ntags + unused + fresh + BT_FIRST == ar->bt_cap,
+		  "%llu tags in use + %llu unused + %llu fresh (counted %u) + 2 sentinels != %u "
+		  "mapped",
+		  (unsigned long long)t->ntags, (unsigned long long)unused,
+		  (unsigned long long)fresh, ar->bt_nunused, ar->bt_cap);
 }
 
 /* I13: the free map has a bit set for exactly the free segments' tags,

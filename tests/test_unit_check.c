@@ -1,7 +1,7 @@
 /*
  * test_unit_check.c - the invariant checker finds what it claims to find.
  * Each case breaks one of the caches' invariants Q1..Q7, or the arena's
- * free map (I13), by hand in a quiet
+ * free map (I13) or fresh tags (I7), by hand in a quiet
  * arena, expects vmem_check to name exactly that invariant, puts the
  * damage back and expects a clean check again.  A checker that missed a
  * kind of damage would let the tests that call it after every step pass
@@ -223,6 +223,24 @@ TEST(test_i13_free_map)
 	healed(vm);
 }
 
+TEST(test_i7_fresh_tags)
+{
+	vmem_t *vm = vmem_create("fresh", 0x1000, 1 << 20, 1, 0, 0);
+	struct arena *ar = &vm->arena;
+	assert_true(ar->bt_fresh + 1 < ar->bt_cap); /* a new arena has fresh tags */
+	/* the tag before the run, in use, taken into it (and counted, so that
+	 * only its contents can tell): a written tag counted as fresh */
+	ar->bt_fresh--;
+	ar->bt_nunused++;
+	expect_broken(vm, 7);
+	ar->bt_fresh++;
+	ar->bt_nunused--;
+	ar->bt_fresh++; /* a fresh tag lost: neither fresh, chained nor used */
+	expect_broken(vm, 7);
+	ar->bt_fresh--;
+	healed(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_q3_slabs),        cmocka_unit_test(test_q4_slab_records),
 		cmocka_unit_test(test_q5_magazines),    cmocka_unit_test(test_q6_twins),
 		cmocka_unit_test(test_q7_states),       cmocka_unit_test(test_i13_free_map),
+		cmocka_unit_test(test_i7_fresh_tags),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
