@@ -21,6 +21,9 @@
  * of band, in a table the arena maps for itself (tagslab.c): the resources
  * may not be memory at all, and libvmem must be able to sit under a malloc.
  * Tags refer to each other by 32-bit index, which keeps a tag at 48 bytes.
+ * Whether a neighbour is free, a free reads in the free map, a bit per tag
+ * (I13), so that a neighbour's tag, a cache miss of its own once tags
+ * recycle, is touched only to merge with it.
  *
  * Freelists.  A free segment of size s sits on freelist floor(log2 s), and
  * a 64-bit bitmap says which lists are non-empty.  Instant fit (the
@@ -83,7 +86,7 @@
  * untouched arena, never half a split.  Hash resizing is best effort and
  * never fails an operation.
  *
- * ==== Invariants (I1..I11 checked by check.c, I12 by the tests) ============
+ * ==== Invariants (I1..I11, I13 checked by check.c, I12 by the tests) =======
  *
  * I1  The address list is a circular doubly linked list through BT_HEAD;
  *     prev and next agree, and starts never decrease along it.
@@ -98,8 +101,9 @@
  *     largest size in its subtree; BT_NIL's max is 0.  Before, it is empty.
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
- * I7  Every tag is either a sentinel, in the address list, or on the unused
- *     chain; in use plus unused equals tags mapped.  The treap fields of a
+ * I7  Every tag is either a sentinel, in the address list, on the unused
+ *     chain, or in the fresh run at the end of the table (never used: all
+ *     zero); in use plus unused plus fresh equals tags mapped.  The treap fields of a
  *     busy or unused tag are clear, but for a quantum-cache slab's left and
  *     right, which hold its cookie (arena_slab_set_cookie) until it is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary
@@ -115,6 +119,8 @@
  *     spans that an import brought in on the way).  It is a property of
  *     calls, not of a state: the tests compare a snapshot of the arena
  *     before and after every failing call.
+ * I13 Bit i of the free map is set iff tag i is a free segment; the map
+ *     covers every tag mapped, and its bits past them are clear.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -504,8 +510,9 @@ enum arena_where arena_whereis(struct arena *ar, vmem_addr_t addr, vmem_addr_t *
 
 /* A free found no allocation of this size at addr; lock held.  Under
  * debug, say which mistake it is. */
-static void arena_bad_free_locked(const struct arena *ar, enum free_kind kind, vmem_addr_t addr,
-				  vmem_size_t size, const struct bt *b)
+static NOINLINE __attribute__((cold)) void arena_bad_free_locked(const struct arena *ar,
+								 enum free_kind kind, vmem_addr_t addr,
+								 vmem_size_t size, const struct bt *b)
 {
 	if (ar->debug == OS_DEBUG_OFF)
 		return;
@@ -541,6 +548,28 @@ static void arena_bad_free_locked(const struct arena *ar, enum free_kind kind, v
 	arena_misuse(ar, fn, addr, size, why);
 }
 
+/* The end of a free in an arena that can release: free segment fi goes
+ * back to the source if it fills its imported span (I10).  Lock held on
+ * entry, RELEASED on return.  Out of line: the other arenas never come
+ * here, and their frees keep fewer registers. */
+static NOINLINE int arena_freed_release_then_unlock(struct arena *ar, bt_idx fi)
+{
+	bt_idx si = seg_whole_span(ar, fi);
+	if (si != BT_NIL) {
+		vmem_addr_t saddr = BT(ar, si)->start;
+		vmem_size_t ssize = BT(ar, si)->size;
+		seg_span_free(ar, si);
+		ar->releases++;
+		arena_wakeup_locked(ar);
+		pthread_mutex_unlock(&ar->lock);
+		import_release(ar, saddr, ssize);
+		return 0;
+	}
+	arena_wakeup_locked(ar);
+	pthread_mutex_unlock(&ar->lock);
+	return 0;
+}
+
 /* Free [addr, addr + rsize).  Lock held on entry, RELEASED on return. */
 static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr, vmem_size_t rsize,
 					     enum free_kind kind)
@@ -574,17 +603,8 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		if (rsize <= ar->small_max)
 			arena_small_count_locked(ar, -1);
 	}
-	bt_idx si = (ar->source != NULL || ar->releasefn != NULL) ? seg_whole_span(ar, fi) : BT_NIL;
-	if (si != BT_NIL) {
-		vmem_addr_t saddr = BT(ar, si)->start;
-		vmem_size_t ssize = BT(ar, si)->size;
-		seg_span_free(ar, si);
-		ar->releases++;
-		arena_wakeup_locked(ar);
-		pthread_mutex_unlock(&ar->lock);
-		import_release(ar, saddr, ssize);
-		return 0;
-	}
+	if (unlikely(ar->source != NULL || ar->releasefn != NULL))
+		return arena_freed_release_then_unlock(ar, fi);
 	arena_wakeup_locked(ar);
 	pthread_mutex_unlock(&ar->lock);
 	return 0;

@@ -37,10 +37,12 @@ static inline bool vmem_is_pow2(uint64_t x)
  * most one policy; else EINVAL. */
 static inline int arena_flags_check(int flags, int allowed)
 {
-	int p = flags & VM_POLICIES;
-	if ((flags & ~allowed) != 0 || (flags & VM_SLEEPFLAGS) == VM_SLEEPFLAGS || (p & (p - 1)) != 0)
-		return EINVAL;
-	return 0;
+	unsigned int f = (unsigned int)flags, p = f & VM_POLICIES;
+	/* one test of three faults: a flag not allowed, both VM_SLEEP and
+	 * VM_NOSLEEP (bits 0 and 1), two policies */
+	_Static_assert(VM_SLEEP == 1 && VM_NOSLEEP == 2, "the sleep flags are bits 0 and 1");
+	unsigned int bad = (f & ~(unsigned int)allowed) | (f & (f >> 1) & VM_SLEEP) | (p & (p - 1));
+	return bad != 0 ? EINVAL : 0;
 }
 
 /* ---- life cycle ---------------------------------------------------------- */

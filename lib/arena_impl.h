@@ -6,7 +6,7 @@
  * freelist.c, tree.c, hash.c, fit.c), the front door (which embeds struct
  * arena in struct vmem) and the checker include it.  The Big Theory
  * Statement is at the top of arena.c; its invariants are numbered there,
- * I1..I11 verified by check.c and I12 by the tests.
+ * I1..I11 and I13 verified by check.c and I12 by the tests.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -85,9 +85,16 @@ struct arena {
 	/* tagslab.c */
 	struct bt *bt;
 	uint32_t bt_cap;     /* tags mapped */
-	uint32_t bt_nunused; /* tags on the unused chain */
+	uint32_t bt_nunused; /* tags on the unused chain or fresh */
 	bt_idx bt_unused;    /* head of the unused chain */
+	bt_idx bt_fresh;     /* tags from here to bt_cap were never used: all zero (I7) */
 	size_t bt_bytes;
+	/* bit i: tag i is a free segment (I13).  A free reads its address
+	 * neighbours' free-ness here, 512 tags to a cache line, instead of
+	 * in the neighbours' own tags, which are random lines once tags
+	 * recycle: a neighbour's tag is touched only to merge with it. */
+	uint64_t *bt_freemap;
+	size_t bt_freemap_bytes;
 
 	/* hash.c */
 	bt_idx *hash;
@@ -110,7 +117,7 @@ struct arena {
 	vmem_size_t quantum;
 	unsigned int qshift;
 	int debug; /* OS_DEBUG_* */
-	bool valgrind; /* running under valgrind: describe tags to memcheck */
+	bool valgrind; /* running under valgrind memcheck: describe tags to it */
 	bool ever_allocated;
 
 	/* next fit: the end of the previous VM_NEXTFIT allocation, as an
@@ -158,6 +165,20 @@ struct arena {
 static inline struct bt *BT(const struct arena *ar, bt_idx i)
 {
 	return &ar->bt[i];
+}
+
+/* The free map (I13): set with every change of a tag to or from BT_FREE. */
+static inline bool bt_free_at(const struct arena *ar, bt_idx i)
+{
+	return (ar->bt_freemap[i >> 6] & (1ull << (i & 63))) != 0;
+}
+static inline void bt_map_free(struct arena *ar, bt_idx i)
+{
+	ar->bt_freemap[i >> 6] |= 1ull << (i & 63);
+}
+static inline void bt_map_unfree(struct arena *ar, bt_idx i)
+{
+	ar->bt_freemap[i >> 6] &= ~(1ull << (i & 63));
 }
 
 static inline vmem_size_t arena_free_total(const struct arena *ar)

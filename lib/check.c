@@ -1,6 +1,6 @@
 /*
  * check.c - the invariant checker.  It verifies the arena's invariants
- * I1..I11 (stated in arena.c) and the caches' Q1..Q7 (stated in qcache.c)
+ * I1..I11 and I13 (stated in arena.c) and the caches' Q1..Q7 (stated in qcache.c)
  * by walking the structures independently of the code that maintains
  * them.  I12, that a failed call changes nothing, is about calls rather
  * than states: the tests check it with a snapshot of the arena before and
@@ -19,7 +19,7 @@
 
 #include "vmem_impl.h"
 
-/* vmem_check's number for Qn: the arena's are 1..12, the caches' 101.. */
+/* vmem_check's number for Qn: the arena's are 1..13, the caches' 101.. */
 #define QINV(n) (100 + (n))
 
 struct checker {
@@ -48,7 +48,7 @@ __attribute__((format(printf, 3, 4))) static bool ck_fail(struct checker *c, int
 
 #define CK(c, inv, cond, ...) ((cond) ? true : ck_fail((c), (inv), __VA_ARGS__))
 
-/* ==== the arena: I1..I11 =================================================== */
+/* ==== the arena: I1..I11, I13 =============================================== */
 
 /* What the walk of the address list counts, for the checks after it. */
 struct tally {
@@ -304,7 +304,8 @@ static bool ck_hash(struct checker *c, const struct tally *t)
 		  (unsigned long long)ar->nalloc, (unsigned long long)nb);
 }
 
-/* I7: every tag is in use or on the unused chain, which is well formed. */
+/* I7: every tag is in use, on the unused chain, which is well formed, or in
+ * the fresh run, untouched. */
 static bool ck_tags(struct checker *c, const struct tally *t)
 {
 	const struct arena *ar = c->ar;
@@ -325,10 +326,49 @@ static bool ck_tags(struct checker *c, const struct tally *t)
 	QUIET_END(ar);
 	if (!CK(c, 7, chain_ok, "unused chain broken, or treap fields set, at %u", bad))
 		return false;
-	return CK(c, 7, unused == ar->bt_nunused && t->ntags + unused + BT_FIRST == ar->bt_cap,
-		  "%llu tags in use + %llu unused (counted %u) + 2 sentinels != %u mapped",
-		  (unsigned long long)t->ntags, (unsigned long long)unused, ar->bt_nunused,
-		  ar->bt_cap);
+	/* the fresh run: never used, so every byte still zero */
+	if (!CK(c, 7, ar->bt_fresh >= BT_FIRST && ar->bt_fresh <= ar->bt_cap,
+		"fresh run from %u of %u tags", ar->bt_fresh, ar->bt_cap))
+		return false;
+	static const struct bt zero;
+	QUIET_BEGIN(ar);
+	for (bt_idx i = ar->bt_fresh; i < ar->bt_cap && bad == BT_NIL; i++)
+		if (memcmp(BT(ar, i), &zero, sizeof(zero)) != 0)
+			bad = i;
+	QUIET_END(ar);
+	if (!CK(c, 7, bad == BT_NIL, "fresh tag %u has been written", bad))
+		return false;
+	uint64_t fresh = ar->bt_cap - ar->bt_fresh;
+	return CK(c, 7,
+		  unused + fresh == ar->bt_nunused && t->ntags + unused + fresh + BT_FIRST == ar->bt_cap,
+		  "%llu tags in use + %llu unused + %llu fresh (counted %u) + 2 sentinels != %u "
+		  "mapped",
+		  (unsigned long long)t->ntags, (unsigned long long)unused,
+		  (unsigned long long)fresh, ar->bt_nunused, ar->bt_cap);
+}
+
+/* I13: the free map has a bit set for exactly the free segments' tags,
+ * and none past the tags mapped. */
+static bool ck_freemap(struct checker *c, const struct tally *t)
+{
+	const struct arena *ar = c->ar;
+	uint64_t bits = (uint64_t)ar->bt_freemap_bytes * 8, set = 0;
+	bt_idx bad = BT_NIL;
+	if (!CK(c, 13, bits >= ar->bt_cap, "free map of %llu bits for %u tags",
+		(unsigned long long)bits, ar->bt_cap))
+		return false;
+	QUIET_BEGIN(ar); /* unused tags are not alive for valgrind */
+	for (uint64_t i = 0; i < bits && bad == BT_NIL; i++) {
+		bool on = (ar->bt_freemap[i >> 6] >> (i & 63)) & 1;
+		set += on;
+		if (on != (i < ar->bt_cap && BT(ar, (bt_idx)i)->type == BT_FREE))
+			bad = (bt_idx)i;
+	}
+	QUIET_END(ar);
+	if (!CK(c, 13, bad == BT_NIL, "free map bit %u disagrees with its tag", bad))
+		return false;
+	return CK(c, 13, set == t->nfree, "free map has %llu bits set, %llu free segments",
+		  (unsigned long long)set, (unsigned long long)t->nfree);
 }
 
 /* I9: the totals and counts the arena keeps agree with the tags. */
@@ -638,7 +678,8 @@ static void ck_run(struct checker *c)
 {
 	struct tally t = { 0 };
 	if (!ck_address_list(c, &t) || !ck_freelists(c, &t) || !ck_treap(c, &t) ||
-	    !ck_hash(c, &t) || !ck_span_treap(c, &t) || !ck_tags(c, &t) || !ck_totals(c, &t))
+	    !ck_hash(c, &t) || !ck_span_treap(c, &t) || !ck_tags(c, &t) || !ck_freemap(c, &t) ||
+	    !ck_totals(c, &t))
 		return;
 	if (c->qs->map == NULL)
 		return;

@@ -48,6 +48,7 @@ HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t
 	if (lead == 0 && trail == 0) {
 		freelist_remove(ar, fi);
 		tree_remove(ar, fi);
+		bt_map_unfree(ar, fi);
 		seg_make_busy(ar, fi, a, size, type);
 		*busyp = fi;
 		return 0;
@@ -66,6 +67,7 @@ HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t
 			t->start = a + size;
 			t->size = trail;
 			t->type = BT_FREE;
+			bt_map_free(ar, ti);
 			bt_insert_after(ar, bi, ti);
 			freelist_insert(ar, ti);
 			tree_insert(ar, ti);
@@ -94,16 +96,28 @@ HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 {
 	struct bt *b = BT(ar, bi);
 	bt_idx pi = b->prev, ni = b->next;
-	struct bt *p = BT(ar, pi), *n = BT(ar, ni);
-	bool pfree = p->type == BT_FREE, nfree = n->type == BT_FREE;
+	/* from the free map (I13): a neighbour's tag is read only to merge */
+	bool pfree = bt_free_at(ar, pi), nfree = bt_free_at(ar, ni);
 	vmem_size_t size = b->size;
 
 	ar->alloc_total -= size;
+	if (likely(!pfree && !nfree)) {
+		/* the type after the freelist: the list writes lprev, which
+		 * shares a word with the type, and a read of that word right
+		 * after a byte store to it would stall store-to-load forwarding */
+		freelist_insert(ar, bi);
+		b->type = BT_FREE;
+		bt_map_free(ar, bi);
+		tree_insert(ar, bi);
+		return bi;
+	}
+	struct bt *p = BT(ar, pi), *n = BT(ar, ni);
 	/* span markers and BT_HEAD are never free, so this stays in the span (I3) */
 	if (pfree && nfree) {
 		vmem_size_t total = p->size + size + n->size;
 		freelist_remove(ar, ni);
 		tree_remove(ar, ni);
+		bt_map_unfree(ar, ni);
 		bt_unlink(ar, ni);
 		seg_put_merged(ar, ni, pi);
 		bt_unlink(ar, bi);
@@ -117,20 +131,11 @@ HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 		seg_reshape(ar, pi, p->start, p->size + size);
 		return pi;
 	}
-	if (nfree) {
-		vmem_addr_t start = b->start;
-		bt_unlink(ar, bi);
-		seg_put_merged(ar, bi, ni);
-		seg_reshape(ar, ni, start, n->size + size);
-		return ni;
-	}
-	/* the type after the freelist: the list writes lprev, which shares a
-	 * word with the type, and a read of that word right after a byte
-	 * store to it would stall store-to-load forwarding */
-	freelist_insert(ar, bi);
-	b->type = BT_FREE;
-	tree_insert(ar, bi);
-	return bi;
+	vmem_addr_t start = b->start;
+	bt_unlink(ar, bi);
+	seg_put_merged(ar, bi, ni);
+	seg_reshape(ar, ni, start, n->size + size);
+	return ni;
 }
 
 bt_idx seg_whole_span(const struct arena *ar, bt_idx fi)
@@ -162,6 +167,7 @@ int seg_add_span(struct arena *ar, vmem_addr_t addr, vmem_size_t size, bool impo
 	s->size = f->size = size;
 	s->type = imported ? BT_SPAN_IMPORT : BT_SPAN;
 	f->type = BT_FREE;
+	bt_map_free(ar, fi);
 	/* span list */
 	s->lnext = next;
 	s->lprev = prev;
@@ -192,6 +198,7 @@ bool seg_span_free(struct arena *ar, bt_idx si)
 		return false;
 	freelist_remove(ar, fi);
 	tree_remove(ar, fi);
+	bt_map_unfree(ar, fi);
 	bt_unlink(ar, fi);
 	tagslab_put(ar, fi);
 	BT(ar, s->lprev)->lnext = s->lnext;
@@ -212,6 +219,11 @@ static bt_idx seg_find_instant(struct arena *ar, const struct fitreq *req, vmem_
 {
 	freelist_need(ar);
 	unsigned int lo = freelist_class(req->size);
+	/* no list from size's class up has a member: no free segment is as
+	 * big as size, constrained or not, and the fallback has nothing to
+	 * find (a full arena must not build the treap to learn that) */
+	if ((ar->fl_bitmap >> lo) == 0)
+		return BT_NIL;
 	if (fitreq_plain(req, ar->quantum)) {
 		/* every segment of class k >= ceil(log2 size) is at least size */
 		bt_idx i = freelist_surely_fits(ar, req->size);

@@ -2,7 +2,12 @@
  * tagslab.c - the tag table.  Each arena keeps its boundary tags in one
  * mapping of its own, grown with mremap, and refers to them by index, so a
  * tag is 48 bytes and moving the table costs nothing but the kernel's page
- * table update.  Unused tags form a chain through lnext.  Operations
+ * table update.  Unused tags form a chain through lnext, but for the fresh
+ * run at the end of the table, tags never used since the kernel zeroed
+ * them, which are handed out in index order when the chain is empty.
+ * Beside the table,
+ * in a mapping grown with it, is the free map: a bit per tag, set while
+ * the tag is a free segment (I13); seg.c keeps it.  Operations
  * reserve every tag they may need before they change anything (I12), so a
  * failed mapping leaves the arena as it was.
  *
@@ -25,16 +30,14 @@ _Static_assert(sizeof(struct bt) == 48, "a tag is 48 bytes");
 _Static_assert(offsetof(struct bt, left) == 32 && offsetof(struct bt, max) == 44,
 	       "the treap fields are a tag's last 16 bytes");
 
-static void tagslab_chain(struct arena *ar, uint32_t from, uint32_t to)
+/* Tags [from, to) are new, fresh from the kernel and so all zero: BT_UNUSED
+ * with clear treap fields.  They join the fresh run at the end of the
+ * table (from must be where it ends), which tagslab_get hands out in
+ * index order once the unused chain is empty: no pass over them now, which
+ * would write every line of a new table only for its use to write it
+ * again, much later and long evicted. */
+static void tagslab_fresh(struct arena *ar, uint32_t from, uint32_t to)
 {
-	/* push [from, to) so that lower indices come out first */
-	for (uint32_t i = to; i-- > from;) {
-		struct bt *b = BT(ar, i);
-		memset(b, 0, sizeof(*b));
-		b->type = BT_UNUSED;
-		b->lnext = ar->bt_unused;
-		ar->bt_unused = i;
-	}
 	ar->bt_nunused += to - from;
 	TAG_NOACCESS(ar, BT(ar, from), (size_t)(to - from) * sizeof(struct bt));
 }
@@ -65,6 +68,12 @@ static void tagslab_remember(struct arena *ar)
 	QUIET_END(ar);
 }
 
+/* Bytes of free map for cap tags: a bit each, whole pages. */
+static size_t tagslab_freemap_bytes(size_t cap)
+{
+	return os_round_page((cap + 63) / 64 * sizeof(uint64_t));
+}
+
 int tagslab_init(struct arena *ar)
 {
 	ar->valgrind = ON_VALGRIND();
@@ -72,18 +81,27 @@ int tagslab_init(struct arena *ar)
 	ar->bt = os_map(bytes);
 	if (ar->bt == NULL)
 		return ENOMEM;
+	size_t mbytes = tagslab_freemap_bytes(bytes / sizeof(struct bt));
+	ar->bt_freemap = os_map(mbytes); /* zero: no tag is free yet (I13) */
+	if (ar->bt_freemap == NULL) {
+		os_unmap(ar->bt, bytes);
+		ar->bt = NULL;
+		return ENOMEM;
+	}
+	ar->bt_freemap_bytes = mbytes;
 	ar->bt_bytes = bytes;
 	ar->bt_cap = (uint32_t)(bytes / sizeof(struct bt));
 	ar->bt_unused = BT_NIL;
 	ar->bt_nunused = 0;
 	memset(ar->bt, 0, bytes);
+	ar->bt_fresh = BT_FIRST;
 	BT(ar, BT_NIL)->type = BT_SENTINEL;
 	struct bt *h = BT(ar, BT_HEAD);
 	h->type = BT_SENTINEL;
 	h->prev = h->next = BT_HEAD;
 	h->lnext = BT_HEAD;
 	h->lprev = BT_HEAD;
-	tagslab_chain(ar, BT_FIRST, ar->bt_cap);
+	tagslab_fresh(ar, BT_FIRST, ar->bt_cap);
 	return 0;
 }
 
@@ -94,6 +112,10 @@ void tagslab_fini(struct arena *ar)
 	os_unmap(ar->bt, ar->bt_bytes);
 	ar->bt = NULL;
 	ar->bt_bytes = 0;
+	if (ar->bt_freemap != NULL)
+		os_unmap(ar->bt_freemap, ar->bt_freemap_bytes);
+	ar->bt_freemap = NULL;
+	ar->bt_freemap_bytes = 0;
 	ar->bt_cap = 0;
 	ar->bt_nunused = 0;
 }
@@ -109,6 +131,16 @@ int tagslab_grow(struct arena *ar, uint32_t n)
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
+	/* the free map first: if the tags then cannot grow, a longer map
+	 * (its new bits clear) is all that is left of the attempt */
+	size_t mbytes = tagslab_freemap_bytes(bytes / sizeof(struct bt));
+	if (mbytes > ar->bt_freemap_bytes) {
+		uint64_t *m = os_remap(ar->bt_freemap, ar->bt_freemap_bytes, mbytes);
+		if (m == NULL)
+			return ENOMEM;
+		ar->bt_freemap = m;
+		ar->bt_freemap_bytes = mbytes;
+	}
 	bool vg = ar->valgrind;
 	if (vg)
 		tagslab_forget(ar);
@@ -130,7 +162,7 @@ int tagslab_grow(struct arena *ar, uint32_t n)
 		tagslab_remember(ar);
 		ar->bt_cap = cap_now;
 	}
-	tagslab_chain(ar, old, ar->bt_cap);
+	tagslab_fresh(ar, old, ar->bt_cap);
 	return 0;
 }
 
@@ -142,10 +174,16 @@ HOT_INLINE int tagslab_reserve(struct arena *ar, uint32_t n)
 HOT_INLINE bt_idx tagslab_get(struct arena *ar)
 {
 	bt_idx i = ar->bt_unused;
-	struct bt *b = BT(ar, i);
-	QUIET_BEGIN(ar);
-	ar->bt_unused = b->lnext;
-	QUIET_END(ar);
+	struct bt *b;
+	if (likely(i != BT_NIL)) {
+		b = BT(ar, i);
+		QUIET_BEGIN(ar);
+		ar->bt_unused = b->lnext;
+		QUIET_END(ar);
+	} else {
+		i = ar->bt_fresh++; /* the reserve says there is one */
+		b = BT(ar, i);
+	}
 	ar->bt_nunused--;
 	TAG_ALIVE(ar, b);
 	/* every field starts known: BT_NIL links; the treap fields are clear */

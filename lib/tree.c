@@ -212,8 +212,11 @@ static bt_idx tree_fit_plain(const struct arena *ar, vmem_size_t size, uint32_t 
 
 bt_idx tree_first_fit(struct arena *ar, const struct fitreq *req, vmem_addr_t *addrp)
 {
-	if (unlikely(!ar->tree_on))
+	if (unlikely(!ar->tree_on)) {
+		if (ar->nfree == 0)
+			return BT_NIL; /* nothing to find: build the treap later */
 		tree_build(ar);
+	}
 	uint32_t units = tree_units(ar, req->size);
 	if (fitreq_plain(req, ar->quantum) && units < UINT32_MAX)
 		return tree_fit_plain(ar, req->size, units, addrp);

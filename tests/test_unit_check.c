@@ -1,6 +1,7 @@
 /*
  * test_unit_check.c - the invariant checker finds what it claims to find.
- * Each case breaks one of the caches' invariants Q1..Q7 by hand in a quiet
+ * Each case breaks one of the caches' invariants Q1..Q7, or the arena's
+ * free map (I13) or fresh tags (I7), by hand in a quiet
  * arena, expects vmem_check to name exactly that invariant, puts the
  * damage back and expects a clean check again.  A checker that missed a
  * kind of damage would let the tests that call it after every step pass
@@ -179,13 +180,75 @@ TEST(test_q7_states)
 	vmem_destroy(vm);
 }
 
+/* The first tag in the address list whose free-ness is want. */
+static bt_idx tag_where_free(vmem_t *vm, bool want)
+{
+	const struct arena *ar = &vm->arena;
+	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next)
+		if (!bt_is_span(BT(ar, i)) && (BT(ar, i)->type == BT_FREE) == want)
+			return i;
+	fail_msg("no %s segment", want ? "free" : "busy");
+	return BT_NIL;
+}
+
+/* Flip bit i of the free map. */
+static void flip(vmem_t *vm, uint64_t i)
+{
+	vm->arena.bt_freemap[i / 64] ^= 1ull << (i % 64);
+}
+
+TEST(test_i13_free_map)
+{
+	vmem_t *vm = populated(0, NULL);
+	struct arena *ar = &vm->arena;
+	bt_idx busy = tag_where_free(vm, false), freed = tag_where_free(vm, true);
+	flip(vm, busy); /* a busy segment marked free: a free would merge into it */
+	expect_broken(vm, 13);
+	flip(vm, busy);
+	flip(vm, freed); /* a free segment marked busy: it would never merge */
+	expect_broken(vm, 13);
+	flip(vm, freed);
+	flip(vm, BT_HEAD); /* a sentinel marked free */
+	expect_broken(vm, 13);
+	flip(vm, BT_HEAD);
+	uint64_t past = (uint64_t)ar->bt_freemap_bytes * 8 - 1;
+	assert_true(past >= ar->bt_cap);
+	flip(vm, past); /* a bit past the tags mapped: a new tag would start free */
+	expect_broken(vm, 13);
+	flip(vm, past);
+	size_t bytes = ar->bt_freemap_bytes;
+	ar->bt_freemap_bytes = (ar->bt_cap - 1) / 64 * 8; /* a map short of the tags */
+	expect_broken(vm, 13);
+	ar->bt_freemap_bytes = bytes;
+	healed(vm);
+}
+
+TEST(test_i7_fresh_tags)
+{
+	vmem_t *vm = vmem_create("fresh", 0x1000, 1 << 20, 1, 0, 0);
+	struct arena *ar = &vm->arena;
+	assert_true(ar->bt_fresh + 1 < ar->bt_cap); /* a new arena has fresh tags */
+	/* the tag before the run, in use, taken into it (and counted, so that
+	 * only its contents can tell): a written tag counted as fresh */
+	ar->bt_fresh--;
+	ar->bt_nunused++;
+	expect_broken(vm, 7);
+	ar->bt_fresh++;
+	ar->bt_nunused--;
+	ar->bt_fresh++; /* a fresh tag lost: neither fresh, chained nor used */
+	expect_broken(vm, 7);
+	ar->bt_fresh--;
+	healed(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_q1_conservation), cmocka_unit_test(test_q2_gate),
 		cmocka_unit_test(test_q3_slabs),        cmocka_unit_test(test_q4_slab_records),
 		cmocka_unit_test(test_q5_magazines),    cmocka_unit_test(test_q6_twins),
-		cmocka_unit_test(test_q7_states),
+		cmocka_unit_test(test_q7_states),       cmocka_unit_test(test_i13_free_map),
+		cmocka_unit_test(test_i7_fresh_tags),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

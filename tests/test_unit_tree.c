@@ -148,6 +148,37 @@ TEST(test_tree_lazy)
 	CHECK_AND_DESTROY(vm);
 }
 
+/* A full arena answers ENOMEM without building the treap: instant fit
+ * when no list from the size's class up has a member (for a plain and a
+ * constrained request), first and next fit when nothing is free.  The
+ * complete fallback still finds a fit that only the treap can find. */
+TEST(test_tree_not_built_when_full)
+{
+	vmem_t *vm = vmem_create("full", 0, 64, 1, 0, 0);
+	vmem_addr_t a[64], f;
+	alloc_each(vm, a, 64, 1, 1, VM_INSTANTFIT);
+	assert_int_equal(vmem_alloc(vm, 1, VM_INSTANTFIT, &f), ENOMEM);
+	assert_int_equal(vmem_xalloc(vm, 1, 4, 0, 0, VMEM_ADDR_MIN, VMEM_ADDR_MAX, 0, &f), ENOMEM);
+	assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &f), ENOMEM);
+	assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &f), ENOMEM);
+	assert_false(vm->arena.tree_on);
+	/* three units free at 5..7: a request of 3 units has no list that
+	 * surely fits (class 1 holds sizes 2 and 3), nor one of size 3 at 8
+	 * aligned; the first is found by the fallback, which builds the treap */
+	for (int k = 5; k < 8; k++)
+		assert_int_equal(vmem_free(vm, a[k], 1), 0);
+	assert_int_equal(vmem_alloc(vm, 8, VM_INSTANTFIT, &f), ENOMEM);
+	assert_false(vm->arena.tree_on);
+	assert_int_equal(vmem_alloc(vm, 3, VM_INSTANTFIT, &f), 0);
+	assert_int_equal(f, 5);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_free(vm, f, 3), 0);
+	for (int k = 0; k < 64; k++)
+		if (k < 5 || k >= 8)
+			assert_int_equal(vmem_free(vm, a[k], 1), 0);
+	CHECK_AND_DESTROY(vm);
+}
+
 /* The freelists are built lazily too: a next-fit arena keeps none, the
  * first instant-fit or best-fit search builds them from every free
  * segment, and from then on they are kept exact. */
@@ -212,6 +243,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_random), cmocka_unit_test(test_tree_lazy),
+		cmocka_unit_test(test_tree_not_built_when_full),
 		cmocka_unit_test(test_freelist_lazy), cmocka_unit_test(test_nextfit_hint_merged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
