@@ -256,6 +256,24 @@ uint64_t test_scale(uint64_t n)
 	return n * (k ? k : 1);
 }
 
+void pin_to_one_cpu(bool on)
+{
+	static cpu_set_t before;
+	static bool pinned;
+	if (on && !pinned) {
+		int cpu = sched_getcpu();
+		if (cpu < 0 || sched_getaffinity(0, sizeof(before), &before) != 0)
+			return;
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+	} else if (!on && pinned) {
+		sched_setaffinity(0, sizeof(before), &before);
+		pinned = false;
+	}
+}
+
 bool test_sanitized(void)
 {
 	const char *e = getenv("VMEM_TEST_SANITIZED");

@@ -130,6 +130,10 @@ uint64_t test_seed(uint64_t dflt);
 uint64_t test_scale(uint64_t n);
 /* VMEM_TEST_SANITIZED is set: the sanitizer jobs, which run a tenth. */
 bool test_sanitized(void);
+/* on: keep the calling thread on the CPU it runs on now; off: on every CPU
+ * it could use before.  The caches are per CPU, so a single-threaded run
+ * makes the same mappings every time only when it stays on one CPU. */
+void pin_to_one_cpu(bool on);
 
 /* Built with ASan or TSan (whose runtimes keep records of every mapping a
  * process ever had, and may hang a thread started in the child of a
