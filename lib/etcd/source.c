@@ -78,6 +78,7 @@ struct vmem_etcd {
 	bool view_valid;
 	int64_t view_rev; /* the store's revision the view was read at */
 	uint64_t cursor;  /* where the next search starts */
+	uint64_t jitter;  /* xorshift state: where a search goes after a conflict */
 
 	pthread_t bg;
 	bool bg_running;
@@ -484,6 +485,13 @@ static int claim(struct vmem_etcd *s, size_t k, bool run, enum run_state state, 
 		}
 		pthread_mutex_lock(&s->lock);
 		s->conflicts++;
+		/* The owner that won took the blocks after the cursor, and will
+		 * take the next ones too: following it, a slower claimer would
+		 * lose every round.  Search from somewhere else instead. */
+		s->jitter ^= s->jitter << 13;
+		s->jitter ^= s->jitter >> 7;
+		s->jitter ^= s->jitter << 17;
+		s->cursor = s->jitter % s->pc.nblocks;
 		pthread_mutex_unlock(&s->lock);
 		fresh = true;
 		err = ENOMEM; /* if the rounds run out: contention looks like a full pool */
@@ -905,6 +913,12 @@ ETCD_API int vmem_etcd_open(const vmem_etcd_opts_t *o, const char *pool, vmem_et
 	}
 	if (!err) {
 		s->cursor = owner_hash(s->conf.owner) % s->pc.nblocks;
+		/* owners may share a name (the default one, across hosts): the
+		 * jitter of each connection differs anyway */
+		s->jitter = owner_hash(s->conf.owner) ^ ((uint64_t)getpid() << 32) ^ now_ms() ^
+			    (uintptr_t)s;
+		if (s->jitter == 0)
+			s->jitter = 1;
 		if (s->conf.ttl_s > 0) {
 			err = lease_start(s, s->c, &s->conf, &s->lease);
 			if (!err)

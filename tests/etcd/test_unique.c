@@ -8,6 +8,12 @@
  *                      blocks move between owners all the time (conflicts and
  *                      exhaustion happen); after every connection closes, no
  *                      block key is left.
+ *   crowd_with_room    8 processes claim 100 blocks each, as fast as they
+ *                      can, from a pool with room for twice that: every
+ *                      VM_NOSLEEP allocation succeeds, and few claims are
+ *                      lost to another owner (a claimer that followed the
+ *                      winner's cursor lost round after round, and gave up
+ *                      with ENOMEM while half the pool was free).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -37,6 +43,7 @@ struct shared {
 	atomic_int wrong_range;
 	uint64_t allocs[PROCS], claims[PROCS], conflicts[PROCS], releases[PROCS];
 	int close_err[PROCS];
+	int crowd_err[PROCS];
 };
 
 static struct shared *sh;
@@ -134,10 +141,69 @@ static void hammer_small_pool(void **state)
 	h_unshare(sh, sizeof(*sh));
 }
 
+#define CROWD_CLAIMS 100
+#define CROWD_BLOCK 16
+
+static int crowd(void *arg)
+{
+	int me = (int)(intptr_t)arg;
+	vmem_etcd_opts_t o = h_opts_owner(&h_main, NULL, 10);
+	vmem_etcd_t *src;
+	vmem_t *vm;
+	if (h_open_arena(&o, "crowd", &src, &vm) != 0)
+		return 10;
+	vmem_addr_t ids[CROWD_CLAIMS];
+	int n = 0, err = 0;
+	while (n < CROWD_CLAIMS && (err = vmem_alloc(vm, CROWD_BLOCK, VM_NOSLEEP, &ids[n])) == 0)
+		n++; /* a whole block each: one claim each */
+	sh->crowd_err[me] = err;
+	vmem_etcd_stats_t st = {.size = sizeof(st)};
+	vmem_etcd_get_stats(src, &st);
+	sh->claims[me] = st.claims;
+	sh->conflicts[me] = st.conflicts;
+	while (n > 0)
+		vmem_free(vm, ids[--n], CROWD_BLOCK);
+	sh->close_err[me] = h_close_arena(src, vm);
+	return 0;
+}
+
+static void crowd_with_room(void **state)
+{
+	(void)state;
+	sh = h_share(sizeof(*sh));
+	assert_non_null(sh);
+	vmem_etcd_opts_t o = h_opts(&h_main);
+	uint64_t nblocks = 2 * PROCS * CROWD_CLAIMS;
+	assert_int_equal(vmem_etcd_pool_create(&o, "crowd", 0, nblocks * CROWD_BLOCK, CROWD_BLOCK),
+			 0);
+	pid_t pids[PROCS];
+	for (int p = 0; p < PROCS; p++)
+		pids[p] = h_fork(crowd, (void *)(intptr_t)p);
+	for (int p = 0; p < PROCS; p++)
+		assert_int_equal(h_wait(pids[p]), 0);
+	uint64_t claims = 0, conflicts = 0;
+	for (int p = 0; p < PROCS; p++) {
+		claims += sh->claims[p];
+		conflicts += sh->conflicts[p];
+	}
+	print_message("%d processes: %llu claims, %llu conflicts\n", PROCS,
+		      (unsigned long long)claims, (unsigned long long)conflicts);
+	for (int p = 0; p < PROCS; p++) {
+		assert_int_equal(sh->crowd_err[p], 0);
+		assert_int_equal(sh->close_err[p], 0);
+	}
+	assert_int_equal(claims, PROCS * CROWD_CLAIMS);
+	assert_true(conflicts * 10 <= claims); /* at most one conflict in ten claims */
+	assert_int_equal(h_count(&h_main, "/vmem/crowd/blocks/"), 0);
+	assert_int_equal(vmem_etcd_pool_destroy(&o, "crowd"), 0);
+	h_unshare(sh, sizeof(*sh));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(hammer_small_pool),
+		cmocka_unit_test(crowd_with_room),
 	};
 	return cmocka_run_group_tests_name("etcd_unique", tests, h_setup_one, h_teardown_main);
 }
