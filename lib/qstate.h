@@ -92,6 +92,12 @@ static inline uint8_t *qstate_byte(const struct qstate *m, uint64_t u)
 	}
 }
 
+/* The state byte at p, read without a lock while frees may change it. */
+static inline uint8_t qstate_read(const uint8_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 /* A checked free of the object of k quanta at addr, units of 2^shift:
  * its state byte (now saying freed) if a caller held exactly that object,
  * else NULL.  An addr inside a unit is no object's start, though its unit
@@ -106,7 +112,7 @@ static inline uint8_t *qstate_free(const struct qstate *m, vmem_addr_t addr, uns
 	if (p == NULL)
 		return NULL;
 	if (likely(os_single_threaded())) {
-		if (__atomic_load_n(p, __ATOMIC_RELAXED) != k)
+		if (qstate_read(p) != k)
 			return NULL;
 		__atomic_store_n(p, (uint8_t)(QSTATE_FREED | k), __ATOMIC_RELAXED);
 		return p;
@@ -116,12 +122,6 @@ static inline uint8_t *qstate_free(const struct qstate *m, vmem_addr_t addr, uns
 					 __ATOMIC_RELAXED))
 		return NULL;
 	return p;
-}
-
-/* The state byte at p, read without a lock while frees may change it. */
-static inline uint8_t qstate_read(const uint8_t *p)
-{
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 /* An object of k quanta, whose state byte is at p, goes to a caller. */

@@ -69,7 +69,7 @@ struct vmem_etcd {
 	size_t nruns, cap;
 	uint64_t held, spares, pending; /* blocks held; spare runs; pending runs */
 	uint64_t claims, releases, conflicts;
-	uint64_t release_attempts; /* numbers the attempts, for maybe_attempt */
+	uint64_t release_attempts; /* numbers the attempts, for maybe_attempt; background thread only */
 	uint64_t prefetch_after; /* no prefetch before (ms): the pool looked full */
 	bool lost, closing, stop;
 
@@ -581,12 +581,11 @@ static int release_runs_txn(struct vmem_etcd *s, const struct run *runs, size_t 
 	return err;
 }
 
+/* A number for the next release attempt.  Only the background thread
+ * releases (release_batch), so the counter is its own: no lock. */
 static uint64_t next_release_attempt(struct vmem_etcd *s)
 {
-	pthread_mutex_lock(&s->lock);
-	uint64_t a = ++s->release_attempts;
-	pthread_mutex_unlock(&s->lock);
-	return a;
+	return ++s->release_attempts;
 }
 
 /* Whether attempt is in seen[0..*n); adds it if not. */
