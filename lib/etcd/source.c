@@ -46,8 +46,11 @@ struct run {
 	uint64_t first;
 	uint32_t n;
 	enum run_state state;
-	/* the last release attempt that may have gone through unanswered, or 0;
-	 * one attempt can cover a whole batch of runs, so it is counted once */
+	/* the first release attempt that may have gone through unanswered, or
+	 * 0: keys found gone later are put down to it (etcd applies requests
+	 * in the order they come, and a later retry cannot delete keys the
+	 * first one deleted).  One attempt can cover a whole batch of runs,
+	 * so it is counted once. */
 	uint64_t maybe_attempt;
 };
 
@@ -588,6 +591,13 @@ static uint64_t next_release_attempt(struct vmem_etcd *s)
 	return ++s->release_attempts;
 }
 
+/* Attempt may have released run r unanswered; the first such one stays. */
+static void note_unanswered(struct run *r, uint64_t attempt)
+{
+	if (r->maybe_attempt == 0)
+		r->maybe_attempt = attempt;
+}
+
 /* Whether attempt is in seen[0..*n); adds it if not. */
 static bool attempt_seen(uint64_t *seen, size_t *n, uint64_t attempt)
 {
@@ -630,7 +640,7 @@ static size_t release_batch(struct vmem_etcd *s)
 		err = release_runs_txn(s, batch, k, &went, &maybe);
 		whole = err == 0 && went;
 		for (size_t i = 0; i < k && maybe; i++)
-			batch[i].maybe_attempt = attempt;
+			note_unanswered(&batch[i], attempt);
 		if (whole) {
 			settled = k;
 			txns = 1;
@@ -648,7 +658,7 @@ static size_t release_batch(struct vmem_etcd *s)
 				txns++;
 			settled++;
 		} else if (maybe) {
-			b->maybe_attempt = attempt;
+			note_unanswered(b, attempt);
 		}
 	}
 
