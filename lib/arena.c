@@ -327,6 +327,7 @@ int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flag
 			if (policy == VM_NEXTFIT)
 				arena_rotor_move_locked(ar, a, req->size, bi);
 			arena_allocated_locked(ar, req->size, kind);
+			tree_kept_locked(ar);
 			/* the search may have found room elsewhere, freed while the
 			 * lock was dropped for the import: keep I10 */
 			if (newspan != BT_NIL)
@@ -381,6 +382,7 @@ int arena_alloc_then_unlock(struct arena *ar, const struct fitreq *req, int flag
 	}
 	if (newspan != BT_NIL)
 		arena_unimport_relocking(ar, newspan, ns_addr, ns_size);
+	tree_failed_locked(ar);
 	if (kind == ALLOC_CALLER)
 		ar->fails++;
 	pthread_mutex_unlock(&ar->lock);
@@ -595,7 +597,7 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		ar->recent_next = (ar->recent_next + 1) % ARENA_RECENT_FREES;
 	}
 	if (kind == FREE_SLAB)
-		b->left = b->right = BT_NIL; /* the slab's cookie (I7) */
+		BN(ar, bi)->left = BN(ar, bi)->right = BT_NIL; /* the slab's cookie (I7) */
 	hash_unlink(ar, link, bi);
 	bt_idx fi = seg_release(ar, bi);
 	if (kind != FREE_SLAB) {
@@ -624,12 +626,12 @@ int arena_xfree(struct arena *ar, vmem_addr_t addr, vmem_size_t size)
 }
 
 /* The slab of slabsize whose objects addr may be one of, lock held. */
-static const struct bt *arena_slab_at_locked(const struct arena *ar, vmem_addr_t addr,
-					     vmem_size_t slabsize, vmem_size_t slabalign)
+static bt_idx arena_slab_at_locked(const struct arena *ar, vmem_addr_t addr,
+				   vmem_size_t slabsize, vmem_size_t slabalign)
 {
 	bt_idx i = hash_lookup(ar, addr & ~(slabalign - 1));
 	const struct bt *b = BT(ar, i);
-	return i != BT_NIL && b->type == BT_BUSY_QC && b->size == slabsize ? b : NULL;
+	return i != BT_NIL && b->type == BT_BUSY_QC && b->size == slabsize ? i : BT_NIL;
 }
 
 int arena_free_small(struct arena *ar, vmem_addr_t addr, vmem_size_t size,
@@ -638,7 +640,7 @@ int arena_free_small(struct arena *ar, vmem_addr_t addr, vmem_size_t size,
 	pthread_mutex_lock(&ar->lock);
 	bt_idx i = hash_lookup(ar, addr);
 	bool own = i != BT_NIL && BT(ar, i)->type != BT_BUSY_QC && BT(ar, i)->size == size;
-	if (!own && arena_slab_at_locked(ar, addr, slabsize, slabalign) != NULL) {
+	if (!own && arena_slab_at_locked(ar, addr, slabsize, slabalign) != BT_NIL) {
 		pthread_mutex_unlock(&ar->lock);
 		return ARENA_SLAB_OBJECT;
 	}
@@ -653,17 +655,22 @@ int arena_slab_alloc(struct arena *ar, vmem_size_t size, vmem_size_t align, vmem
 	struct fitreq req = fitreq_any(size, align);
 	/* never sleeps: the cache sleeps itself, so that its own frees wake it */
 	pthread_mutex_lock(&ar->lock);
+	/* the slab's cookie is kept in its tag's cold part */
+	if (unlikely(tree_need_nodes(ar) != 0)) {
+		pthread_mutex_unlock(&ar->lock);
+		return ENOMEM;
+	}
 	return arena_alloc_then_unlock(ar, &req, VM_NOSLEEP, BT_BUSY_QC, ALLOC_SLAB, addrp);
 }
 
 void arena_slab_set_cookie(struct arena *ar, vmem_addr_t base, uintptr_t cookie)
 {
 	pthread_mutex_lock(&ar->lock);
-	/* kept in the treap fields, which a busy tag does not use; the
-	 * slab's free clears them (I7) */
-	struct bt *b = BT(ar, hash_lookup(ar, base));
-	b->left = (bt_idx)cookie;
-	b->right = (bt_idx)((uint64_t)cookie >> 32);
+	/* kept in the tag's cold part, whose treap links a busy tag does not
+	 * use; arena_slab_alloc mapped it, and the slab's free clears it (I7) */
+	struct bt_node *n = BN(ar, hash_lookup(ar, base));
+	n->left = (bt_idx)cookie;
+	n->right = (bt_idx)((uint64_t)cookie >> 32);
 	pthread_mutex_unlock(&ar->lock);
 }
 
@@ -680,8 +687,9 @@ void arena_slab_cookies(struct arena *ar, vmem_size_t slabsize, vmem_size_t slab
 {
 	pthread_mutex_lock(&ar->lock);
 	for (uint32_t k = 0; k < n; k++) {
-		const struct bt *b = arena_slab_at_locked(ar, obj[k], slabsize, slabalign);
-		cookies[k] = b != NULL ? ((uintptr_t)b->right << 32) | b->left : 0;
+		bt_idx i = arena_slab_at_locked(ar, obj[k], slabsize, slabalign);
+		const struct bt_node *s = i != BT_NIL ? BN(ar, i) : NULL;
+		cookies[k] = s != NULL ? ((uintptr_t)s->right << 32) | s->left : 0;
 	}
 	pthread_mutex_unlock(&ar->lock);
 }

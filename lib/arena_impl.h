@@ -24,9 +24,9 @@
 /* ---- bt: boundary tags -------------------------------------------------- */
 
 /* Tags live in one table per arena and refer to each other by 32-bit index,
- * which keeps a tag at 48 bytes (see arena.c, "Memory"). */
+ * which keeps a tag at 32 bytes, half a cache line (see arena.c, "Memory"). */
 typedef uint32_t bt_idx;
-#define BT_NIL 0u  /* "no tag"; its max is 0, which ends every treap search */
+#define BT_NIL 0u  /* "no tag"; its node's max is 0, which ends every treap search */
 #define BT_HEAD 1u /* sentinel of the address list and of the span list */
 #define BT_FIRST 2u
 #define BT_IDX_MAX ((1u << 29) - 1)
@@ -42,6 +42,7 @@ enum bt_type {
 	BT_BUSY_QC = 7,     /* a quantum-cache slab: in the hash */
 };
 
+/* The hot part: everything an allocation and a free read and write. */
 struct bt {
 	vmem_addr_t start;
 	vmem_size_t size;        /* units; a span may end exactly at 2^64 */
@@ -49,9 +50,15 @@ struct bt {
 	bt_idx lnext;            /* FREE: freelist; SPAN: span list; BUSY: hash chain; UNUSED: chain */
 	unsigned int lprev : 29; /* FREE: freelist; SPAN: span list */
 	unsigned int type : 3;
-	bt_idx left, right;      /* FREE, SPAN: treap children, ordered by start; BUSY_QC: the slab's cookie */
-	bt_idx parent;           /* FREE, SPAN: treap parent (BT_NIL at the root) */
-	uint32_t max;            /* FREE: largest size in this treap subtree, in quanta, saturating */
+};
+
+/* The cold part, in a table of its own beside the tags with the same
+ * index (struct arena's bt_node): what only the treaps and the caches'
+ * slabs need, so that an arena without them never maps it. */
+struct bt_node {
+	bt_idx left, right; /* FREE, SPAN: treap children, ordered by start; BUSY_QC: the slab's cookie */
+	bt_idx parent;      /* FREE, SPAN: treap parent (BT_NIL at the root) */
+	uint32_t max;       /* FREE: largest size in this treap subtree, in quanta, saturating */
 };
 
 static inline bool bt_is_span(const struct bt *b)
@@ -95,6 +102,14 @@ struct arena {
 	 * recycle: a neighbour's tag is touched only to merge with it. */
 	uint64_t *bt_freemap;
 	size_t bt_freemap_bytes;
+	/* the tags' cold parts (struct bt_node), NULL until the first treap or
+	 * slab cookie needs them (tree_need_nodes); from then on they cover
+	 * every tag mapped, and the span treap is kept in them */
+	struct bt_node *bt_node;
+	size_t bt_node_bytes;
+	/* mapped by the operation under way, which gives them back if it
+	 * fails (I12): cleared by every success that may rely on them */
+	bool bt_node_new;
 
 	/* hash.c */
 	bt_idx *hash;
@@ -166,6 +181,11 @@ static inline struct bt *BT(const struct arena *ar, bt_idx i)
 {
 	return &ar->bt[i];
 }
+/* Tag i's cold part; only once the nodes are mapped. */
+static inline struct bt_node *BN(const struct arena *ar, bt_idx i)
+{
+	return &ar->bt_node[i];
+}
 
 /* The free map (I13): set with every change of a tag to or from BT_FREE. */
 static inline bool bt_free_at(const struct arena *ar, bt_idx i)
@@ -213,6 +233,10 @@ int tagslab_grow(struct arena *ar, uint32_t n); /* 0 or ENOMEM; may move ar->bt 
 int tagslab_reserve(struct arena *ar, uint32_t n);
 bt_idx tagslab_get(struct arena *ar); /* only after a reserve */
 void tagslab_put(struct arena *ar, bt_idx i);
+/* Map the tags' cold parts, all clear, covering every tag; they then grow
+ * with the table.  Only while they are not mapped; 0 or ENOMEM. */
+int tagslab_map_nodes(struct arena *ar);
+void tagslab_unmap_nodes(struct arena *ar);
 
 /* ---- bt.c: the address-ordered list ------------------------------------ */
 
@@ -253,12 +277,28 @@ void tree_remove(struct arena *ar, bt_idx i);
 void tree_update(struct arena *ar, bt_idx i);
 struct fitreq;
 uint32_t tree_prio(const struct arena *ar, bt_idx i);
-/* size in quanta, saturated to 32 bits: the unit of struct bt's max */
+/* size in quanta, saturated to 32 bits: the unit of struct bt_node's max */
 uint32_t tree_units(const struct arena *ar, vmem_size_t size);
 /* Lowest-addressed free segment with a fit at or above req->minaddr.
- * Builds the treap on first use. */
+ * Builds the treap on first use; BT_NIL also when its nodes cannot be
+ * mapped then (the search fails as if nothing fitted: ENOMEM). */
 bt_idx tree_first_fit(struct arena *ar, const struct fitreq *req, vmem_addr_t *addrp);
-/* The span treap: span markers by start (I2). */
+/* The tags' cold parts are mapped, and the span treap built in them, the
+ * first time the arena needs them: its first treap search, its second span,
+ * its first slab.  0 or ENOMEM, the arena unchanged on failure. */
+int tree_need_nodes(struct arena *ar);
+/* An operation that fails gives back the cold parts it mapped, so that it
+ * changes nothing (I12): the treaps go with them, to be built again by the
+ * next search that needs them.  Lock held. */
+void tree_failed_locked(struct arena *ar);
+/* An operation that succeeded keeps them.  Lock held. */
+static inline void tree_kept_locked(struct arena *ar)
+{
+	ar->bt_node_new = false;
+}
+/* The span treap: span markers by start (I2), kept once the nodes are
+ * mapped; before, the arena has one span at most, and the span list is
+ * all there is.  Insert and remove do nothing until then. */
 void tree_span_insert(struct arena *ar, bt_idx si);
 void tree_span_remove(struct arena *ar, bt_idx si);
 /* The span with the greatest start <= addr, or BT_NIL. */

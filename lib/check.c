@@ -56,6 +56,21 @@ struct tally {
 	vmem_size_t span_total, free_total, alloc_total, import_total;
 };
 
+/* A tag's cold part outside the treaps and slabs: all clear (I7). */
+static bool ck_node_clear(const struct bt_node *n)
+{
+	return n->left == BT_NIL && n->right == BT_NIL && n->parent == BT_NIL && n->max == 0;
+}
+
+/* The cookie a slab's tag keeps in its cold part; 0 while there is none. */
+static uintptr_t ck_cookie(const struct arena *ar, bt_idx i)
+{
+	if (ar->bt_node == NULL)
+		return 0;
+	const struct bt_node *n = BN(ar, i);
+	return ((uintptr_t)n->right << 32) | n->left;
+}
+
 /* One segment of span s in the address walk: I3, I6 (membership), I7 for
  * busy tags, I10.  prev_free says whether the segment before it was free. */
 static bool ck_segment(struct checker *c, const struct bt *s, bt_idx i, bool *prev_free,
@@ -82,8 +97,10 @@ static bool ck_segment(struct checker *c, const struct bt *s, bt_idx i, bool *pr
 		(unsigned long long)b->start))
 		return false;
 	/* a slab's left and right hold its cookie (qcache.c) */
-	if (!CK(c, 7, (b->type == BT_BUSY_QC || (b->left == BT_NIL && b->right == BT_NIL)) &&
-			      b->parent == BT_NIL && b->max == 0,
+	const struct bt_node *n = ar->bt_node != NULL ? BN(ar, i) : NULL;
+	if (!CK(c, 7, n == NULL ||
+			      ((b->type == BT_BUSY_QC || (n->left == BT_NIL && n->right == BT_NIL)) &&
+			       n->parent == BT_NIL && n->max == 0),
 		"busy %#llx has treap fields set", (unsigned long long)b->start))
 		return false;
 	t->nbusy++;
@@ -216,20 +233,21 @@ static bool ck_tree(struct checker *c, struct treewalk *w, bt_idx t, bt_idx pare
 	if (!CK(c, inv, depth < 4096 && t < ar->bt_cap, "treap too deep or index %u out of range", t))
 		return false;
 	const struct bt *b = BT(ar, t);
+	const struct bt_node *n = BN(ar, t);
 	bool kind = inv == 5 ? b->type == BT_FREE : bt_is_span(b);
 	if (!CK(c, inv, kind, "treap node %u has type %u", t, b->type))
 		return false;
-	if (!CK(c, inv, b->parent == parent, "treap node %u: parent %u, want %u", t, b->parent,
+	if (!CK(c, inv, n->parent == parent, "treap node %u: parent %u, want %u", t, n->parent,
 		parent))
 		return false;
-	if (!CK(c, inv, b->left == BT_NIL || tree_prio(ar, b->left) <= tree_prio(ar, t),
+	if (!CK(c, inv, n->left == BT_NIL || tree_prio(ar, n->left) <= tree_prio(ar, t),
 		"heap order at %u", t))
 		return false;
-	if (!CK(c, inv, b->right == BT_NIL || tree_prio(ar, b->right) <= tree_prio(ar, t),
+	if (!CK(c, inv, n->right == BT_NIL || tree_prio(ar, n->right) <= tree_prio(ar, t),
 		"heap order at %u", t))
 		return false;
 	uint32_t lm, rm;
-	if (!ck_tree(c, w, b->left, t, depth + 1, &lm))
+	if (!ck_tree(c, w, n->left, t, depth + 1, &lm))
 		return false;
 	if (!CK(c, inv, w->first || b->start > w->lastend, "treap out of address order at %#llx",
 		(unsigned long long)b->start))
@@ -237,7 +255,7 @@ static bool ck_tree(struct checker *c, struct treewalk *w, bt_idx t, bt_idx pare
 	w->first = false;
 	w->lastend = bt_last(b);
 	w->count++;
-	if (!ck_tree(c, w, b->right, t, depth + 1, &rm))
+	if (!ck_tree(c, w, n->right, t, depth + 1, &rm))
 		return false;
 	uint32_t m = tree_units(ar, b->size);
 	if (lm > m)
@@ -246,15 +264,18 @@ static bool ck_tree(struct checker *c, struct treewalk *w, bt_idx t, bt_idx pare
 		m = rm;
 	*maxp = m;
 	/* the span treap does not use max, but keeps it as exact */
-	return CK(c, inv, b->max == m, "treap max at %#llx is %u, want %u",
-		  (unsigned long long)b->start, b->max, m);
+	return CK(c, inv, n->max == m, "treap max at %#llx is %u, want %u",
+		  (unsigned long long)b->start, n->max, m);
 }
 
 /* I5: the treap of free segments. */
 static bool ck_treap(struct checker *c, const struct tally *t)
 {
 	const struct arena *ar = c->ar;
-	const struct bt *nil = BT(ar, BT_NIL);
+	if (ar->bt_node == NULL)
+		return CK(c, 5, !ar->tree_on && ar->tree_root == BT_NIL,
+			  "a treap without the tags' cold parts");
+	const struct bt_node *nil = BN(ar, BT_NIL);
 	if (!CK(c, 5, nil->max == 0 && nil->left == BT_NIL && nil->right == BT_NIL &&
 			      nil->parent == BT_NIL,
 		"BT_NIL was written"))
@@ -270,6 +291,9 @@ static bool ck_treap(struct checker *c, const struct tally *t)
 /* I2: the span treap holds exactly the spans. */
 static bool ck_span_treap(struct checker *c, const struct tally *t)
 {
+	if (c->ar->bt_node == NULL)
+		return CK(c, 2, c->ar->span_root == BT_NIL && t->nspan <= 1,
+			  "%llu spans, and no span treap", (unsigned long long)t->nspan);
 	struct treewalk w = { .inv = 2, .first = true };
 	uint32_t rootmax;
 	if (!ck_tree(c, &w, c->ar->span_root, BT_NIL, 0, &rootmax))
@@ -316,7 +340,7 @@ static bool ck_tags(struct checker *c, const struct tally *t)
 	for (bt_idx i = ar->bt_unused; i != BT_NIL; i = BT(ar, i)->lnext) {
 		const struct bt *b = i < ar->bt_cap ? BT(ar, i) : NULL;
 		if (i < BT_FIRST || b == NULL || unused >= ar->bt_cap || b->type != BT_UNUSED ||
-		    b->left != BT_NIL || b->right != BT_NIL || b->parent != BT_NIL || b->max != 0) {
+		    (ar->bt_node != NULL && !ck_node_clear(BN(ar, i)))) {
 			chain_ok = false;
 			bad = i;
 			break;
@@ -338,6 +362,16 @@ static bool ck_tags(struct checker *c, const struct tally *t)
 	QUIET_END(ar);
 	if (!CK(c, 7, bad == BT_NIL, "fresh tag %u has been written", bad))
 		return false;
+	if (ar->bt_node != NULL) {
+		if (!CK(c, 7, ar->bt_node_bytes >= (size_t)ar->bt_cap * sizeof(struct bt_node),
+			"%zu bytes of cold parts for %u tags", ar->bt_node_bytes, ar->bt_cap))
+			return false;
+		for (bt_idx i = ar->bt_fresh; i < ar->bt_cap && bad == BT_NIL; i++)
+			if (!ck_node_clear(BN(ar, i)))
+				bad = i;
+		if (!CK(c, 7, bad == BT_NIL, "fresh tag %u has treap fields set", bad))
+			return false;
+	}
 	uint64_t fresh = ar->bt_cap - ar->bt_fresh;
 	return CK(c, 7,
 		  unused + fresh == ar->bt_nunused && t->ntags + unused + fresh + BT_FIRST == ar->bt_cap,
@@ -415,7 +449,7 @@ static const struct qc_slab *ck_slab_of(const struct arena *ar, const struct qca
 	const struct bt *b = BT(ar, i);
 	if (i == BT_NIL || b->type != BT_BUSY_QC || b->size != c->slabsize)
 		return NULL;
-	const struct qc_slab *s = (const struct qc_slab *)(((uintptr_t)b->right << 32) | b->left);
+	const struct qc_slab *s = (const struct qc_slab *)ck_cookie(ar, i);
 	if (s == NULL || (obj - base) % c->objsize != 0 || (obj - base) / c->objsize >= QCACHE_SLAB_OBJS)
 		return NULL;
 	*bitp = (unsigned int)((obj - base) / c->objsize);
@@ -450,7 +484,7 @@ static bool ck_slabs(struct checker *c)
 	uint64_t found[VMEM_QCACHE_MAX] = { 0 };
 	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next) {
 		const struct bt *b = BT(ar, i);
-		uintptr_t cookie = ((uintptr_t)b->right << 32) | b->left;
+		uintptr_t cookie = ck_cookie(ar, i);
 		if (b->type != BT_BUSY_QC || cookie == 0)
 			continue; /* not a slab, or one in transit between arena and cache */
 		const struct qcache *qc = ck_cache_of_slab(qs, b->size);
@@ -478,7 +512,7 @@ static bool ck_slab_records(struct checker *c, const struct qcache *qc, uint64_t
 	uint64_t npartial = 0;
 	for (bt_idx i = BT(ar, BT_HEAD)->next; i != BT_HEAD; i = BT(ar, i)->next) {
 		const struct bt *b = BT(ar, i);
-		uintptr_t cookie = ((uintptr_t)b->right << 32) | b->left;
+		uintptr_t cookie = ck_cookie(ar, i);
 		if (b->type != BT_BUSY_QC || b->size != qc->slabsize || cookie == 0)
 			continue;
 		const struct qc_slab *s = (const struct qc_slab *)cookie;

@@ -70,8 +70,9 @@ void arena_stats(struct arena *ar, vmem_stats_t *st)
 		.allocs = ar->allocs, .frees = ar->frees, .fails = ar->fails,
 		.imports = ar->imports, .releases = ar->releases, .waits = ar->waits,
 		/* the free map is the tags' too: a bit each (I13) */
-		.tag_bytes = ar->bt_bytes + ar->bt_freemap_bytes, .hash_bytes = ar->hash_bytes,
-		.arena_bytes = ar->bt_bytes + ar->bt_freemap_bytes + ar->hash_bytes,
+		.tag_bytes = ar->bt_bytes + ar->bt_freemap_bytes + ar->bt_node_bytes,
+		.hash_bytes = ar->hash_bytes,
+		.arena_bytes = ar->bt_bytes + ar->bt_freemap_bytes + ar->bt_node_bytes + ar->hash_bytes,
 	};
 	pthread_mutex_unlock(&ar->lock);
 }

@@ -100,6 +100,14 @@ void *os_remap(void *p, size_t old, size_t bytes)
 	return q;
 }
 
+void os_shrink(void *p, size_t old, size_t bytes)
+{
+	if (bytes >= old)
+		return;
+	munmap((char *)p + bytes, old - bytes);
+	atomic_fetch_sub(&mapped_bytes, old - bytes);
+}
+
 void os_unmap(void *p, size_t bytes)
 {
 	if (p == NULL)

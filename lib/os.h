@@ -24,6 +24,9 @@
 
 void *os_map(size_t bytes);                        /* NULL on failure */
 void *os_remap(void *p, size_t old, size_t bytes); /* NULL on failure; p unchanged */
+/* Give back a mapping's pages from bytes to old (both page multiples):
+ * it stays where it is, and this never fails. */
+void os_shrink(void *p, size_t old, size_t bytes);
 void os_unmap(void *p, size_t bytes);
 size_t os_pagesize(void);
 size_t os_round_page(size_t bytes);

@@ -160,6 +160,9 @@ int seg_add_span(struct arena *ar, vmem_addr_t addr, vmem_size_t size, bool impo
 		return EINVAL;
 	if (tagslab_reserve(ar, 2) != 0)
 		return ENOMEM;
+	/* a second span needs the span treap, and so the tags' cold parts */
+	if (ar->nspans != 0 && tree_need_nodes(ar) != 0)
+		return ENOMEM;
 
 	bt_idx si = tagslab_get(ar), fi = tagslab_get(ar);
 	struct bt *s = BT(ar, si), *f = BT(ar, fi);
@@ -182,6 +185,7 @@ int seg_add_span(struct arena *ar, vmem_addr_t addr, vmem_size_t size, bool impo
 
 	ar->span_total += size;
 	ar->nspans++;
+	tree_kept_locked(ar);
 	if (imported)
 		ar->import_total += size;
 	if (spanp)

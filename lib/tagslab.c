@@ -1,22 +1,25 @@
 /*
  * tagslab.c - the tag table.  Each arena keeps its boundary tags in one
  * mapping of its own, grown with mremap, and refers to them by index, so a
- * tag is 48 bytes and moving the table costs nothing but the kernel's page
- * table update.  Unused tags form a chain through lnext, but for the fresh
- * run at the end of the table, tags never used since the kernel zeroed
- * them, which are handed out in index order when the chain is empty.
- * Beside the table,
- * in a mapping grown with it, is the free map: a bit per tag, set while
- * the tag is a free segment (I13); seg.c keeps it.  Operations
- * reserve every tag they may need before they change anything (I12), so a
- * failed mapping leaves the arena as it was.
+ * tag is 32 bytes, two to a cache line and never across two, and moving
+ * the table costs nothing but the kernel's page table update.  Unused tags
+ * form a chain through lnext, but for the fresh run at the end of the
+ * table, tags never used since the kernel zeroed them, which are handed
+ * out in index order when the chain is empty.
  *
- * The treap fields (left, right, parent, max: the last 16 bytes) of a tag
- * outside the treaps are clear (I7): new tags are zeroed, a tag leaves a
- * treap only through tree_remove, which clears them, and the free of a
- * quantum-cache slab clears the cookie the caches keep in them.  So neither
- * tagslab_put nor tagslab_get writes them, which spares touching a second
- * cache line for the quarter of tags whose last 16 bytes lie on one.
+ * Beside the table, in mappings grown with it, are the free map, a bit per
+ * tag, set while the tag is a free segment (I13; seg.c keeps it), and,
+ * once the arena first needs a treap or a slab's cookie, the tags' cold
+ * parts (struct bt_node, 16 bytes each): an ID arena that only allocates
+ * and frees by instant fit never maps them.  Operations reserve every tag
+ * they may need before they change anything (I12), so a failed mapping
+ * leaves the arena as it was.
+ *
+ * The cold part of a tag outside the treaps is clear (I7): new nodes are
+ * zeroed, a tag leaves a treap only through tree_remove, which clears
+ * them, and the free of a quantum-cache slab clears the cookie the caches
+ * keep in them.  So neither tagslab_put nor tagslab_get writes them, and a
+ * tag's use never touches a second cache line.
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
@@ -26,9 +29,8 @@
 
 #include "arena_impl.h"
 
-_Static_assert(sizeof(struct bt) == 48, "a tag is 48 bytes");
-_Static_assert(offsetof(struct bt, left) == 32 && offsetof(struct bt, max) == 44,
-	       "the treap fields are a tag's last 16 bytes");
+_Static_assert(sizeof(struct bt) == 32, "a tag is 32 bytes: two to a cache line");
+_Static_assert(sizeof(struct bt_node) == 16, "a tag's cold part is 16 bytes");
 
 /* Tags [from, to) are new, fresh from the kernel and so all zero: BT_UNUSED
  * with clear treap fields.  They join the fresh run at the end of the
@@ -74,6 +76,30 @@ static size_t tagslab_freemap_bytes(size_t cap)
 	return os_round_page((cap + 63) / 64 * sizeof(uint64_t));
 }
 
+/* Bytes of cold parts for cap tags, whole pages. */
+static size_t tagslab_node_bytes(size_t cap)
+{
+	return os_round_page(cap * sizeof(struct bt_node));
+}
+
+int tagslab_map_nodes(struct arena *ar)
+{
+	size_t bytes = tagslab_node_bytes(ar->bt_cap);
+	struct bt_node *n = os_map(bytes); /* zero: every node clear (I7) */
+	if (n == NULL)
+		return ENOMEM;
+	ar->bt_node = n;
+	ar->bt_node_bytes = bytes;
+	return 0;
+}
+
+void tagslab_unmap_nodes(struct arena *ar)
+{
+	os_unmap(ar->bt_node, ar->bt_node_bytes);
+	ar->bt_node = NULL;
+	ar->bt_node_bytes = 0;
+}
+
 int tagslab_init(struct arena *ar)
 {
 	ar->valgrind = ON_VALGRIND();
@@ -116,8 +142,22 @@ void tagslab_fini(struct arena *ar)
 		os_unmap(ar->bt_freemap, ar->bt_freemap_bytes);
 	ar->bt_freemap = NULL;
 	ar->bt_freemap_bytes = 0;
+	if (ar->bt_node != NULL)
+		tagslab_unmap_nodes(ar);
 	ar->bt_cap = 0;
 	ar->bt_nunused = 0;
+}
+
+/* A growth that failed gives back what the free map and the cold parts
+ * had grown by: their new pages hold nothing yet. */
+static void tagslab_shrink_back(struct arena *ar, size_t mold, size_t nold)
+{
+	os_shrink(ar->bt_freemap, ar->bt_freemap_bytes, mold);
+	ar->bt_freemap_bytes = mold;
+	if (ar->bt_node != NULL) {
+		os_shrink(ar->bt_node, ar->bt_node_bytes, nold);
+		ar->bt_node_bytes = nold;
+	}
 }
 
 int tagslab_grow(struct arena *ar, uint32_t n)
@@ -131,15 +171,26 @@ int tagslab_grow(struct arena *ar, uint32_t n)
 	if (cap < want)
 		return ENOMEM;
 	size_t bytes = os_round_page(cap * sizeof(struct bt));
-	/* the free map first: if the tags then cannot grow, a longer map
-	 * (its new bits clear) is all that is left of the attempt */
+	/* the free map and the cold parts first; if the next step cannot
+	 * grow, they shrink back, so that a failure changes nothing (I12) */
+	size_t mold = ar->bt_freemap_bytes, nold = ar->bt_node_bytes;
 	size_t mbytes = tagslab_freemap_bytes(bytes / sizeof(struct bt));
-	if (mbytes > ar->bt_freemap_bytes) {
-		uint64_t *m = os_remap(ar->bt_freemap, ar->bt_freemap_bytes, mbytes);
+	if (mbytes > mold) {
+		uint64_t *m = os_remap(ar->bt_freemap, mold, mbytes);
 		if (m == NULL)
 			return ENOMEM;
 		ar->bt_freemap = m;
 		ar->bt_freemap_bytes = mbytes;
+	}
+	size_t nbytes = tagslab_node_bytes(bytes / sizeof(struct bt));
+	if (ar->bt_node != NULL && nbytes > nold) {
+		struct bt_node *nodes = os_remap(ar->bt_node, nold, nbytes);
+		if (nodes == NULL) {
+			tagslab_shrink_back(ar, mold, nold);
+			return ENOMEM;
+		}
+		ar->bt_node = nodes;
+		ar->bt_node_bytes = nbytes;
 	}
 	bool vg = ar->valgrind;
 	if (vg)
@@ -148,6 +199,7 @@ int tagslab_grow(struct arena *ar, uint32_t n)
 	if (p == NULL) {
 		if (vg)
 			tagslab_remember(ar);
+		tagslab_shrink_back(ar, mold, nold);
 		return ENOMEM;
 	}
 	uint32_t old = ar->bt_cap;
@@ -186,8 +238,8 @@ HOT_INLINE bt_idx tagslab_get(struct arena *ar)
 	}
 	ar->bt_nunused--;
 	TAG_ALIVE(ar, b);
-	/* every field starts known: BT_NIL links; the treap fields are clear */
-	memset(b, 0, offsetof(struct bt, left));
+	/* every field starts known: BT_NIL links; the cold part is clear */
+	memset(b, 0, sizeof(*b));
 	return i;
 }
 

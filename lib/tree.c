@@ -8,8 +8,11 @@
  * Nodes know their parent, so a change of size climbs from the node and
  * stops at the first ancestor whose max does not change: usually at once.
  * Sizes in the treap are counted in quanta and saturate at 2^32 - 1, which
- * keeps a tag at 48 bytes; a saturated max only means a subtree is searched
- * rather than skipped.
+ * keeps a tag's cold part (struct bt_node: links and max) at 16 bytes; a
+ * saturated max only means a subtree is searched rather than skipped.  The
+ * cold parts are mapped only when the first treap is needed
+ * (tree_need_nodes), so an ID arena served by instant fit never pays their
+ * memory.
  *
  * The treap is built the first time a search needs address order (first
  * fit, next fit past its short walk, constrained or fallback searches) and
@@ -22,6 +25,8 @@
  *
  * SPDX-License-Identifier: BSD-2-Clause
  */
+#include <errno.h>
+
 #include "arena_impl.h"
 
 uint32_t tree_prio(const struct arena *ar, bt_idx i)
@@ -42,13 +47,13 @@ uint32_t tree_units(const struct arena *ar, vmem_size_t size)
 /* Recompute i's max from its children; true if it changed. */
 static inline bool tree_pull(struct arena *ar, bt_idx i)
 {
-	struct bt *b = BT(ar, i);
-	uint32_t m = tree_units(ar, b->size);
-	uint32_t l = BT(ar, b->left)->max, r = BT(ar, b->right)->max;
+	struct bt_node *n = BN(ar, i);
+	uint32_t m = tree_units(ar, BT(ar, i)->size);
+	uint32_t l = BN(ar, n->left)->max, r = BN(ar, n->right)->max;
 	m = l > m ? l : m;
 	m = r > m ? r : m;
-	bool changed = b->max != m;
-	b->max = m;
+	bool changed = n->max != m;
+	n->max = m;
 	return changed;
 }
 
@@ -56,39 +61,39 @@ static inline bool tree_pull(struct arena *ar, bt_idx i)
 static void tree_fix_up(struct arena *ar, bt_idx i)
 {
 	while (i != BT_NIL && tree_pull(ar, i))
-		i = BT(ar, i)->parent;
+		i = BN(ar, i)->parent;
 }
 
 /* Put c where p was under p's parent (or at the root). */
 static inline void tree_replace(struct arena *ar, bt_idx *rootp, bt_idx p, bt_idx c)
 {
-	bt_idx g = BT(ar, p)->parent;
+	bt_idx g = BN(ar, p)->parent;
 	if (c != BT_NIL)
-		BT(ar, c)->parent = g;
+		BN(ar, c)->parent = g;
 	if (g == BT_NIL)
 		*rootp = c;
-	else if (BT(ar, g)->left == p)
-		BT(ar, g)->left = c;
+	else if (BN(ar, g)->left == p)
+		BN(ar, g)->left = c;
 	else
-		BT(ar, g)->right = c;
+		BN(ar, g)->right = c;
 }
 
 /* Rotate x above its parent; the subtree's max is unchanged. */
 static void tree_rotate_up(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(ar, x);
+	struct bt_node *n = BN(ar, x);
 	bt_idx p = n->parent;
-	struct bt *pb = BT(ar, p);
+	struct bt_node *pb = BN(ar, p);
 	tree_replace(ar, rootp, p, x);
 	if (pb->left == x) {
 		pb->left = n->right;
 		if (n->right != BT_NIL)
-			BT(ar, n->right)->parent = p;
+			BN(ar, n->right)->parent = p;
 		n->right = p;
 	} else {
 		pb->right = n->left;
 		if (n->left != BT_NIL)
-			BT(ar, n->left)->parent = p;
+			BN(ar, n->left)->parent = p;
 		n->left = p;
 	}
 	pb->parent = x;
@@ -100,17 +105,18 @@ static void tree_rotate_up(struct arena *ar, bt_idx *rootp, bt_idx x)
 
 static void tree_insert_into(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(ar, x);
+	struct bt_node *n = BN(ar, x);
+	vmem_addr_t start = BT(ar, x)->start;
 	n->left = n->right = BT_NIL;
-	n->max = tree_units(ar, n->size);
+	n->max = tree_units(ar, BT(ar, x)->size);
 	bt_idx t = *rootp, p = BT_NIL;
 	bt_idx *link = rootp;
 	while (t != BT_NIL) {
-		struct bt *b = BT(ar, t);
+		struct bt_node *b = BN(ar, t);
 		p = t;
 		if (b->max < n->max)
 			b->max = n->max; /* x will be below */
-		link = n->start < b->start ? &b->left : &b->right;
+		link = start < BT(ar, t)->start ? &b->left : &b->right;
 		t = *link;
 	}
 	*link = x;
@@ -122,7 +128,7 @@ static void tree_insert_into(struct arena *ar, bt_idx *rootp, bt_idx x)
 
 static void tree_remove_from(struct arena *ar, bt_idx *rootp, bt_idx x)
 {
-	struct bt *n = BT(ar, x);
+	struct bt_node *n = BN(ar, x);
 	/* rotate x down below its higher-priority child until it has one child */
 	while (n->left != BT_NIL && n->right != BT_NIL) {
 		bt_idx c = tree_prio(ar, n->left) > tree_prio(ar, n->right) ? n->left : n->right;
@@ -158,12 +164,13 @@ static bt_idx tree_fit_from(const struct arena *ar, bt_idx t, const struct fitre
 {
 	/* in-order descent; the right spine is a loop, the left a recursion */
 	while (t != BT_NIL) {
-		const struct bt *b = BT(ar, t);
-		if (b->max < units)
+		const struct bt_node *n = BN(ar, t);
+		if (n->max < units)
 			return BT_NIL;
+		const struct bt *b = BT(ar, t);
 		/* everything left of t ends before t->start */
 		if (b->start > req->minaddr) {
-			bt_idx r = tree_fit_from(ar, b->left, req, units, addrp);
+			bt_idx r = tree_fit_from(ar, n->left, req, units, addrp);
 			if (r != BT_NIL)
 				return r;
 		}
@@ -171,7 +178,7 @@ static bt_idx tree_fit_from(const struct arena *ar, bt_idx t, const struct fitre
 			return BT_NIL;
 		if (b->size >= req->size && fit(b->start, b->size, req, addrp))
 			return t;
-		t = b->right;
+		t = n->right;
 	}
 	return BT_NIL;
 }
@@ -194,17 +201,17 @@ static bt_idx tree_fit_plain(const struct arena *ar, vmem_size_t size, uint32_t 
 			     vmem_addr_t *addrp)
 {
 	bt_idx t = ar->tree_root;
-	if (BT(ar, t)->max < units)
+	if (BN(ar, t)->max < units)
 		return BT_NIL; /* also an empty treap: BT_NIL's max is 0 */
 	while (t != BT_NIL) { /* only a broken I5 could reach BT_NIL */
-		const struct bt *b = BT(ar, t);
-		if (BT(ar, b->left)->max >= units) {
-			t = b->left;
-		} else if (b->size >= size) {
-			*addrp = b->start;
+		const struct bt_node *n = BN(ar, t);
+		if (BN(ar, n->left)->max >= units) {
+			t = n->left;
+		} else if (BT(ar, t)->size >= size) {
+			*addrp = BT(ar, t)->start;
 			return t;
 		} else {
-			t = b->right; /* t's max >= units and neither t nor its left has it */
+			t = n->right; /* t's max >= units and neither t nor its left has it */
 		}
 	}
 	return BT_NIL;
@@ -213,8 +220,8 @@ static bt_idx tree_fit_plain(const struct arena *ar, vmem_size_t size, uint32_t 
 bt_idx tree_first_fit(struct arena *ar, const struct fitreq *req, vmem_addr_t *addrp)
 {
 	if (unlikely(!ar->tree_on)) {
-		if (ar->nfree == 0)
-			return BT_NIL; /* nothing to find: build the treap later */
+		if (ar->nfree == 0 || tree_need_nodes(ar) != 0)
+			return BT_NIL; /* nothing to find (build the treap later), or no memory */
 		tree_build(ar);
 	}
 	uint32_t units = tree_units(ar, req->size);
@@ -228,26 +235,57 @@ bt_idx tree_first_fit(struct arena *ar, const struct fitreq *req, vmem_addr_t *a
  * so adding a span and vmem_contains find their neighbours in O(log n)
  * even for an arena that has imported many spans. */
 
+int tree_need_nodes(struct arena *ar)
+{
+	if (ar->bt_node != NULL)
+		return 0;
+	if (tagslab_map_nodes(ar) != 0)
+		return ENOMEM;
+	ar->bt_node_new = true;
+	for (bt_idx si = BT(ar, BT_HEAD)->lnext; si != BT_HEAD; si = BT(ar, si)->lnext)
+		tree_insert_into(ar, &ar->span_root, si);
+	return 0;
+}
+
+void tree_failed_locked(struct arena *ar)
+{
+	/* only a success adds a second span or a slab's cookie, and keeps them */
+	if (ar->bt_node_new && ar->nspans <= 1) {
+		tagslab_unmap_nodes(ar);
+		ar->tree_on = false;
+		ar->tree_root = BT_NIL;
+		ar->span_root = BT_NIL;
+	}
+	ar->bt_node_new = false;
+}
+
 void tree_span_insert(struct arena *ar, bt_idx si)
 {
-	tree_insert_into(ar, &ar->span_root, si);
+	if (ar->bt_node != NULL)
+		tree_insert_into(ar, &ar->span_root, si);
 }
 
 void tree_span_remove(struct arena *ar, bt_idx si)
 {
-	tree_remove_from(ar, &ar->span_root, si);
+	if (ar->bt_node != NULL)
+		tree_remove_from(ar, &ar->span_root, si);
 }
 
 bt_idx tree_span_floor(const struct arena *ar, vmem_addr_t addr)
 {
+	if (ar->bt_node == NULL) {
+		/* one span at most: the span list's first */
+		bt_idx si = BT(ar, BT_HEAD)->lnext;
+		return si != BT_HEAD && BT(ar, si)->start <= addr ? si : BT_NIL;
+	}
 	bt_idx t = ar->span_root, best = BT_NIL;
 	while (t != BT_NIL) {
-		const struct bt *b = BT(ar, t);
-		if (b->start <= addr) {
+		const struct bt_node *n = BN(ar, t);
+		if (BT(ar, t)->start <= addr) {
 			best = t;
-			t = b->right;
+			t = n->right;
 		} else {
-			t = b->left;
+			t = n->left;
 		}
 	}
 	return best;

@@ -586,7 +586,7 @@ static void churn(vmem_size_t qmax, uint64_t seed, uint64_t ops, uint64_t *done)
 	/* between two samples: at most 16 more allocations, two segments each */
 	peak_segs += 32;
 	peak_nalloc += 16;
-	/* need: a 48-byte tag per segment, a 4-byte bucket per allocation;
+	/* need: a 32-byte tag and its 16-byte cold part per segment, a 4-byte bucket per allocation;
 	 * allow the fixed part plus 4x that (caches keep magazines and slabs
 	 * besides) plus a few pages */
 	size_t need = (size_t)peak_segs * 48 + (size_t)peak_nalloc * 4 + 4096;

@@ -23,17 +23,18 @@ static void tree_verify(vmem_t *vm, bt_idx t, vmem_addr_t *last, bool *first, un
 		return;
 	}
 	const struct bt *b = BT(&vm->arena, t);
+	const struct bt_node *nd = BN(&vm->arena, t);
 	vmem_size_t lm, rm;
-	tree_verify(vm, b->left, last, first, n, &lm);
+	tree_verify(vm, nd->left, last, first, n, &lm);
 	assert_true(*first || b->start > *last);
 	*first = false;
 	*last = b->start;
 	(*n)++;
-	tree_verify(vm, b->right, last, first, n, &rm);
+	tree_verify(vm, nd->right, last, first, n, &rm);
 	vmem_size_t m = b->size;
 	m = lm > m ? lm : m;
 	m = rm > m ? rm : m;
-	assert_int_equal(b->max, m);
+	assert_int_equal(nd->max, m);
 	*maxp = m;
 }
 
@@ -70,6 +71,7 @@ TEST(test_tree_random)
 	struct ref r;
 	memset(&r, 0, sizeof(r));
 	pthread_mutex_lock(&vm->arena.lock);
+	assert_int_equal(tree_need_nodes(&vm->arena), 0);
 	vm->arena.tree_on = true;
 	uint64_t rounds = test_scale(20000);
 	for (uint64_t i = 0; i < rounds; i++) {
@@ -125,13 +127,15 @@ TEST(test_tree_random)
 		}
 	}
 	assert_int_equal(vm->arena.tree_root, BT_NIL);
-	assert_int_equal(BT(&vm->arena, BT_NIL)->max, 0);
+	assert_int_equal(BN(&vm->arena, BT_NIL)->max, 0);
 	pthread_mutex_unlock(&vm->arena.lock);
 	CHECK_AND_DESTROY(vm);
 }
 
-/* The treap is built lazily: an instant-fit arena never builds it, the
- * first first-fit request does, and from then on it is kept exact. */
+/* The treap is built lazily: an instant-fit arena never builds it, nor
+ * maps the tags' cold parts it lives in (they are not counted in its
+ * memory); the first first-fit request does both, and from then on the
+ * treap is kept exact. */
 TEST(test_tree_lazy)
 {
 	vmem_t *vm = vmem_create("lazy", 0, 1 << 20, 1, 0, 0);
@@ -139,10 +143,15 @@ TEST(test_tree_lazy)
 	alloc_each(vm, a, 64, 8, 1, VM_INSTANTFIT);
 	free_each(vm, a, 64, 8, 1, 0, 2);
 	assert_false(vm->arena.tree_on);
+	assert_null(vm->arena.bt_node);
+	vmem_stats_t before = stats_of(vm);
 	CHECK_ARENA(vm);
 	vmem_addr_t f;
 	assert_int_equal(vmem_alloc(vm, 8, VM_FIRSTFIT, &f), 0);
 	assert_true(vm->arena.tree_on);
+	assert_non_null(vm->arena.bt_node);
+	vmem_stats_t after = stats_of(vm);
+	assert_true(after.tag_bytes >= before.tag_bytes + vm->arena.bt_cap * sizeof(struct bt_node));
 	assert_int_equal(a[0], 0); /* instant fit carves from the front */
 	assert_int_equal(f, 0);
 	CHECK_AND_DESTROY(vm);
@@ -162,6 +171,7 @@ TEST(test_tree_not_built_when_full)
 	assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &f), ENOMEM);
 	assert_int_equal(vmem_alloc(vm, 1, VM_NEXTFIT, &f), ENOMEM);
 	assert_false(vm->arena.tree_on);
+	assert_null(vm->arena.bt_node);
 	/* three units free at 5..7: a request of 3 units has no list that
 	 * surely fits (class 1 holds sizes 2 and 3), nor one of size 3 at 8
 	 * aligned; the first is found by the fallback, which builds the treap */
