@@ -125,6 +125,7 @@ struct arena {
 	bt_idx fl_head[VMEM_NCLASS];
 	bool fl_on; /* the freelists are built lazily, on the first search that needs them */
 	bt_idx tree_root;
+	bt_idx tree_pending; /* the newest free segment, not yet in the treap (I5) */
 	bool tree_on; /* the treap is built lazily, on the first search that needs it */
 	bt_idx span_root; /* treap of span markers */
 	uint64_t tree_seed;
