@@ -20,10 +20,20 @@
  * neighbours in O(1) and coalesces with them.  Tags are metadata kept out
  * of band, in a table the arena maps for itself (tagslab.c): the resources
  * may not be memory at all, and libvmem must be able to sit under a malloc.
- * Tags refer to each other by 32-bit index, which keeps a tag at 48 bytes.
- * Whether a neighbour is free, a free reads in the free map, a bit per tag
- * (I13), so that a neighbour's tag, a cache miss of its own once tags
- * recycle, is touched only to merge with it.
+ *
+ * Memory.  Once the live set outgrows the caches, an operation costs what
+ * it misses, so a tag is built to be one line of memory.  Tags refer to
+ * each other by 32-bit index, which keeps one at 32 bytes, two to a cache
+ * line and never across two: start, size, address links, and one pair of
+ * list links (freelist, span list, hash chain or unused chain, by type).
+ * What only the treaps and the caches' slabs need (treap links and max, or
+ * a slab's cookie) is the tag's cold part, 16 bytes at the same index in a
+ * second table that is mapped the first time the arena needs a treap or a
+ * slab (tree_need_nodes): an ID arena served by instant fit never maps it,
+ * and holds 32 bytes of tag per segment.  Whether a neighbour is free, a
+ * free reads in the free map, a bit per tag (I13), so that a neighbour's
+ * tag, a cache miss of its own once tags recycle, is touched only to merge
+ * with it.
  *
  * Freelists.  A free segment of size s sits on freelist floor(log2 s), and
  * a 64-bit bitmap says which lists are non-empty.  Instant fit (the
@@ -40,6 +50,10 @@
  * (the lowest address that fits), next fit (the first fit at or after the
  * end of the previous next-fit allocation, wrapping) and constrained
  * requests descend it, skipping subtrees that are too small: O(log n).
+ * The newest free segment waits beside the treap until the next one comes
+ * (tree_pending), and every search looks at it too: a first-fit arena that
+ * frees a segment and takes it straight back, as churn does, never walks
+ * the treap for it nor touches its cold part.
  * The next-fit rotor is an address, not a tag, so it never keeps two free
  * segments from coalescing, and it moves only when an allocation succeeds.
  *
@@ -90,22 +104,28 @@
  *
  * I1  The address list is a circular doubly linked list through BT_HEAD;
  *     prev and next agree, and starts never decrease along it.
- * I2  Spans do not overlap; the span list and the span treap hold exactly
- *     the span markers, in address order.  The segments after a marker tile its span exactly.
+ * I2  Spans do not overlap; the span list holds exactly the span markers,
+ *     in address order, and so does the span treap once the tags' cold
+ *     parts are mapped; before, there is one span at most.  The segments
+ *     after a marker tile its span exactly.
  * I3  No two free segments are adjacent within a span.
  * I4  Once built, free segment of size s is on freelist floor(log2 s) and
  *     on no other; bit k of fl_bitmap is set iff freelist k is non-empty.
  *     Before, every list is empty.
- * I5  Once built, the treap holds exactly the free segments, in address
- *     order, with the heap property on priorities; each node's max is the
- *     largest size in its subtree; BT_NIL's max is 0.  Before, it is empty.
+ * I5  Once built, the treap and the pending segment hold exactly the free
+ *     segments, each once: the treap in address order, with the heap
+ *     property on priorities, each node's max the largest size in its
+ *     subtree, BT_NIL's max 0; the pending segment, if any, outside it with
+ *     its cold part clear.  Before, both are empty, and a built treap
+ *     implies its cold parts are mapped.
  * I6  The hash holds exactly the allocated segments, each in the bucket of
  *     its start; nalloc is their number.
  * I7  Every tag is either a sentinel, in the address list, on the unused
  *     chain, or in the fresh run at the end of the table (never used: all
- *     zero); in use plus unused plus fresh equals tags mapped.  The treap fields of a
- *     busy or unused tag are clear, but for a quantum-cache slab's left and
- *     right, which hold its cookie (arena_slab_set_cookie) until it is freed.
+ *     zero); in use plus unused plus fresh equals tags mapped.  Once mapped,
+ *     the cold parts cover every tag mapped, and those of a busy, unused or
+ *     fresh tag are clear, but for a quantum-cache slab's left and right,
+ *     which hold its cookie (arena_slab_set_cookie) until it is freed.
  * I8  Every span and segment is non-empty, starts on a quantum boundary
  *     and has a size that is a multiple of the quantum; no span wraps.
  * I9  span_total, free_total, alloc_total, import_total, nspans, nfree and

@@ -1,7 +1,8 @@
 /*
  * test_unit_check.c - the invariant checker finds what it claims to find.
  * Each case breaks one of the caches' invariants Q1..Q7, or the arena's
- * free map (I13) or fresh tags (I7), by hand in a quiet
+ * free map (I13), fresh tags (I7), the treap's pending segment (I5) or the
+ * tags' cold parts (I7, I2), by hand in a quiet
  * arena, expects vmem_check to name exactly that invariant, puts the
  * damage back and expects a clean check again.  A checker that missed a
  * kind of damage would let the tests that call it after every step pass
@@ -241,6 +242,44 @@ TEST(test_i7_fresh_tags)
 	healed(vm);
 }
 
+/* The treap's pending segment (I5), the tags' cold parts (I7) and the
+ * span treap kept in them (I2). */
+TEST(test_i5_pending_and_cold_parts)
+{
+	vmem_t *vm = vmem_create("pending", 0x1000, 1 << 20, 1, 0, 0);
+	struct arena *ar = &vm->arena;
+	vmem_addr_t a[64];
+	alloc_each(vm, a, 64, 1, 1, VM_FIRSTFIT);
+	assert_int_equal(vmem_free(vm, a[10], 1), 0);
+	assert_int_equal(vmem_free(vm, a[20], 1), 0);
+	bt_idx p = ar->tree_pending, busy = tag_where_free(vm, false);
+	assert_int_not_equal(p, BT_NIL);
+	CHECK_ARENA(vm);
+	ar->tree_pending = busy; /* a busy segment pending */
+	expect_broken(vm, 5);
+	ar->tree_pending = BT_NIL; /* a free segment in neither */
+	expect_broken(vm, 5);
+	ar->tree_pending = ar->tree_root; /* one segment in both */
+	expect_broken(vm, 5);
+	ar->tree_pending = p;
+	BN(ar, p)->max = 1; /* the pending segment's cold part written */
+	expect_broken(vm, 5);
+	BN(ar, p)->max = 0;
+	BN(ar, busy)->parent = busy; /* a busy tag's cold part written */
+	expect_broken(vm, 7);
+	BN(ar, busy)->parent = BT_NIL;
+	size_t bytes = ar->bt_node_bytes;
+	ar->bt_node_bytes = (ar->bt_cap - 1) * sizeof(struct bt_node); /* short of the tags */
+	expect_broken(vm, 7);
+	ar->bt_node_bytes = bytes;
+	assert_int_equal(vmem_add(vm, 0x200000, 0x1000, 0), 0);
+	bt_idx sr = ar->span_root;
+	ar->span_root = BT_NIL; /* two spans, an empty span treap */
+	expect_broken(vm, 2);
+	ar->span_root = sr;
+	healed(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,7 +287,7 @@ int main(void)
 		cmocka_unit_test(test_q3_slabs),        cmocka_unit_test(test_q4_slab_records),
 		cmocka_unit_test(test_q5_magazines),    cmocka_unit_test(test_q6_twins),
 		cmocka_unit_test(test_q7_states),       cmocka_unit_test(test_i13_free_map),
-		cmocka_unit_test(test_i7_fresh_tags),
+		cmocka_unit_test(test_i7_fresh_tags),   cmocka_unit_test(test_i5_pending_and_cold_parts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -259,12 +259,110 @@ TEST(test_nextfit_hint_merged)
 	CHECK_AND_DESTROY(vm);
 }
 
+/* The tags' cold parts are mapped only when the arena needs them: its
+ * second span (the span treap), its first slab for the caches (a slab's
+ * cookie); and a search that mapped them and still failed gives them
+ * back, so that it changes nothing, memory included. */
+TEST(test_nodes_mapped_when_needed)
+{
+	vmem_t *vm = vmem_create("nodes", 0x1000, 8, 1, 0, 0);
+	vmem_addr_t a[8], x;
+	alloc_each(vm, a, 8, 1, 1, VM_INSTANTFIT);
+	assert_null(vm->arena.bt_node);
+	/* four units free at 0x1000..0x1003, none of them at or above 0x1004 */
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(vmem_free(vm, a[k], 1), 0);
+	vmem_stats_t before = stats_of(vm);
+	assert_int_equal(vmem_xalloc(vm, 1, 0, 0, 0, 0x1004, VMEM_ADDR_MAX, VM_NOSLEEP, &x), ENOMEM);
+	assert_null(vm->arena.bt_node);
+	assert_false(vm->arena.tree_on);
+	vmem_stats_t after = stats_of(vm);
+	assert_int_equal(after.tag_bytes, before.tag_bytes);
+	assert_int_equal(after.fails, before.fails + 1);
+	CHECK_ARENA(vm);
+	/* a second span: the span treap, in the cold parts, holds both */
+	assert_int_equal(vmem_add(vm, 0x100000, 0x1000, VM_NOSLEEP), 0);
+	assert_non_null(vm->arena.bt_node);
+	assert_int_not_equal(vm->arena.span_root, BT_NIL);
+	CHECK_ARENA(vm);
+	assert_true(vmem_contains(vm, 0x100800, 1));
+	assert_true(vmem_contains(vm, 0x1007, 1));
+	assert_false(vmem_contains(vm, 0x1008, 1));
+	assert_int_equal(vmem_xalloc(vm, 1, 0, 0, 0, 0x100000, VMEM_ADDR_MAX, VM_NOSLEEP, &x), 0);
+	assert_int_equal(x, 0x100000);
+	assert_int_equal(vmem_xfree(vm, x, 1), 0);
+	for (int k = 4; k < 8; k++)
+		assert_int_equal(vmem_free(vm, a[k], 1), 0);
+	CHECK_AND_DESTROY(vm);
+
+	/* a cached arena maps them with its first slab */
+	vm = vmem_create("slabs", 0x1000, 1 << 20, 1, 4, 0);
+	assert_null(vm->arena.bt_node);
+	assert_int_equal(vmem_alloc(vm, 1, VM_NOSLEEP, &x), 0);
+	assert_non_null(vm->arena.bt_node);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_free(vm, x, 1), 0);
+	CHECK_AND_DESTROY(vm);
+}
+
+/* First-fit churn: the segment just freed waits beside the treap, the next
+ * search finds it there (it is the lowest), and it never enters the treap;
+ * a second free puts the first into the treap, and both are found in
+ * address order. */
+TEST(test_tree_pending)
+{
+	vmem_addr_t a[64], x;
+	vmem_t *vm = vmem_create("pending", 0, 256, 1, 0, 0);
+	alloc_each(vm, a, 64, 1, 1, VM_FIRSTFIT);
+	/* the treap holds one segment, the tail at 64 */
+	bt_idx root = vm->arena.tree_root;
+	assert_true(vm->arena.tree_on && root != BT_NIL);
+	assert_int_equal(vmem_free(vm, a[40], 1), 0);
+	assert_int_not_equal(vm->arena.tree_pending, BT_NIL);
+	assert_int_equal(BT(&vm->arena, vm->arena.tree_pending)->start, 40);
+	assert_int_equal(vm->arena.tree_root, root);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &x), 0);
+	assert_int_equal(x, 40);
+	assert_int_equal(vm->arena.tree_pending, BT_NIL);
+	assert_int_equal(vm->arena.tree_root, root);
+	CHECK_ARENA(vm);
+	/* 50 then 20: 50 goes into the treap, 20 waits; first fit takes 20,
+	 * then 50, then the tail at 64 */
+	assert_int_equal(vmem_free(vm, a[50], 1), 0);
+	assert_int_equal(vmem_free(vm, a[20], 1), 0);
+	CHECK_ARENA(vm);
+	vmem_addr_t want[] = { 20, 50, 64 };
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(vmem_alloc(vm, 1, VM_FIRSTFIT, &x), 0);
+		assert_int_equal(x, want[k]);
+		CHECK_ARENA(vm);
+	}
+	/* a pending segment that does not fit is passed over: 30 waits, a
+	 * request for 2 units goes to the tail */
+	assert_int_equal(vmem_free(vm, a[30], 1), 0);
+	vmem_addr_t y;
+	assert_int_equal(vmem_alloc(vm, 2, VM_FIRSTFIT, &y), 0);
+	assert_int_equal(y, 65);
+	CHECK_ARENA(vm);
+	assert_int_equal(vmem_free(vm, y, 2), 0);
+	assert_int_equal(vmem_free(vm, 20, 1), 0);
+	assert_int_equal(vmem_free(vm, 50, 1), 0);
+	assert_int_equal(vmem_free(vm, 64, 1), 0);
+	for (int k = 0; k < 64; k++)
+		if (k != 20 && k != 30 && k != 40 && k != 50)
+			assert_int_equal(vmem_free(vm, a[k], 1), 0);
+	assert_int_equal(vmem_free(vm, 40, 1), 0);
+	CHECK_AND_DESTROY(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_random), cmocka_unit_test(test_tree_lazy),
 		cmocka_unit_test(test_tree_not_built_when_full),
 		cmocka_unit_test(test_freelist_lazy), cmocka_unit_test(test_nextfit_hint_merged),
+		cmocka_unit_test(test_nodes_mapped_when_needed), cmocka_unit_test(test_tree_pending),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
