@@ -133,11 +133,11 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
+/* 0 if size is 0 or rounds past 2^64, with no test of its own: size + q1
+ * then wraps to below the quantum, and the mask clears it. */
 static inline vmem_size_t round_q(const struct arena *ar, vmem_size_t size)
 {
 	vmem_size_t q1 = ar->quantum - 1;
-	if (size > VMEM_ADDR_MAX - q1)
-		return 0;
 	return (size + q1) & ~q1;
 }
 
