@@ -92,6 +92,10 @@ static HOT_INLINE void seg_put_merged(struct arena *ar, bt_idx x, bt_idx into)
 	tagslab_put(ar, x);
 }
 
+/* Not static: seg_release, an inline function with external linkage,
+ * calls it (and it is nobody else's, so it is declared here). */
+NOINLINE bt_idx seg_release_merge(struct arena *ar, bt_idx bi, bool pfree, bool nfree);
+
 HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 {
 	struct bt *b = BT(ar, bi);
@@ -111,6 +115,17 @@ HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 		tree_insert(ar, bi);
 		return bi;
 	}
+	return seg_release_merge(ar, bi, pfree, nfree);
+}
+
+/* seg_release of busy segment bi (alloc_total already down) when a
+ * neighbour is free: it merges.  Out of line, so that a free with no free
+ * neighbour keeps a small frame. */
+NOINLINE bt_idx seg_release_merge(struct arena *ar, bt_idx bi, bool pfree, bool nfree)
+{
+	struct bt *b = BT(ar, bi);
+	bt_idx pi = b->prev, ni = b->next;
+	vmem_size_t size = b->size;
 	struct bt *p = BT(ar, pi), *n = BT(ar, ni);
 	/* span markers and BT_HEAD are never free, so this stays in the span (I3) */
 	if (pfree && nfree) {
