@@ -32,20 +32,57 @@ static HOT_INLINE void seg_make_busy(struct arena *ar, bt_idx i, vmem_addr_t sta
 	hash_insert(ar, i);
 }
 
-HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
-	      bt_idx *busyp)
+/* seg_carve with a leading gap: the allocation does not start where free
+ * segment fi does (a constrained request).  Out of line, so that the
+ * common carve keeps a small frame.  Not static: seg_carve, an inline
+ * function with external linkage, calls it. */
+NOINLINE int seg_carve_lead(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size,
+			    unsigned int type, bt_idx *busyp);
+NOINLINE int seg_carve_lead(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size,
+			    unsigned int type, bt_idx *busyp)
 {
 	struct bt *f = BT(ar, fi);
 	vmem_size_t lead = a - f->start;
 	vmem_size_t trail = f->size - lead - size;
-	uint32_t need = (lead != 0) + (trail != 0);
 
-	if (need != 0 && tagslab_reserve(ar, need) != 0)
+	if (tagslab_reserve(ar, 1 + (trail != 0)) != 0)
 		return ENOMEM;
 	f = BT(ar, fi); /* the reserve may have moved the table */
 	ar->alloc_total += size;
 
-	if (lead == 0 && trail == 0) {
+	bt_idx bi = tagslab_get(ar);
+	vmem_addr_t fstart = f->start;
+	bt_insert_after(ar, fi, bi);
+	seg_reshape(ar, fi, fstart, lead);
+	if (trail != 0) {
+		bt_idx ti = tagslab_get(ar);
+		struct bt *t = BT(ar, ti);
+		t->start = a + size;
+		t->size = trail;
+		t->type = BT_FREE;
+		bt_map_free(ar, ti);
+		bt_insert_after(ar, bi, ti);
+		freelist_insert(ar, ti);
+		tree_insert(ar, ti);
+	}
+	seg_make_busy(ar, bi, a, size, type);
+	*busyp = bi;
+	return 0;
+}
+
+HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
+	      bt_idx *busyp)
+{
+	struct bt *f = BT(ar, fi);
+	if (unlikely(a != f->start))
+		return seg_carve_lead(ar, fi, a, size, type, busyp);
+	vmem_size_t trail = f->size - size;
+
+	if (trail != 0 && tagslab_reserve(ar, 1) != 0)
+		return ENOMEM;
+	ar->alloc_total += size;
+
+	if (trail == 0) {
 		freelist_remove(ar, fi);
 		tree_remove(ar, fi);
 		bt_map_unfree(ar, fi);
@@ -54,25 +91,8 @@ HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t
 		return 0;
 	}
 	bt_idx bi = tagslab_get(ar);
-	if (lead == 0) {
-		bt_insert_before(ar, fi, bi);
-		seg_reshape(ar, fi, a + size, trail);
-	} else {
-		vmem_addr_t fstart = f->start;
-		bt_insert_after(ar, fi, bi);
-		seg_reshape(ar, fi, fstart, lead);
-		if (trail != 0) {
-			bt_idx ti = tagslab_get(ar);
-			struct bt *t = BT(ar, ti);
-			t->start = a + size;
-			t->size = trail;
-			t->type = BT_FREE;
-			bt_map_free(ar, ti);
-			bt_insert_after(ar, bi, ti);
-			freelist_insert(ar, ti);
-			tree_insert(ar, ti);
-		}
-	}
+	bt_insert_before(ar, fi, bi);
+	seg_reshape(ar, fi, a + size, trail);
 	seg_make_busy(ar, bi, a, size, type);
 	*busyp = bi;
 	return 0;
