@@ -598,6 +598,10 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		b->left = b->right = BT_NIL; /* the slab's cookie (I7) */
 	hash_unlink(ar, link, bi);
 	bt_idx fi = seg_release(ar, bi);
+	/* the shrink hash_unlink leaves to its caller (I11), with the tag
+	 * done with */
+	if (unlikely(ar->nalloc < ar->hash_shrink))
+		hash_resize(ar);
 	if (kind != FREE_SLAB) {
 		ar->frees++;
 		if (rsize <= ar->small_max)
