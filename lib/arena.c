@@ -607,7 +607,8 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		if (rsize <= ar->small_max)
 			arena_small_count_locked(ar, -1);
 	}
-	if (unlikely(ar->source != NULL || ar->releasefn != NULL))
+	/* source != NULL || releasefn != NULL, in one test */
+	if (unlikely(((uintptr_t)ar->source | (uintptr_t)ar->releasefn) != 0))
 		return arena_freed_release_then_unlock(ar, fi);
 	arena_wakeup_locked(ar);
 	pthread_mutex_unlock(&ar->lock);
