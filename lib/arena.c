@@ -400,12 +400,12 @@ static HOT_INLINE int arena_take_then_unlock(struct arena *ar, bt_idx fi, vmem_s
 		if (nextfit)
 			arena_rotor_move_locked(ar, a, size, bi);
 		arena_allocated_locked(ar, size, ALLOC_CALLER);
+		/* before the unlock, so that a need not be kept across it */
+		*addrp = a;
 	} else {
 		ar->fails++; /* no memory for tags, as in arena_alloc_then_unlock */
 	}
 	pthread_mutex_unlock(&ar->lock);
-	if (likely(err == 0))
-		*addrp = a;
 	return err;
 }
 
