@@ -153,11 +153,11 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
+/* 0 if size is 0 or rounds past 2^64, with no test of its own: size + q1
+ * then wraps to below the quantum, and the mask clears it. */
 static inline vmem_size_t round_q(const struct arena *ar, vmem_size_t size)
 {
 	vmem_size_t q1 = ar->quantum - 1;
-	if (size > VMEM_ADDR_MAX - q1)
-		return 0;
 	return (size + q1) & ~q1;
 }
 
@@ -422,12 +422,12 @@ static HOT_INLINE int arena_take_then_unlock(struct arena *ar, bt_idx fi, vmem_s
 		if (nextfit)
 			arena_rotor_move_locked(ar, a, size, bi);
 		arena_allocated_locked(ar, size, ALLOC_CALLER);
+		/* before the unlock, so that a need not be kept across it */
+		*addrp = a;
 	} else {
 		ar->fails++; /* no memory for tags, as in arena_alloc_then_unlock */
 	}
 	pthread_mutex_unlock(&ar->lock);
-	if (likely(err == 0))
-		*addrp = a;
 	return err;
 }
 
@@ -620,12 +620,17 @@ static HOT_INLINE int arena_free_then_unlock(struct arena *ar, vmem_addr_t addr,
 		BN(ar, bi)->left = BN(ar, bi)->right = BT_NIL; /* the slab's cookie (I7) */
 	hash_unlink(ar, link, bi);
 	bt_idx fi = seg_release(ar, bi);
+	/* the shrink hash_unlink leaves to its caller (I11), with the tag
+	 * done with */
+	if (unlikely(ar->nalloc < ar->hash_shrink))
+		hash_resize(ar);
 	if (kind != FREE_SLAB) {
 		ar->frees++;
 		if (rsize <= ar->small_max)
 			arena_small_count_locked(ar, -1);
 	}
-	if (unlikely(ar->source != NULL || ar->releasefn != NULL))
+	/* source != NULL || releasefn != NULL, in one test */
+	if (unlikely(((uintptr_t)ar->source | (uintptr_t)ar->releasefn) != 0))
 		return arena_freed_release_then_unlock(ar, fi);
 	arena_wakeup_locked(ar);
 	pthread_mutex_unlock(&ar->lock);

@@ -126,10 +126,12 @@ HOT_INLINE bt_idx hash_find(struct arena *ar, vmem_addr_t start, bt_idx **linkp)
 	return i;
 }
 
+/* It does not shrink the table: the free that calls it does (hash_resize),
+ * once it has done with the tag, so that the tag and the link are not
+ * kept across that call, which takes registers on every free. */
 HOT_INLINE void hash_unlink(struct arena *ar, bt_idx *link, bt_idx i)
 {
 	*link = BT(ar, i)->lnext;
 	BT(ar, i)->lnext = BT_NIL;
-	if (unlikely(--ar->nalloc < ar->hash_shrink))
-		hash_resize(ar);
+	ar->nalloc--;
 }

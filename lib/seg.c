@@ -32,20 +32,57 @@ static HOT_INLINE void seg_make_busy(struct arena *ar, bt_idx i, vmem_addr_t sta
 	hash_insert(ar, i);
 }
 
-HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
-	      bt_idx *busyp)
+/* seg_carve with a leading gap: the allocation does not start where free
+ * segment fi does (a constrained request).  Out of line, so that the
+ * common carve keeps a small frame.  Not static: seg_carve, an inline
+ * function with external linkage, calls it. */
+NOINLINE int seg_carve_lead(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size,
+			    unsigned int type, bt_idx *busyp);
+NOINLINE int seg_carve_lead(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size,
+			    unsigned int type, bt_idx *busyp)
 {
 	struct bt *f = BT(ar, fi);
 	vmem_size_t lead = a - f->start;
 	vmem_size_t trail = f->size - lead - size;
-	uint32_t need = (lead != 0) + (trail != 0);
 
-	if (need != 0 && tagslab_reserve(ar, need) != 0)
+	if (tagslab_reserve(ar, 1 + (trail != 0)) != 0)
 		return ENOMEM;
 	f = BT(ar, fi); /* the reserve may have moved the table */
 	ar->alloc_total += size;
 
-	if (lead == 0 && trail == 0) {
+	bt_idx bi = tagslab_get(ar);
+	vmem_addr_t fstart = f->start;
+	bt_insert_after(ar, fi, bi);
+	seg_reshape(ar, fi, fstart, lead);
+	if (trail != 0) {
+		bt_idx ti = tagslab_get(ar);
+		struct bt *t = BT(ar, ti);
+		t->start = a + size;
+		t->size = trail;
+		t->type = BT_FREE;
+		bt_map_free(ar, ti);
+		bt_insert_after(ar, bi, ti);
+		freelist_insert(ar, ti);
+		tree_insert(ar, ti);
+	}
+	seg_make_busy(ar, bi, a, size, type);
+	*busyp = bi;
+	return 0;
+}
+
+HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t size, unsigned int type,
+	      bt_idx *busyp)
+{
+	struct bt *f = BT(ar, fi);
+	if (unlikely(a != f->start))
+		return seg_carve_lead(ar, fi, a, size, type, busyp);
+	vmem_size_t trail = f->size - size;
+
+	if (trail != 0 && tagslab_reserve(ar, 1) != 0)
+		return ENOMEM;
+	ar->alloc_total += size;
+
+	if (trail == 0) {
 		freelist_remove(ar, fi);
 		tree_remove(ar, fi);
 		bt_map_unfree(ar, fi);
@@ -54,25 +91,8 @@ HOT_INLINE int seg_carve(struct arena *ar, bt_idx fi, vmem_addr_t a, vmem_size_t
 		return 0;
 	}
 	bt_idx bi = tagslab_get(ar);
-	if (lead == 0) {
-		bt_insert_before(ar, fi, bi);
-		seg_reshape(ar, fi, a + size, trail);
-	} else {
-		vmem_addr_t fstart = f->start;
-		bt_insert_after(ar, fi, bi);
-		seg_reshape(ar, fi, fstart, lead);
-		if (trail != 0) {
-			bt_idx ti = tagslab_get(ar);
-			struct bt *t = BT(ar, ti);
-			t->start = a + size;
-			t->size = trail;
-			t->type = BT_FREE;
-			bt_map_free(ar, ti);
-			bt_insert_after(ar, bi, ti);
-			freelist_insert(ar, ti);
-			tree_insert(ar, ti);
-		}
-	}
+	bt_insert_before(ar, fi, bi);
+	seg_reshape(ar, fi, a + size, trail);
 	seg_make_busy(ar, bi, a, size, type);
 	*busyp = bi;
 	return 0;
@@ -91,6 +111,10 @@ static HOT_INLINE void seg_put_merged(struct arena *ar, bt_idx x, bt_idx into)
 		ar->rotor_hint = into;
 	tagslab_put(ar, x);
 }
+
+/* Not static: seg_release, an inline function with external linkage,
+ * calls it (and it is nobody else's, so it is declared here). */
+NOINLINE bt_idx seg_release_merge(struct arena *ar, bt_idx bi, bool pfree, bool nfree);
 
 HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 {
@@ -111,6 +135,17 @@ HOT_INLINE bt_idx seg_release(struct arena *ar, bt_idx bi)
 		tree_insert(ar, bi);
 		return bi;
 	}
+	return seg_release_merge(ar, bi, pfree, nfree);
+}
+
+/* seg_release of busy segment bi (alloc_total already down) when a
+ * neighbour is free: it merges.  Out of line, so that a free with no free
+ * neighbour keeps a small frame. */
+NOINLINE bt_idx seg_release_merge(struct arena *ar, bt_idx bi, bool pfree, bool nfree)
+{
+	struct bt *b = BT(ar, bi);
+	bt_idx pi = b->prev, ni = b->next;
+	vmem_size_t size = b->size;
 	struct bt *p = BT(ar, pi), *n = BT(ar, ni);
 	/* span markers and BT_HEAD are never free, so this stays in the span (I3) */
 	if (pfree && nfree) {

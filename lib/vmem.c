@@ -223,29 +223,44 @@ VMEM_API vmem_size_t vmem_roundup_size(const vmem_t *vm, vmem_size_t size)
 
 /* ---- vmem_alloc and vmem_free ----------------------------------------------- */
 
-/* Everything that is not a cache hit: every check, then the caches' other
- * paths or the arena.  Out of line, so that the hit needs no stack frame. */
+/* &vm->arena, for a slow path that has done with the rest of vm.  The
+ * empty asm hides that the result is vm plus a constant: the compiler
+ * then keeps one pointer live across the arena's lock calls, not both vm
+ * and the arena, and the hot arena paths save a register less. */
+static inline struct arena *arena_of(vmem_t *vm)
+{
+	struct arena *ar = &vm->arena;
+	__asm__("" : "+r"(ar));
+	return ar;
+}
+
+/* Everything that is not a cache hit: the checks left (vm and addrp are
+ * not NULL: the caller saw to that), then the caches' other paths or the
+ * arena.  Out of line, so that the hit needs no stack frame. */
 static NOINLINE int vmem_alloc_slow(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
-	if (unlikely(vm == NULL || addrp == NULL || size == 0 ||
-		     arena_flags_check(flags, VM_ALLOCFLAGS) != 0))
+	if (unlikely(arena_flags_check(flags, VM_ALLOCFLAGS) != 0))
 		return EINVAL;
-	/* first and next fit bypass the caches (they promise an address) */
+	/* first and next fit bypass the caches (they promise an address);
+	 * size - 1 < max rules out size 0 */
 	if (size - 1 < vm->qc.max && (flags & (VM_FIRSTFIT | VM_NEXTFIT)) == 0)
 		return qcache_alloc(&vm->qc, arena_round(&vm->arena, size), flags, addrp);
+	/* 0 for size 0 as for a size that rounds past 2^64 */
 	size = arena_round(&vm->arena, size);
 	if (unlikely(size == 0))
 		return EINVAL;
-	return arena_alloc(&vm->arena, size, flags, addrp);
+	return arena_alloc(arena_of(vm), size, flags, addrp);
 }
 
 VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *addrp)
 {
 	unsigned int f = (unsigned int)flags;
+	if (unlikely(vm == NULL || addrp == NULL))
+		return EINVAL;
 	/* size - 1 < alloc_max rules out size 0; the flags: VM_SLEEP or
 	 * VM_NOSLEEP or neither, and no policy but instant fit (best fit
 	 * takes the longer way to the same caches) */
-	if (likely(vm != NULL && addrp != NULL && size - 1 < vm->qc.alloc_max &&
+	if (likely(size - 1 < vm->qc.alloc_max &&
 		   (f & ~(unsigned int)VM_INSTANTFIT) < VM_SLEEPFLAGS)) {
 		struct qcache *c = qcache_of(&vm->qc, size);
 		vmem_addr_t a;
@@ -262,19 +277,26 @@ VMEM_API int vmem_alloc(vmem_t *vm, vmem_size_t size, int flags, vmem_addr_t *ad
 	return vmem_alloc_slow(vm, size, flags, addrp);
 }
 
+/* A free of a cached size that did not take the common path: the
+ * caches', unless the arena holds segments of cached sizes of its own
+ * (the gate, above).  Out of line, so that vmem_free_slow's arena path
+ * keeps a small frame. */
+static NOINLINE int vmem_free_cached(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
+{
+	size = arena_round(&vm->arena, size);
+	if (!arena_holds_small(&vm->arena))
+		return qcache_free(&vm->qc, addr, size);
+	return qcache_free_shared(&vm->qc, addr, size);
+}
+
+/* vm is not NULL: the caller saw to that. */
 static NOINLINE int vmem_free_slow(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
-	if (unlikely(vm == NULL || size == 0))
+	if (unlikely(size == 0))
 		return EINVAL;
-	if (size - 1 < vm->qc.max) {
-		/* a cached size: the caches', unless the arena holds segments
-		 * of cached sizes of its own (the gate, above) */
-		size = arena_round(&vm->arena, size);
-		if (!arena_holds_small(&vm->arena))
-			return qcache_free(&vm->qc, addr, size);
-		return qcache_free_shared(&vm->qc, addr, size);
-	}
-	return arena_free(&vm->arena, addr, arena_round(&vm->arena, size), false);
+	if (size - 1 < vm->qc.max)
+		return vmem_free_cached(vm, addr, size);
+	return arena_free(arena_of(vm), addr, arena_round(&vm->arena, size), false);
 }
 
 static NOINLINE int vmem_wake(vmem_t *vm)
@@ -285,8 +307,9 @@ static NOINLINE int vmem_wake(vmem_t *vm)
 
 VMEM_API int vmem_free(vmem_t *vm, vmem_addr_t addr, vmem_size_t size)
 {
-	if (likely(vm != NULL &&
-		   size - 1 < __atomic_load_n(&vm->arena.free_gate, __ATOMIC_RELAXED))) {
+	if (unlikely(vm == NULL))
+		return EINVAL;
+	if (likely(size - 1 < __atomic_load_n(&vm->arena.free_gate, __ATOMIC_RELAXED))) {
 		/* exactly one outstanding allocation of this size, or the long
 		 * way, which says EINVAL (qstate.h: one compare-and-exchange) */
 		uint8_t *st = NULL;

@@ -32,6 +32,9 @@ static void del(vmem_t *vm, int k)
 	bt_idx *link;
 	assert_int_equal(hash_find(&vm->arena, keys[k], &link), tags[k]);
 	hash_unlink(&vm->arena, link, tags[k]);
+	/* as the arena's free does: the shrink is the caller's */
+	if (vm->arena.nalloc < vm->arena.hash_shrink)
+		hash_resize(&vm->arena);
 	tagslab_put(&vm->arena, tags[k]);
 	tags[k] = BT_NIL;
 }
