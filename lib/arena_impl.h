@@ -313,7 +313,9 @@ void hash_insert(struct arena *ar, bt_idx i);
 bt_idx hash_lookup(const struct arena *ar, vmem_addr_t start);
 /* Like hash_lookup, also giving the link that points at the tag ... */
 bt_idx hash_find(struct arena *ar, vmem_addr_t start, bt_idx **linkp);
-/* ... so that it can be taken out without a second walk. */
+/* ... so that it can be taken out without a second walk.  It leaves the
+ * shrink to its caller, who calls hash_resize when nalloc falls below
+ * hash_shrink, before the lock is dropped (I11). */
 void hash_unlink(struct arena *ar, bt_idx *link, bt_idx i);
 void hash_resize(struct arena *ar); /* best effort, never fails */
 
