@@ -3,8 +3,10 @@
 # misses per alloc+free pair of the arena path, from cachegrind with a fixed
 # cache model, so that they do not move with the host's memory system.
 #
-# For each loop (W1 instant fit, W2 next fit, W3 first fit, and baseline
-# (f), the tag+hash floor) at 10^5 and 10^6 live IDs, bench/missdriver runs
+# For each loop (W1 instant fit, W2 next fit, W3 first fit, baseline (f),
+# the tag+hash floor, and baseline (c), a locked LIFO whose own memory stays
+# in cache, so that its misses are the loop's: its random reads of the
+# array of live IDs) at 10^5 and 10^6 live IDs, bench/missdriver runs
 # twice under cachegrind: with N rounds and with 0.  W2 also runs "wrapped",
 # after 2^24 warm-up rounds in both runs: next fit's rotor has then gone
 # round the whole arena at least once, as a PID allocator's does (skipped
@@ -115,7 +117,7 @@ cg() {
 }
 
 wrap=16777216 # 2^24 allocations: next fit's rotor has wrapped at least once
-loops="w1 w2 w3 f"
+loops="w1 w2 w3 f c"
 [ "$quick" = 1 ] || loops="$loops w2w"
 for live in $sizes; do
 	for name in $loops; do
@@ -148,7 +150,8 @@ def summary(loop, live, n):
     return dict(zip(ev["events"], (int(x) for x in ev["summary"])))
 
 names = {"w1": "W1 instant fit", "w2": "W2 next fit", "w3": "W3 first fit",
-         "f": "(f) tag+hash floor", "w2w": "W2 next fit, wrapped"}
+         "f": "(f) tag+hash floor", "c": "(c) the loop alone",
+         "w2w": "W2 next fit, wrapped"}
 rows, fig = [], {}
 for live in sizes:
     for loop in loops:
@@ -170,6 +173,22 @@ for r in rows:
     print("%-22s %9d %10.1f %10.2f %10.2f" % (r["name"], r["live"], r["ir"], r["d1"], r["lld"]))
 print()
 print("W8 dense: tag+hash bytes per live segment at %s live: %.1f" % (w8live, w8))
+
+# the library's own share: what the loop misses by itself is (c)'s count
+# (a locked LIFO whose memory stays in cache), mostly its random reads of
+# the array of live IDs, which grows with the live set like the arena's
+print()
+print("the library's own LLd misses per pair (loop - (c)):")
+print("%-22s %12s %12s %12s" % ("loop", "10^%d" % len(str(lo)[1:]), "10^%d" % len(str(hi)[1:]),
+                                "ratio"))
+own = {}
+for loop in loops:
+    if loop == "c":
+        continue
+    a, b = (fig[loop, n]["lld"] - fig["c", n]["lld"] for n in sizes)
+    own[loop] = {"lo": a, "hi": b, "ratio": b / a if a >= 0.05 else None}
+    print("%-22s %12.2f %12.2f %12s" % (names[loop], a, b,
+                                        "%.2f" % (b / a) if a >= 0.05 else "-"))
 
 # issue 15's targets; 'before' is the issue's figure, measured this way
 def t(name, value, target, before=None, floor=None):
@@ -221,6 +240,7 @@ if jpath:
                    "buildtype": buildtype, "valgrind_option": vgopt, "rounds": rounds,
                    "warmup": warmup, "pairs": rows,
                    "w8_dense": {"live": int(w8live), "bytes_per_segment": w8},
+                   "library_own_lld": own,
                    "targets": targets}, f, indent=1)
         f.write("\n")
 EOF

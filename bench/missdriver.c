@@ -2,14 +2,16 @@
  * missdriver.c - the loops of issue 15's counted targets, one per process,
  * for bench/arena-misses.sh to run under cachegrind (not installed).
  *
- *   missdriver w1|w2|w3|f LIVE ROUNDS [WARMUP]
+ *   missdriver w1|w2|w3|f|c LIVE ROUNDS [WARMUP]
  *       an ID arena [1, 2^24) with quantum 1 and no quantum caching
  *       (vmem_create("bench", 1, 2^24 - 1, 1, 0, 0)), LIVE size-1 IDs
  *       allocated in a row, WARMUP rounds (default 0), then ROUNDS rounds,
  *       each freeing a random live ID and allocating one.  w1, w2, w3 are
  *       vmem-bench's W1 (VM_INSTANTFIT), W2 (VM_NEXTFIT) and W3
  *       (VM_FIRSTFIT); f is its baseline (f), the tag+hash floor, over the
- *       same range.  The loops are vmem-bench's own (harness.h), and the
+ *       same range, and c its baseline (c), a locked LIFO of free IDs,
+ *       whose own memory stays in cache: what the loop itself misses.
+ *       The loops are vmem-bench's own (harness.h), and the
  *       random stream starts from vmem-bench's default seed, so a run with
  *       ROUNDS = 0 does everything but the rounds.
  *   missdriver w8 LIVE
@@ -42,11 +44,12 @@ static const struct {
 	{"w2", &alg_vmem, VM_NEXTFIT},
 	{"w3", &alg_vmem, VM_FIRSTFIT},
 	{"f", &alg_tfloor, 0},
+	{"c", &alg_lifo, 0},
 };
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: missdriver w1|w2|w3|f LIVE ROUNDS [WARMUP]\n"
+	fprintf(stderr, "usage: missdriver w1|w2|w3|f|c LIVE ROUNDS [WARMUP]\n"
 			"       missdriver w8 LIVE\n");
 	exit(2);
 }
