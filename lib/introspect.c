@@ -98,9 +98,10 @@ static const char *dump_type(const struct bt *b)
 void arena_dump(struct arena *ar, FILE *fp)
 {
 	pthread_mutex_lock(&ar->lock);
-	fprintf(fp, "  memory: %llu bytes of tags (%u mapped, %u unused), %llu bytes of hash "
-		    "(%llu buckets, load %.2f)\n",
+	fprintf(fp, "  memory: %llu bytes of tags (%u mapped, %u unused), %llu of their cold parts, "
+		    "%llu bytes of hash (%llu buckets, load %.2f)\n",
 		(unsigned long long)ar->bt_bytes, ar->bt_cap, ar->bt_nunused,
+		(unsigned long long)ar->bt_node_bytes,
 		(unsigned long long)ar->hash_bytes, (unsigned long long)(ar->hash_mask + 1),
 		(double)ar->nalloc / (double)(ar->hash_mask + 1));
 	fprintf(fp, "  freelists:");
