@@ -193,11 +193,14 @@ int seg_add_span(struct arena *ar, vmem_addr_t addr, vmem_size_t size, bool impo
 		return EINVAL;
 	if (next != BT_HEAD && BT(ar, next)->start <= addr + (size - 1))
 		return EINVAL;
-	if (tagslab_reserve(ar, 2) != 0)
-		return ENOMEM;
-	/* a second span needs the span treap, and so the tags' cold parts */
+	/* a second span needs the span treap, and so the tags' cold parts;
+	 * if the tags then cannot be had, they go back (I12) */
 	if (ar->nspans != 0 && tree_need_nodes(ar) != 0)
 		return ENOMEM;
+	if (tagslab_reserve(ar, 2) != 0) {
+		tree_failed_locked(ar);
+		return ENOMEM;
+	}
 
 	bt_idx si = tagslab_get(ar), fi = tagslab_get(ar);
 	struct bt *s = BT(ar, si), *f = BT(ar, fi);
