@@ -693,9 +693,7 @@ void arena_slab_set_cookie(struct arena *ar, vmem_addr_t base, uintptr_t cookie)
 	pthread_mutex_lock(&ar->lock);
 	/* kept in the tag's cold part, whose treap links a busy tag does not
 	 * use; arena_slab_alloc mapped it, and the slab's free clears it (I7) */
-	struct bt_node *n = BN(ar, hash_lookup(ar, base));
-	n->left = (bt_idx)cookie;
-	n->right = (bt_idx)((uint64_t)cookie >> 32);
+	bt_node_set_cookie(BN(ar, hash_lookup(ar, base)), cookie);
 	pthread_mutex_unlock(&ar->lock);
 }
 
@@ -713,8 +711,7 @@ void arena_slab_cookies(struct arena *ar, vmem_size_t slabsize, vmem_size_t slab
 	pthread_mutex_lock(&ar->lock);
 	for (uint32_t k = 0; k < n; k++) {
 		bt_idx i = arena_slab_at_locked(ar, obj[k], slabsize, slabalign);
-		const struct bt_node *s = i != BT_NIL ? BN(ar, i) : NULL;
-		cookies[k] = s != NULL ? ((uintptr_t)s->right << 32) | s->left : 0;
+		cookies[k] = i != BT_NIL ? bt_node_cookie(BN(ar, i)) : 0;
 	}
 	pthread_mutex_unlock(&ar->lock);
 }

@@ -187,6 +187,17 @@ static inline struct bt_node *BN(const struct arena *ar, bt_idx i)
 {
 	return &ar->bt_node[i];
 }
+/* A quantum-cache slab's cookie, kept in its busy tag's left and right,
+ * which a busy tag's treap does not use (I7). */
+static inline uintptr_t bt_node_cookie(const struct bt_node *n)
+{
+	return (uintptr_t)(((uint64_t)n->right << 32) | n->left);
+}
+static inline void bt_node_set_cookie(struct bt_node *n, uintptr_t cookie)
+{
+	n->left = (bt_idx)cookie;
+	n->right = (bt_idx)((uint64_t)cookie >> 32);
+}
 
 /* The free map (I13): set with every change of a tag to or from BT_FREE. */
 static inline bool bt_free_at(const struct arena *ar, bt_idx i)

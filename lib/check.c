@@ -65,10 +65,7 @@ static bool ck_node_clear(const struct bt_node *n)
 /* The cookie a slab's tag keeps in its cold part; 0 while there is none. */
 static uintptr_t ck_cookie(const struct arena *ar, bt_idx i)
 {
-	if (ar->bt_node == NULL)
-		return 0;
-	const struct bt_node *n = BN(ar, i);
-	return ((uintptr_t)n->right << 32) | n->left;
+	return ar->bt_node != NULL ? bt_node_cookie(BN(ar, i)) : 0;
 }
 
 /* One segment of span s in the address walk: I3, I6 (membership), I7 for
@@ -98,9 +95,8 @@ static bool ck_segment(struct checker *c, const struct bt *s, bt_idx i, bool *pr
 		return false;
 	/* a slab's left and right hold its cookie (qcache.c) */
 	const struct bt_node *n = ar->bt_node != NULL ? BN(ar, i) : NULL;
-	if (!CK(c, 7, n == NULL ||
-			      ((b->type == BT_BUSY_QC || (n->left == BT_NIL && n->right == BT_NIL)) &&
-			       n->parent == BT_NIL && n->max == 0),
+	if (!CK(c, 7, n == NULL || (b->type == BT_BUSY_QC ? n->parent == BT_NIL && n->max == 0
+							    : ck_node_clear(n)),
 		"busy %#llx has treap fields set", (unsigned long long)b->start))
 		return false;
 	t->nbusy++;
